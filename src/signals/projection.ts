@@ -1,0 +1,297 @@
+/**
+ * History → first signal. A pure fold: it reads neither the clock nor the database, so the
+ * live ledger (writing snapshots) and the offline replay tool (checking them) agree exactly.
+ * Everything it needs is in the history rows' data.
+ */
+import type { Json } from '../util/canonical.js';
+import { parseMicros } from '../util/time.js';
+import type { HistoryRow, NextAction, Phase, Signal, SignalKind, Snapshot } from '../ledger/types.js';
+import { PHASES } from '../ledger/types.js';
+
+type Obj = { [k: string]: Json };
+
+interface Sample {
+  at: bigint;
+  done: number;
+}
+
+interface Fold {
+  kind: SignalKind;
+  phase: Phase;
+  summary: string;
+  runId: string | null;
+  type: string;
+  attempt: number;
+  maxAttempts: number;
+  queuePosition: number | null;
+  worker: string | null;
+  itemsTotal: number | null;
+  itemsDone: number | null;
+  samples: Sample[];
+  firstClaimAt: bigint | null;
+  lastKnownOutcome: Obj | null;
+  nextActions: NextAction[] | null;
+  extra: Obj;
+  source: 'snapshot' | 'failure_index';
+}
+
+/** How many recent progress samples the rate (and so the ETA) is computed over. */
+export const ETA_WINDOW = 5;
+
+const str = (v: Json | undefined): string | null => (typeof v === 'string' ? v : null);
+const num = (v: Json | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const obj = (v: Json | undefined): Obj | null => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : null);
+
+export function formatDuration(us: bigint): string {
+  let s = Number(us / 1000000n);
+  if (s < 60) return `${s}s`;
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  return h > 0 ? `${h}h ${m}m ${s}s` : `${m}m ${s}s`;
+}
+
+function asPhase(v: Json | undefined): Phase {
+  return typeof v === 'string' && (PHASES as readonly string[]).includes(v) ? (v as Phase) : 'unknown';
+}
+
+function eta(f: Fold): number | null {
+  if (f.itemsTotal === null || f.itemsDone === null) return null;
+  if (f.itemsDone >= f.itemsTotal) return 0;
+  const w = f.samples;
+  if (w.length < 2) return null;
+  const first = w[0]!;
+  const last = w[w.length - 1]!;
+  const dt = Number(last.at - first.at) / 1e6;
+  const dDone = last.done - first.done;
+  if (dt <= 0 || dDone <= 0) return null;
+  return Math.ceil((f.itemsTotal - f.itemsDone) / (dDone / dt));
+}
+
+function errorOf(d: Obj): { code: string; message: string } {
+  const e = obj(d.error) ?? {};
+  return { code: str(e.code) ?? 'UNKNOWN', message: str(e.message) ?? 'no message' };
+}
+
+function historyAction(jobId: string): NextAction {
+  return { label: 'Inspect the job history', command: `okit job history ${jobId}` };
+}
+
+function step(f: Fold, r: HistoryRow): void {
+  const d = r.data;
+  const at = parseMicros(r.at);
+  switch (r.event) {
+    case 'enqueued': {
+      f.type = str(d.type) ?? 'unknown';
+      f.runId = str(d.run_id);
+      f.maxAttempts = num(d.max_attempts) ?? 1;
+      f.queuePosition = num(d.queue_position);
+      f.lastKnownOutcome = obj(d.last_known_outcome);
+      f.kind = 'queued';
+      f.phase = 'unknown';
+      f.summary = `Waiting in queue (position: ${f.queuePosition ?? '?'})`;
+      f.extra = {};
+      break;
+    }
+    case 'throttled': {
+      const host = str(d.host) ?? 'source';
+      const wait = num(d.wait_seconds);
+      f.kind = 'blocked';
+      f.summary = `Throttled by ${host}: next slot in ${wait === null ? '?' : Math.ceil(wait)}s`;
+      f.extra = { throttled_host: host, throttled_until: str(d.throttled_until) };
+      f.nextActions = [{ label: `Wait for ${host}'s rate limit; the job resumes by itself` }];
+      break;
+    }
+    case 'claimed': {
+      f.attempt = num(d.attempt) ?? f.attempt + 1;
+      f.worker = str(d.worker_id);
+      f.firstClaimAt ??= at;
+      f.kind = 'started';
+      f.phase = 'unknown';
+      f.itemsDone = null;
+      f.itemsTotal = null;
+      f.samples = [];
+      f.queuePosition = null;
+      f.nextActions = null;
+      f.extra = { lease_expires_at: str(d.lease_expires_at) };
+      f.summary = `Job started on ${f.worker ?? 'a worker'}` + (f.attempt > 1 ? ` (attempt ${f.attempt} of ${f.maxAttempts})` : '');
+      break;
+    }
+    case 'progress': {
+      const phase = asPhase(d.phase);
+      if (phase !== f.phase) f.samples = [];
+      f.phase = phase;
+      f.kind = 'phase';
+      const total = num(d.items_total);
+      const done = num(d.items_done);
+      if (total !== null) f.itemsTotal = total;
+      if (done !== null) {
+        f.itemsDone = done;
+        f.samples.push({ at, done });
+        if (f.samples.length > ETA_WINDOW) f.samples.shift();
+      }
+      const text = str(d.summary) ?? `Working on ${phase}`;
+      const pct =
+        f.itemsTotal !== null && f.itemsDone !== null && f.itemsTotal > 0
+          ? ` (${Math.min(100, Math.floor((f.itemsDone / f.itemsTotal) * 100))}%)`
+          : '';
+      f.summary = text + pct;
+      break;
+    }
+    case 'succeeded': {
+      f.kind = 'succeeded';
+      f.itemsDone = f.itemsTotal;
+      f.summary = `Completed in ${formatDuration(at - (f.firstClaimAt ?? at))}`;
+      f.lastKnownOutcome = { status: 'succeeded', finished_at: r.at, ...(obj(d.result) ? { result: d.result! } : {}) };
+      f.nextActions = null;
+      f.extra = {};
+      break;
+    }
+    case 'retry_scheduled': {
+      const e = errorOf(d);
+      f.kind = 'queued';
+      f.summary = `Retry ${f.attempt + 1} of ${f.maxAttempts} at ${str(d.retry_at) ?? '?'} after ${e.code}: ${e.message}`;
+      f.extra = { retry_at: str(d.retry_at), last_error_code: e.code };
+      f.worker = null;
+      f.nextActions = null;
+      break;
+    }
+    case 'lease_expired': {
+      const who = str(d.worker_id) ?? 'its worker';
+      if (r.to_state === 'dead_letter') {
+        f.kind = 'failed';
+        f.summary = `Dead-lettered: lease on ${who} expired on the last of ${f.maxAttempts} attempts`;
+        f.lastKnownOutcome = { status: 'dead_letter', finished_at: r.at, error_code: 'LEASE_EXPIRED' };
+        f.nextActions = [historyAction(r.job_id), { label: `Check worker ${who}: it stopped heartbeating` }];
+      } else {
+        f.kind = 'queued';
+        f.summary = `Lease on ${who} expired; requeued (attempt ${f.attempt} of ${f.maxAttempts} used)`;
+        f.nextActions = null;
+      }
+      f.extra = { last_error_code: 'LEASE_EXPIRED' };
+      f.worker = null;
+      break;
+    }
+    case 'failed':
+    case 'dead_lettered': {
+      const e = errorOf(d);
+      const sig = obj(d.signature);
+      f.kind = 'failed';
+      f.summary =
+        r.event === 'failed'
+          ? `Failed: ${e.message} (${e.code})`
+          : `Dead-lettered after ${f.attempt} of ${f.maxAttempts} attempts: ${e.message} (${e.code})`;
+      f.lastKnownOutcome = { status: r.to_state, finished_at: r.at, error_code: e.code };
+      f.nextActions = [historyAction(r.job_id)];
+      f.extra = { last_error_code: e.code };
+      if (sig) {
+        f.source = 'failure_index';
+        const cause = str(sig.likely_cause);
+        const action = str(sig.suggested_action);
+        f.lastKnownOutcome = {
+          ...f.lastKnownOutcome,
+          ...(cause ? { likely_cause: cause } : {}),
+          ...(num(sig.mttr_p50_seconds) !== null ? { mttr_p50_seconds: sig.mttr_p50_seconds! } : {}),
+          signature_id: str(sig.id),
+        };
+        if (action) f.nextActions.unshift({ label: action });
+      }
+      break;
+    }
+    case 'canceled': {
+      f.kind = 'canceled';
+      const reason = str(d.reason);
+      f.summary = `Canceled by ${str(d.actor) ?? 'an operator'}` + (reason ? `: ${reason}` : '');
+      f.lastKnownOutcome = { status: 'canceled', finished_at: r.at };
+      f.nextActions = null;
+      f.extra = {};
+      break;
+    }
+  }
+}
+
+/** Folds a job's whole history (sorted by n) into its snapshot. */
+export function project(rows: readonly HistoryRow[]): Snapshot {
+  if (rows.length === 0) throw new RangeError('cannot project an empty history');
+  const f: Fold = {
+    kind: 'unavailable',
+    phase: 'unknown',
+    summary: 'No signal yet',
+    runId: null,
+    type: 'unknown',
+    attempt: 0,
+    maxAttempts: 1,
+    queuePosition: null,
+    worker: null,
+    itemsTotal: null,
+    itemsDone: null,
+    samples: [],
+    firstClaimAt: null,
+    lastKnownOutcome: null,
+    nextActions: null,
+    extra: {},
+    source: 'snapshot',
+  };
+  for (const r of rows) step(f, r);
+  const first = rows[0]!;
+  const last = rows[rows.length - 1]!;
+  const diagnostics: Obj = {
+    job_type: f.type,
+    state: last.to_state,
+    attempt: f.attempt,
+    max_attempts: f.maxAttempts,
+    queue_position: f.queuePosition,
+    worker_id: f.worker,
+    items_done: f.itemsDone,
+    items_total: f.itemsTotal,
+    history_n: last.n,
+  };
+  for (const [k, v] of Object.entries(f.extra)) if (v !== null) diagnostics[k] = v;
+  const signal: Signal = {
+    kind: f.kind,
+    phase: f.phase,
+    summary: f.summary,
+    eta_seconds: f.kind === 'phase' || f.kind === 'started' ? eta(f) : f.kind === 'succeeded' ? 0 : null,
+    last_known_outcome: f.lastKnownOutcome,
+    next_actions: f.nextActions,
+    diagnostics,
+  };
+  return {
+    ...signal,
+    job_id: first.job_id,
+    tenant: first.tenant,
+    run_id: f.runId,
+    source: f.source,
+    history_n: last.n,
+    history_hash: last.hash,
+    created_at: first.at,
+    updated_at: last.at,
+  };
+}
+
+/** The client-facing body of a snapshot. */
+export function signalOf(s: Snapshot): Signal {
+  return {
+    kind: s.kind,
+    phase: s.phase,
+    summary: s.summary,
+    eta_seconds: s.eta_seconds,
+    last_known_outcome: s.last_known_outcome,
+    next_actions: s.next_actions,
+    diagnostics: s.diagnostics,
+  };
+}
+
+/** The opaque ETag of a snapshot: changes with every history row, so two changes in a millisecond differ. */
+export function etagOf(s: Pick<Snapshot, 'history_n' | 'history_hash'>): string {
+  return `"${s.history_n}-${s.history_hash.slice(0, 16)}"`;
+}
+
+/** One CLI line per signal: `[queued] Waiting in queue (position: 3)`. */
+export function signalLine(s: Pick<Signal, 'kind' | 'phase' | 'summary'>): string {
+  const tag = s.kind === 'phase' ? `phase:${s.phase}` : s.kind;
+  return `[${tag}] ${s.summary}`;
+}
+
+export const TERMINAL_KINDS: ReadonlySet<SignalKind> = new Set(['succeeded', 'failed', 'canceled']);

@@ -1,0 +1,56 @@
+/**
+ * Time in okit is an integer count of microseconds since the Unix epoch (bigint),
+ * rendered as RFC 3339 UTC with exactly six fraction digits: the precision Postgres stores.
+ */
+export type Micros = bigint;
+
+const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(Z|[+-]\d{2}:?\d{2})$/;
+
+export function formatMicros(us: Micros): string {
+  const ms = us / 1000n;
+  const frac = us % 1000000n;
+  const fracAdj = frac < 0n ? frac + 1000000n : frac;
+  const d = new Date(Number(ms));
+  const base = d.toISOString().slice(0, 19);
+  return `${base}.${fracAdj.toString().padStart(6, '0')}Z`;
+}
+
+/** Parses RFC 3339 (or Postgres' `YYYY-MM-DD HH:MM:SS.ffffff+00` text) into microseconds. */
+export function parseMicros(text: string): Micros {
+  const t = text.trim().replace(' ', 'T');
+  const m = ISO_RE.exec(t.endsWith('+00') || t.endsWith('-00') ? t + ':00' : t);
+  if (!m) throw new RangeError(`not an RFC 3339 timestamp: ${JSON.stringify(text)}`);
+  const [, y, mo, d, h, mi, s, frac = '', tz] = m;
+  const secs = Date.UTC(+y!, +mo! - 1, +d!, +h!, +mi!, +s!) / 1000;
+  if (Number.isNaN(secs)) throw new RangeError(`invalid date: ${text}`);
+  let offsetSec = 0;
+  if (tz !== 'Z') {
+    const sign = tz!.startsWith('-') ? -1 : 1;
+    const digits = tz!.slice(1).replace(':', '');
+    offsetSec = sign * (+digits.slice(0, 2) * 3600 + +digits.slice(2, 4) * 60);
+  }
+  return BigInt(secs - offsetSec) * 1000000n + BigInt(frac.padEnd(6, '0'));
+}
+
+/** Normalises any timestamp text Postgres or a user sends to canonical RFC 3339 microsecond form. */
+export function normalizeTimestamp(text: string): string {
+  return formatMicros(parseMicros(text));
+}
+
+export function isTimestamp(text: unknown): text is string {
+  if (typeof text !== 'string') return false;
+  try {
+    parseMicros(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const SECOND: Micros = 1000000n;
+export function secondsToMicros(s: number): Micros {
+  return BigInt(Math.round(s * 1e6));
+}
+export function microsToSeconds(us: Micros): number {
+  return Number(us) / 1e6;
+}
