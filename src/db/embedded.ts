@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import pg from 'pg';
 import { OkitError } from '../errors.js';
 
@@ -51,7 +51,7 @@ function platformPackage(): string {
 /** Directory holding bin/, lib/, share/ of the embedded Postgres. */
 function nativeDir(): string {
   // The package's entry is dist/index.js; the binaries sit in native/ beside dist/.
-  const entry = fileURLToPath(import.meta.resolve(platformPackage()));
+  const entry = createRequire(import.meta.url).resolve(platformPackage());
   return path.join(path.dirname(entry), '..', 'native');
 }
 
@@ -125,7 +125,8 @@ export class EmbeddedPostgres {
     if (this.who && !reachable(this.home, this.who)) {
       const id = createHash('sha256').update(this.home).digest('hex').slice(0, 12);
       this.pgDir = path.join(SYSTEM_DIR, 'clusters', id);
-      fs.mkdirSync(this.home, { recursive: true });
+      fs.mkdirSync(path.join(SYSTEM_DIR, 'clusters'), { recursive: true, mode: 0o755 });
+      fs.mkdirSync(this.home, { recursive: true, mode: 0o755 });
       fs.writeFileSync(path.join(this.home, 'pg.location'), this.pgDir + '\n');
     } else {
       this.pgDir = wanted;
@@ -180,6 +181,8 @@ export class EmbeddedPostgres {
   }
 
   private prepareDir(dir: string, mode: number): void {
+    // Parents must stay traversable by the Postgres user; only the cluster dir itself is private.
+    fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
     fs.mkdirSync(dir, { recursive: true, mode });
     fs.chmodSync(dir, mode);
     if (this.who) fs.chownSync(dir, this.who.uid, this.who.gid);

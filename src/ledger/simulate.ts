@@ -1,0 +1,283 @@
+/**
+ * A deterministic workload through the real ledger: several sources (two behind token
+ * buckets, one of which answers with upstream 429s), retries with backoff, lease expiries
+ * from "crashed" workers, fatal failures (some matching a failure signature), and cancels.
+ * Time is a ManualClock and ids come from the seeded generator, so the same seed on a fresh
+ * database yields the same history, hashes included.
+ */
+import { isOkitError, OkitError } from '../errors.js';
+import type { Pool } from '../db/pool.js';
+import { canonicalize } from '../util/canonical.js';
+import { ManualClock } from '../util/clock.js';
+import { sha256Hex } from '../util/hash.js';
+import { Rng } from '../util/rng.js';
+import { formatMicros } from '../util/time.js';
+import { Ledger } from './ledger.js';
+import { HISTORY_COLUMNS, toHistory } from './rows.js';
+import type { Phase } from './types.js';
+
+/** The frozen start of every simulation (the seed fixtures' timestamp). */
+export const SIM_EPOCH = '2025-12-04T12:00:00.000000Z';
+
+export interface SimulateOptions {
+  seed: number;
+  jobs: number;
+  tenant: string;
+  workers?: number;
+  /** Called with a line now and then. */
+  progress?: (line: string) => void;
+}
+
+export interface SimulateResult {
+  tenant: string;
+  seed: number;
+  jobs: number;
+  historyRows: number;
+  throttleEvents: number;
+  ledgerHead: string;
+  outcomes: Record<string, number>;
+  startedAt: string;
+  endedAt: string;
+  /** sha256 over the tenant's history rows (canonical JSON lines, by position). */
+  historyDigest: string;
+  jobIds: string[];
+}
+
+export function parseSeed(text: string): number {
+  const t = String(text).trim();
+  const n = /^0x[0-9a-f]{1,8}$/i.test(t) ? parseInt(t, 16) : /^\d{1,10}$/.test(t) ? Number(t) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff)
+    throw new OkitError('INVALID_SEED', `seed must be an integer from 0 to 4294967295 (decimal or 0x hex), got ${JSON.stringify(text)}`);
+  return n;
+}
+
+type Outcome = 'succeed' | 'retry' | 'fatal' | 'signature' | 'crash' | 'upstream429';
+
+interface WorkerState {
+  id: string;
+  job: string | null;
+  type: string;
+  host: string | null;
+  steps: Array<{ phase: Phase; summary: string; total: number }>;
+  step: number;
+  done: number;
+  outcome: Outcome;
+  crashedUntil: bigint;
+}
+
+const SOURCES = [
+  { name: 'registry', host: 'registry.example', bucket: { capacity: 4, refillPerSec: 2 } },
+  { name: 'advisories', host: 'advisories.example', bucket: { capacity: 2, refillPerSec: 0.5 } },
+  { name: 'mirror', host: 'mirror.local', bucket: null },
+] as const;
+const TYPES = ['scan', 'fetch', 'report'] as const;
+const PLANS: Record<(typeof TYPES)[number], Array<{ phase: Phase; summary: string }>> = {
+  scan: [
+    { phase: 'resolve', summary: 'Resolving image manifest' },
+    { phase: 'fetch', summary: 'Pulling image layers' },
+    { phase: 'analyze', summary: 'Scanning image layers' },
+    { phase: 'policy', summary: 'Evaluating policy' },
+  ],
+  fetch: [
+    { phase: 'fetch', summary: 'Downloading advisories' },
+    { phase: 'restore', summary: 'Restoring feed snapshot' },
+  ],
+  report: [
+    { phase: 'analyze', summary: 'Aggregating findings' },
+    { phase: 'report', summary: 'Writing report' },
+  ],
+};
+
+function chooseOutcome(rng: Rng, host: string | null): Outcome {
+  const r = rng.next();
+  if (r < 0.68) return 'succeed';
+  if (r < 0.8) return 'retry';
+  if (r < 0.85) return 'fatal';
+  if (r < 0.89) return 'signature';
+  if (r < 0.94) return 'crash';
+  return host === 'advisories.example' ? 'upstream429' : 'succeed';
+}
+
+export async function simulate(pool: Pool, opts: SimulateOptions): Promise<SimulateResult> {
+  const rng = new Rng(opts.seed);
+  const clock = new ManualClock(SIM_EPOCH);
+  const ledger = new Ledger(pool, { clock, ids: () => rng.uuid(), backoffBaseSeconds: 1, backoffCapSeconds: 20, defaultMaxAttempts: 3 });
+  const tenant = opts.tenant;
+  const log = opts.progress ?? (() => undefined);
+  const startedAt = clock.toString();
+
+  const sources: Array<{ id: string; host: string }> = [];
+  for (const s of SOURCES) {
+    const src = await ledger.createSource(tenant, { name: s.name, host: s.host, id: rng.uuid() });
+    if (s.bucket) await ledger.configureThrottle(tenant, s.host, s.bucket);
+    sources.push({ id: src.id, host: s.host });
+  }
+  await ledger.addFailureSignature(tenant, {
+    id: rng.uuid(),
+    pattern: { error_code: 'LAYER_EXTRACT_FAILED' },
+    outcome: { likely_cause: 'Registry returned a truncated layer', suggested_action: 'Retry after the registry mirror resyncs', mttr_p50_seconds: 300 },
+    confidence: 0.87,
+  });
+
+  const workers: WorkerState[] = Array.from({ length: opts.workers ?? 4 }, (_, i) => ({
+    id: `worker-${i + 1}`,
+    job: null,
+    type: '',
+    host: null,
+    steps: [],
+    step: 0,
+    done: 0,
+    outcome: 'succeed',
+    crashedUntil: 0n,
+  }));
+  const jobIds: string[] = [];
+  const hostOfSource = new Map(sources.map((s) => [s.id, s.host]));
+  const sourceOfJob = new Map<string, string>();
+  let enqueued = 0;
+  let ticks = 0;
+  const maxTicks = opts.jobs * 200 + 1000;
+
+  const drop = (w: WorkerState) => {
+    w.job = null;
+    w.steps = [];
+  };
+  // A worker call may meet a job canceled under it: the typed error is the expected answer.
+  const guarded = async (w: WorkerState, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (e) {
+      if (isOkitError(e) && (e.code === 'ILLEGAL_TRANSITION' || e.code === 'LEASE_NOT_HELD')) drop(w);
+      else throw e;
+    }
+  };
+
+  for (;;) {
+    ticks++;
+    if (ticks > maxTicks) throw new Error(`simulation did not settle within ${maxTicks} ticks`);
+    clock.advance(BigInt(rng.int(100, 1500)) * 1000n);
+    await ledger.expireLeases({ tenant });
+
+    // Arrivals: a few jobs per tick, now and then a duplicate idempotency key.
+    const arrivals = enqueued < opts.jobs ? rng.int(0, 3) : 0;
+    for (let i = 0; i < arrivals && enqueued < opts.jobs; i++) {
+      const type = rng.pick(TYPES);
+      const src = rng.pick(sources);
+      const keyed = rng.next() < 0.3;
+      const key = keyed ? `sim-${opts.seed}-${enqueued}` : null;
+      const payload = { n: enqueued, target: `${src.host}/item-${rng.int(1, 9999)}` };
+      const { job } = await ledger.enqueue(tenant, {
+        type,
+        payload,
+        sourceId: src.id,
+        priority: rng.next() < 0.1 ? 10 : 0,
+        idempotencyKey: key,
+      });
+      if (keyed && rng.next() < 0.2) {
+        const again = await ledger.enqueue(tenant, { type, payload, sourceId: src.id, priority: 0, idempotencyKey: key });
+        if (again.job.id !== job.id || again.created) throw new Error('idempotent enqueue returned a different job');
+      }
+      jobIds.push(job.id);
+      sourceOfJob.set(job.id, src.id);
+      enqueued++;
+    }
+
+    // Users cancel a queued or running job now and then.
+    if (jobIds.length > 0 && rng.next() < 0.03) {
+      const target = rng.pick(jobIds);
+      try {
+        await ledger.cancel(tenant, target, { actor: 'sim-user', reason: 'no longer needed' });
+      } catch (e) {
+        if (!isOkitError(e) || e.code !== 'ILLEGAL_TRANSITION') throw e;
+      }
+    }
+
+    for (const w of workers) {
+      if (!w.job) {
+        if (clock.now() < w.crashedUntil) continue;
+        const claimed = await ledger.claim(tenant, { workerId: w.id, types: [...TYPES], leaseSeconds: 10 });
+        if (!claimed) continue;
+        w.job = claimed.job.id;
+        w.type = claimed.job.type;
+        w.host = hostOfSource.get(sourceOfJob.get(w.job) ?? '') ?? null;
+        w.steps = PLANS[w.type as (typeof TYPES)[number]].map((p) => ({ ...p, total: rng.int(5, 120) }));
+        w.step = 0;
+        w.done = 0;
+        w.outcome = chooseOutcome(rng, w.host);
+        continue;
+      }
+      const job = w.job;
+      const st = w.steps[w.step]!;
+      if (w.outcome === 'crash' && w.step === 1) {
+        // The worker dies silently: no heartbeat, no report. Its lease will expire.
+        drop(w);
+        w.crashedUntil = clock.now() + 15_000_000n;
+        continue;
+      }
+      if (w.outcome === 'upstream429' && w.step === 0 && w.done > 0 && w.host) {
+        await ledger.reportThrottle(tenant, w.host, { retryAfterSeconds: rng.int(2, 8), status: 429, workerId: w.id });
+        await guarded(w, () => ledger.fail(tenant, job, w.id, { code: 'UPSTREAM_429', message: `${w.host} answered 429 Too Many Requests`, retryable: true }));
+        drop(w);
+        continue;
+      }
+      w.done = Math.min(st.total, w.done + rng.int(Math.ceil(st.total / 4), st.total));
+      await guarded(w, () => ledger.progress(tenant, job, w.id, { phase: st.phase, summary: st.summary, itemsDone: w.done, itemsTotal: st.total }));
+      if (!w.job) continue;
+      await guarded(w, () => ledger.heartbeat(tenant, job, w.id, 10));
+      if (!w.job || w.done < st.total) continue;
+      w.step++;
+      w.done = 0;
+      const failAt = Math.max(0, w.steps.length - 2);
+      if ((w.outcome === 'retry' || w.outcome === 'fatal' || w.outcome === 'signature') && w.step > failAt) {
+        const err =
+          w.outcome === 'retry'
+            ? { code: 'FETCH_TIMEOUT', message: 'upstream timed out after 30s', retryable: true }
+            : w.outcome === 'signature'
+              ? { code: 'LAYER_EXTRACT_FAILED', message: 'layer 3 could not be extracted', retryable: false }
+              : { code: 'SCHEMA_MISMATCH', message: 'document does not match schema v2', retryable: false };
+        await guarded(w, () => ledger.fail(tenant, job, w.id, err));
+        drop(w);
+        continue;
+      }
+      if (w.step >= w.steps.length) {
+        await guarded(w, () => ledger.complete(tenant, job, w.id, { items: w.steps.reduce((a, s) => a + s.total, 0) }));
+        drop(w);
+      }
+    }
+
+    if (enqueued >= opts.jobs) {
+      const { rows } = await pool.query(
+        `SELECT count(*)::int AS n FROM okit.jobs WHERE tenant = $1 AND state NOT IN ('succeeded', 'failed', 'dead_letter', 'canceled')`,
+        [tenant],
+      );
+      if (rows[0].n === 0) break;
+    }
+    if (ticks % 200 === 0) log(`tick ${ticks}: ${enqueued}/${opts.jobs} enqueued, clock ${clock.toString()}`);
+  }
+
+  const outcomes: Record<string, number> = {};
+  const { rows: st } = await pool.query('SELECT state, count(*)::int AS n FROM okit.jobs WHERE tenant = $1 GROUP BY state ORDER BY state', [tenant]);
+  for (const r of st) outcomes[r.state] = r.n;
+  const digest = await historyDigest(pool, tenant);
+  const { rows: te } = await pool.query('SELECT count(*)::int AS n FROM okit.throttle_events WHERE tenant = $1', [tenant]);
+  const { rows: head } = await pool.query('SELECT pos FROM okit.ledger_heads WHERE tenant = $1', [tenant]);
+  return {
+    tenant,
+    seed: opts.seed,
+    jobs: enqueued,
+    historyRows: digest.rows,
+    throttleEvents: te[0].n,
+    ledgerHead: String(head[0]?.pos ?? '0'),
+    outcomes,
+    startedAt,
+    endedAt: formatMicros(clock.now()),
+    historyDigest: digest.sha256,
+    jobIds,
+  };
+}
+
+/** sha256 of a tenant's history as canonical JSON lines in position order, and the row count. */
+export async function historyDigest(pool: Pool, tenant: string): Promise<{ sha256: string; rows: number }> {
+  const { rows } = await pool.query(`SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE tenant = $1 ORDER BY pos`, [tenant]);
+  const text = rows.map((r) => canonicalize(toHistory(r)) + '\n').join('');
+  return { sha256: sha256Hex(text), rows: rows.length };
+}
