@@ -11,7 +11,8 @@
 // One transition at a time: the next commit waits until every watcher has received the previous
 // one and the server again holds N armed waiters. The machine has 2 cores shared by Postgres,
 // the server and this load generator, so the load generator's own cost is in the figures.
-// Usage: node scripts/bench/signal-latency.mjs [watchers=1,100,1000]
+// Usage: node scripts/bench/signal-latency.mjs [watchers=1,100,1000] [modes=long-poll,sse]
+// OKIT_BENCH_PROF=DIR writes a V8 CPU profile of the server process into DIR.
 import http from 'node:http';
 import pg from 'pg';
 import { createPool, createClient } from '../../dist/db/pool.js';
@@ -21,6 +22,7 @@ import { etagOf } from '../../dist/signals/projection.js';
 import { createDatabase, round, spawnServer, stampCommits, startPostgres, summary, table, until, writeResult, sleep } from './lib.mjs';
 
 const COUNTS = (process.argv[2] ?? '1,100,1000').split(',').map(Number);
+const MODES = (process.argv[3] ?? 'long-poll,sse').split(',');
 const API = '/api/v1/orchestrator';
 const TENANT = 'bench';
 const roundsFor = (n) => (n === 1 ? 300 : n <= 100 ? 60 : 30);
@@ -157,7 +159,7 @@ try {
   await lc.query('LISTEN okit_signal');
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 2000 });
   const ctx = { ledger, server, listen, agent, token, host: server.host, port: server.port };
-  for (const mode of ['long-poll', 'sse']) {
+  for (const mode of MODES) {
     for (const n of COUNTS) {
       const r = await measure(ctx, mode, n);
       rows.push(r);

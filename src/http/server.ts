@@ -96,15 +96,18 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     maxBodyBytes: o.maxBodyBytes ?? MAX_BODY_BYTES,
   });
 
-  const inflight = new Set<http.ServerResponse>();
+  // One AbortController per request, aborted when its client goes away or on shutdown (close()
+  // aborts every in-flight one). Cheaper than AbortSignal.any() per request, which showed up as
+  // ~6 % of server CPU (plus GC) when 1,000 long-polls wake at once.
+  const inflight = new Map<http.ServerResponse, AbortController>();
   const server = http.createServer((req, res) => {
-    inflight.add(res);
     const gone = new AbortController();
+    inflight.set(res, gone);
     res.on('close', () => {
       inflight.delete(res);
       if (!res.writableFinished) gone.abort();
     });
-    requestSignals.set(res, AbortSignal.any([gone.signal, shutdown.signal]));
+    requestSignals.set(res, gone.signal);
     void (async () => {
       try {
         if (shutdown.signal.aborted) {
@@ -147,6 +150,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const close = () =>
     (closing ??= (async () => {
       shutdown.abort(); // pending long-polls answer now, SSE streams end
+      for (const c of inflight.values()) c.abort();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
       const t0 = performance.now();

@@ -23,6 +23,13 @@ export function isTerminal(c: Current): boolean {
 
 export class SignalStore {
   readonly cache: SnapshotCache<Current>;
+  /**
+   * Loads in flight, by key, with the cache ticket they started under. One NOTIFY wakes every
+   * watcher of a job at once; they share one database read instead of each issuing their own.
+   * A reader joins only a load begun under its own ticket (no invalidation since), so what it
+   * gets is exactly what it would have read itself.
+   */
+  private readonly inflight = new Map<string, { ticket: string; promise: Promise<Current> }>();
   constructor(
     private readonly ledger: Ledger,
     cacheTtlMs = 1000,
@@ -34,9 +41,20 @@ export class SignalStore {
     const hit = this.cache.get(tenant, jobId);
     if (hit) return hit;
     const ticket = this.cache.ticket(tenant, jobId);
-    const cur = await this.load(tenant, jobId);
-    this.cache.set(tenant, jobId, cur, ticket);
-    return cur;
+    const k = `${tenant}/${jobId}`;
+    const f = this.inflight.get(k);
+    if (f && f.ticket === ticket) return f.promise;
+    const promise = this.load(tenant, jobId).then((cur) => {
+      this.cache.set(tenant, jobId, cur, ticket);
+      return cur;
+    });
+    const entry = { ticket, promise };
+    this.inflight.set(k, entry);
+    const done = () => {
+      if (this.inflight.get(k) === entry) this.inflight.delete(k);
+    };
+    promise.then(done, done);
+    return promise;
   }
 
   private async load(tenant: string, jobId: string): Promise<Current> {
