@@ -70,7 +70,7 @@ try {
   console.error(`  enqueueing ${N} jobs…`);
   const jobs = [];
   for (let i = 0; i < N; i += 200) {
-    const batch = await Promise.all(Array.from({ length: Math.min(200, N - i) }, (_, k) => ledger.enqueue(TENANT, { type: 'fanout', payload: { i: i + k } })));
+    const batch = await Promise.all(Array.from({ length: Math.min(200, N - i) }, (_, k) => ledger.enqueue(TENANT, { type: `fanout${(i + k) % 100}`, payload: { i: i + k } })));
     for (const { job } of batch) jobs.push({ id: job.id, etag: null, want: null, got: null, gotAt: NaN, changedAt: NaN, pgAt: NaN });
   }
   await Promise.all(jobs.map(async (j) => (j.etag = etagOf(await ledger.getSnapshot(TENANT, j.id)))));
