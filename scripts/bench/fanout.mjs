@@ -80,6 +80,7 @@ try {
   const idle = procRss(server.pid).rss;
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
   let errors = 0;
+  let timeouts = 0; // long-polls that ended in 304 after their 30 s wait and were re-issued
   const poll = (j, etag) => {
     http
       .get({ agent, host: server.host, port: server.port, path: `${API}/jobs/${j.id}/first-signal?wait=30`, headers: { Authorization: `Bearer ${token}`, 'If-None-Match': etag } }, (res) => {
@@ -92,6 +93,7 @@ try {
             j.gotAt = t;
             if (e === j.want || j.want === null) return; // the new signal is terminal: done
           }
+          if (res.statusCode === 304) timeouts++;
           if (res.statusCode >= 400) errors++;
           poll(j, e ?? etag);
         });
@@ -167,7 +169,7 @@ try {
   table(wakeRows);
   console.log(
     `\n${N} waiters armed in ${armSeconds.toFixed(1)} s; ${N} jobs changed in ${writeSeconds.toFixed(1)} s (${Math.round(N / writeSeconds)}/s), ` +
-      `all delivered ${allSeconds.toFixed(1)} s after the first change; lost updates: ${lost}; HTTP errors: ${errors}; ` +
+      `all delivered ${allSeconds.toFixed(1)} s after the first change; lost updates: ${lost}; HTTP errors: ${errors}; long-poll timeouts re-polled: ${timeouts}; ` +
       `memory ratio okit/bare (per waiter): ${round((armed - idle) / (bare.armed - bare.idle), 2)}`,
   );
   result = {
@@ -181,6 +183,7 @@ try {
     all_delivered_seconds: round(allSeconds),
     lost_updates: lost,
     http_errors: errors,
+    long_poll_timeouts: timeouts,
     memory_ratio_per_waiter: round((armed - idle) / (bare.armed - bare.idle), 2),
   };
 } finally {
