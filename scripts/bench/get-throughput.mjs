@@ -4,6 +4,7 @@
 // as soon as the previous response is complete (raw sockets and a minimal response parser, so
 // the generator costs less than the servers it measures). Postgres, the server and the
 // generator share the machine's cores. Usage: node scripts/bench/get-throughput.mjs [seconds=5] [connections=32]
+// OKIT_BENCH_PROF=DIR writes a V8 CPU profile of the okit server process into DIR.
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { createPool } from '../../dist/db/pool.js';
@@ -96,7 +97,7 @@ try {
   await ledger.progress('bench', job.id, 'w', { phase: 'analyze', summary: 'reading the inventory', itemsDone: 3, itemsTotal: 10 });
   await pool.end();
 
-  server = await spawnServer(url);
+  server = await spawnServer(url, { execArgv: process.env.OKIT_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.OKIT_BENCH_PROF] : [] });
   const path = `${API}/jobs/${job.id}/first-signal`;
   const r = await fetch(server.baseUrl + path, { headers: { Authorization: `Bearer ${token}` } });
   const etag = r.headers.get('etag');

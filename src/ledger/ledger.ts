@@ -699,6 +699,23 @@ export class Ledger {
     return toSnapshot(rows[0]);
   }
 
+  /** Snapshots of several jobs of one tenant in one query; absent or foreign jobs are simply missing. */
+  async getSnapshots(tenant: string, jobIds: readonly string[]): Promise<Map<string, Snapshot>> {
+    v.tenant(tenant);
+    for (const id of jobIds) v.uuid(id, 'job_id');
+    const out = new Map<string, Snapshot>();
+    if (jobIds.length === 0) return out;
+    const { rows } = await this.pool.query(`SELECT ${SNAPSHOT_COLUMNS} FROM okit.first_signal_snapshots WHERE tenant = $1 AND job_id = ANY($2::uuid[])`, [
+      tenant,
+      jobIds,
+    ]);
+    for (const r of rows) {
+      const s = toSnapshot(r);
+      out.set(s.job_id, s);
+    }
+    return out;
+  }
+
   async history(tenant: string, jobId: string): Promise<HistoryRow[]> {
     await this.getJob(tenant, jobId);
     return this.readHistory(this.pool, jobId);
