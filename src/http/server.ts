@@ -99,12 +99,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const inflight = new Set<http.ServerResponse>();
   const server = http.createServer((req, res) => {
     inflight.add(res);
-    const gone = new AbortController();
+    // Aborted when the client goes away or the server shuts down. (Not AbortSignal.any: one
+    // listener per request on the long-lived shutdown signal, removed when the request ends.)
+    const stop = new AbortController();
+    const onShutdown = () => stop.abort();
+    shutdown.signal.addEventListener('abort', onShutdown, { once: true });
     res.on('close', () => {
       inflight.delete(res);
-      if (!res.writableFinished) gone.abort();
+      shutdown.signal.removeEventListener('abort', onShutdown);
+      if (!res.writableFinished) stop.abort();
     });
-    requestSignals.set(res, AbortSignal.any([gone.signal, shutdown.signal]));
+    requestSignals.set(res, stop.signal);
     void (async () => {
       try {
         if (shutdown.signal.aborted) {
