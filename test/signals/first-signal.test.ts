@@ -84,13 +84,16 @@ describe('first-signal endpoint', () => {
 
   it('serves cold_start when the snapshot row is missing, and failure_index when a signature shaped it', async () => {
     const { job } = await t.ledger.enqueue('acme', { type: 'cold' });
-    const etag = (await t.get(FS(job.id), t.tokens.read)).headers.get('etag')!;
+    const before = await t.get(FS(job.id), t.tokens.read);
+    const etag = before.headers.get('etag')!;
+    const bytes = await before.text();
     await db.pool.query('DELETE FROM okit.first_signal_snapshots WHERE job_id = $1', [job.id]);
     await new Promise((r) => setTimeout(r, 1100)); // past the 1 s cache
     const r = await t.get(FS(job.id), t.tokens.read);
     expect(r.status).toBe(200);
     expect(r.headers.get('x-signal-source')).toBe('cold_start');
     expect(r.headers.get('etag')).toBe(etag);
+    expect(await r.text()).toBe(bytes); // one ETag, one representation, whatever the source
 
     await t.ledger.addFailureSignature('acme', { pattern: { error_code: 'E_DISK' }, outcome: { likely_cause: 'disk full', suggested_action: 'free space' } });
     const { job: j2 } = await t.ledger.enqueue('acme', { type: 'sig' });
