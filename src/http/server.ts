@@ -3,6 +3,7 @@
  * and a graceful close() (stop accepting, answer pending long-polls, end SSE streams, stop
  * the listener). The pool belongs to the caller.
  */
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OkitError, isOkitError } from '../errors.js';
@@ -53,6 +54,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const waiters = new Waiters();
   const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000);
   const shutdown = new AbortController();
+  setMaxListeners(0, shutdown.signal); // one listener per in-flight request, removed when it ends
   const listener = new SignalListener({
     url: o.url,
     log,

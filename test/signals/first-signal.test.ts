@@ -9,7 +9,7 @@ describe('first-signal endpoint', () => {
   let t: TestServer;
   beforeAll(async () => {
     db = await freshDb();
-    t = await startTestServer(db.url, db.pool);
+    t = await startTestServer(db.url, db.pool, { sweepMs: 200 });
   });
   afterAll(async () => {
     await t.srv.close();
@@ -120,6 +120,15 @@ describe('first-signal endpoint', () => {
     const cancel = await t.post(`/api/v1/orchestrator/jobs/${job.id}/cancel`, t.tokens.otherAdmin, {});
     expect(cancel.status).toBe(404);
     expect((await t.ledger.getJob('acme', job.id)).state).toBe('queued');
+  });
+
+  it('returns abandoned leases to the queue by itself (sweeper), and a long-poll sees it', async () => {
+    const { job } = await t.ledger.enqueue('acme', { type: 'abandon' });
+    await t.ledger.claim('acme', { workerId: 'gone', types: ['abandon'], leaseSeconds: 1 });
+    const etag = (await t.get(FS(job.id), t.tokens.read)).headers.get('etag')!;
+    const r = await t.get(FS(job.id) + '?wait=10', t.tokens.read, { 'If-None-Match': etag });
+    expect(r.status).toBe(200);
+    expect((await r.json()).summary).toBe('Lease on gone expired; requeued (attempt 1 of 5 used)');
   });
 
   it('has /healthz and /readyz', async () => {

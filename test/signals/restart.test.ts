@@ -46,7 +46,7 @@ describe('Postgres restart under load', () => {
         return { ...r, lastEtag: r.etag, seen };
       });
 
-      // Drivers: 5 loops over disjoint jobs, a step every ~30 ms, riding out the outage.
+      // Drivers: 5 loops over disjoint jobs, a step every ~15 ms, riding out the outage.
       let driverErrors = 0;
       const step = async (j: (typeof jobs)[number]): Promise<boolean> => {
         const job = await drive.getJob('acme', j.id);
@@ -67,7 +67,7 @@ describe('Postgres restart under load', () => {
           const j = mine[n++ % mine.length]!;
           try {
             if (await step(j)) mine.splice(mine.indexOf(j), 1);
-            await sleep(30);
+            await sleep(15);
           } catch {
             driverErrors++;
             await sleep(200);
@@ -75,7 +75,7 @@ describe('Postgres restart under load', () => {
         }
       });
 
-      await sleep(1500);
+      await sleep(1000);
       const doneBefore = (await drivePool.query("SELECT count(*)::int AS n FROM okit.jobs WHERE state IN ('succeeded','failed','canceled')")).rows[0].n;
       expect(doneBefore).toBeLessThan(JOBS); // the outage hits while jobs are still changing
 
