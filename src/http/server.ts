@@ -34,6 +34,7 @@ export interface ServerOptions {
   tokenTtlMs?: number;
   sweepMs?: number;
   listenerCheckMs?: number;
+  listenerProbeTimeoutMs?: number;
   maxBodyBytes?: number;
   /** How long close() lets in-flight requests finish before cutting connections. */
   drainMs?: number;
@@ -59,6 +60,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     url: o.url,
     log,
     checkMs: o.listenerCheckMs,
+    probeTimeoutMs: o.listenerProbeTimeoutMs,
     onNotify: (tenant, ids) => {
       if (ids === '*') {
         store.cache.invalidateTenant(tenant);

@@ -17,7 +17,7 @@ describe('the LISTEN connection', () => {
     (await db.pool.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'okit-listen'")).rows.map((r) => r.pid as number);
   beforeAll(async () => {
     db = await freshDb();
-    t = await startTestServer(db.url, db.pool, { listenerCheckMs: 300 });
+    t = await startTestServer(db.url, db.pool, { listenerCheckMs: 300, listenerProbeTimeoutMs: 700 });
   });
   afterAll(async () => {
     await t.srv.close();
@@ -44,7 +44,9 @@ describe('the LISTEN connection', () => {
     await admin.query('SELECT pg_terminate_backend($1)', [pid]);
     await admin.end();
     await until(() => t.srv.listener.stats.connects > before && t.srv.listener.ready);
-    expect((await listenPids())[0]).not.toBe(pid);
+    const now = await listenPids();
+    expect(now).toHaveLength(1); // the old subscriber did not linger
+    expect(now[0]).not.toBe(pid);
     expect((await t.get('/readyz', null)).status).toBe(200);
     // Notifications flow through the new connection: a long-poll is woken well before its bound.
     const t0 = performance.now();
@@ -57,5 +59,22 @@ describe('the LISTEN connection', () => {
 
   it('the probe round-trips through LISTEN', async () => {
     expect(await t.srv.listener.check()).toBe(true);
+  });
+
+  it('a half-open LISTEN connection (backend frozen, socket still open) is detected by the probe and replaced', async () => {
+    const [pid] = await listenPids();
+    const before = t.srv.listener.stats.losses;
+    process.kill(pid!, 'SIGSTOP'); // the backend answers nothing, the TCP connection stays up
+    try {
+      await until(() => t.srv.listener.stats.losses > before);
+      await until(() => t.srv.listener.ready);
+      const pids = await listenPids();
+      expect(pids).toContain(pid); // still there, frozen
+      expect(pids.filter((p) => p !== pid)).toHaveLength(1); // and one new, working connection
+      expect(await t.srv.listener.check()).toBe(true);
+    } finally {
+      process.kill(pid!, 'SIGCONT');
+    }
+    await until(async () => !(await listenPids()).includes(pid!)); // it goes away once it sees the closed socket
   });
 });
