@@ -48,7 +48,8 @@ describe('first-signal endpoint', () => {
     const a = await t.get(FS(job.id), t.tokens.read);
     const etagA = a.headers.get('etag')!;
     await frozen.progress('acme', job.id, 'w1', { phase: 'analyze', itemsDone: 1, itemsTotal: 10 }); // same data, same instant
-    const b = await t.get(FS(job.id), t.tokens.read, { 'If-None-Match': etagA });
+    // A long-poll, as clients do: a plain GET may be served from the ≤ 1 s cache until the NOTIFY lands.
+    const b = await t.get(FS(job.id) + '?wait=10', t.tokens.read, { 'If-None-Match': etagA });
     expect(b.status).toBe(200);
     expect(b.headers.get('etag')).not.toBe(etagA);
     const h = await frozen.history('acme', job.id);
