@@ -3,6 +3,7 @@
 # never had a network (Node.js 20 must already be installed there).
 #
 #   scripts/pack-offline.sh [OUT_DIR]        (default: the repository root)
+#   OKIT_PACK_SKIP_BUILD=1 uses the existing dist/ (the test suite, which has just built it).
 #
 # Run on a connected machine from a checkout. The kit holds: the built app (dist/), production
 # node_modules (embedded Postgres binaries included), a CycloneDX SBOM, the docs, the auditor's
@@ -18,8 +19,12 @@ trap 'rm -rf "$WORK"' EXIT INT TERM
 STAGE="$WORK/$NAME"
 mkdir -p "$STAGE"
 
-echo "pack: building"
-npm run --silent build
+if [ "${OKIT_PACK_SKIP_BUILD:-}" = 1 ]; then
+  [ -f dist/cli/main.js ] || { echo "pack: dist/ is missing: build first" >&2; exit 1; }
+else
+  echo "pack: building"
+  npm run --silent build
+fi
 
 echo "pack: staging $NAME"
 cp -R dist "$STAGE/dist"
