@@ -115,6 +115,14 @@ export class Ledger {
    */
   private async tx<T>(tenant: string, fn: (t: Tx) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
+    // pg-pool listens for errors on idle clients only: a held client whose server goes away
+    // (restart, terminate) would emit an unhandled `error` and crash the process. Listen while
+    // held and destroy, rather than reuse, a client that errored (see withTx in db/pool.ts).
+    let broken: Error | undefined;
+    const onError = (e: Error) => {
+      broken = e;
+    };
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       const t: Tx = { c, tenant, changed: new Set() };
@@ -129,10 +137,11 @@ export class Ledger {
       }
       return out;
     } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
+      if (!broken) await c.query('ROLLBACK').catch(() => undefined);
       throw e;
     } finally {
-      c.release();
+      c.removeListener('error', onError);
+      c.release(broken);
     }
   }
 

@@ -28,3 +28,31 @@ describe('withTx when the server drops the connection mid-transaction', () => {
     }
   });
 });
+
+describe('Ledger transactions when the server drops the connection mid-transaction', () => {
+  it('reject instead of crashing the process', async () => {
+    const db = await freshDb();
+    const admin = await db.admin();
+    try {
+      const { Ledger } = await import('../../src/ledger/ledger.js');
+      const ledger = new Ledger(db.pool);
+      const { job } = await ledger.enqueue('acme', { type: 'x' });
+      await ledger.claim('acme', { workerId: 'w', types: ['x'] });
+      // Kill every pool backend as soon as the transaction holds its job row lock.
+      const blocker = await db.admin();
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT 1 FROM okit.jobs WHERE id = $1 FOR UPDATE', [job.id]);
+      const p = ledger.progress('acme', job.id, 'w', { phase: 'fetch' });
+      p.catch(() => undefined); // observed below; rejects while we are still terminating
+      await new Promise((r) => setTimeout(r, 200)); // progress now waits on the row lock
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'okit'");
+      await expect(p).rejects.toThrow();
+      await blocker.query('ROLLBACK');
+      await blocker.end();
+      expect((await ledger.progress('acme', job.id, 'w', { phase: 'fetch' })).kind).toBe('phase'); // the pool recovered
+    } finally {
+      await admin.end();
+      await db.drop();
+    }
+  });
+});
