@@ -230,8 +230,9 @@ export class Ledger {
   async configureThrottle(tenant: string, hostName: string, cfg: { capacity: number; refillPerSec: number }): Promise<void> {
     v.tenant(tenant);
     const host = v.host(hostName);
-    const capacity = v.num(cfg.capacity, 'capacity', 1, 1e6);
-    const refill = v.num(cfg.refillPerSec, 'refill_per_sec', 0.000001, 1e6);
+    // Bounds of the columns: tokens and refill are numeric(12,6), so below 10^6.
+    const capacity = v.num(cfg.capacity, 'capacity', 1, 999999);
+    const refill = v.num(cfg.refillPerSec, 'refill_per_sec', 0.000001, 999999);
     const now = this.clock.now();
     await this.tx(tenant, async (t) => {
       await t.c.query(
