@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseSeed } from '../../src/ledger/simulate.js';
+import { parseSeed, simulate } from '../../src/ledger/simulate.js';
+import { freshDb } from '../helpers/db.js';
 import { okit } from '../helpers/cli.js';
 import { expectCode } from '../helpers/ledger.js';
 
@@ -25,6 +26,25 @@ describe('okit simulate: bad input', () => {
       const r = await okit(['simulate', '--seed', '7', ...args], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain('INVALID_INPUT');
+    }
+  });
+});
+
+describe('okit simulate (CLI, DATABASE_URL)', () => {
+  it('prints the same history digest as the library run on another fresh database', async () => {
+    const [a, b] = await Promise.all([freshDb(), freshDb()]);
+    try {
+      const r = await okit(['simulate', '--seed', '7', '--jobs', '10', '--json'], { DATABASE_URL: a.url });
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout);
+      const lib = await simulate(b.pool, { seed: 7, jobs: 10, tenant: 'sim' });
+      expect(out).toMatchObject({ seed: 7, jobs: 10, tenant: 'sim', historyDigest: lib.historyDigest, historyRows: lib.historyRows });
+      // Run again into the same tenant: a typed refusal, not a crash.
+      const again = await okit(['simulate', '--seed', '7', '--jobs', '10'], { DATABASE_URL: a.url });
+      expect(again.code).toBe(2);
+      expect(again.stderr).toContain('INVALID_INPUT');
+    } finally {
+      await Promise.all([a.drop(), b.drop()]);
     }
   });
 });
