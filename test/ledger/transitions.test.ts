@@ -142,6 +142,7 @@ describe('illegal transitions are typed errors and write nothing', () => {
     const src = await ledger.createSource(TEN, { name: 'h', host: 'h.example' });
     await ledger.configureThrottle(TEN, 'h.example', { capacity: 1, refillPerSec: 0.01 });
     const { job: a } = await ledger.enqueue(TEN, { type: 'th', sourceId: src.id });
+    clock.advance(1n); // claim order among equals is by age: make a the older
     const { job: b } = await ledger.enqueue(TEN, { type: 'th', sourceId: src.id });
     await ledger.claim(TEN, { workerId: W, types: ['th'] });
     await ledger.claim(TEN, { workerId: W, types: ['th'] });
