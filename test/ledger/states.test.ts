@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allTransitions, EVENTS, isAllowed, JOB_STATES, TERMINAL_STATES, TRANSITIONS } from '../../src/ledger/states.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
@@ -21,6 +22,20 @@ describe('state machine: code and SQL CHECK agree', () => {
     expect(Object.keys(TRANSITIONS).sort()).toEqual([...EVENTS].sort());
     expect(isAllowed('claimed', 'queued', 'running')).toBe(true);
     expect(isAllowed('claimed', 'running', 'running')).toBe(false);
+  });
+
+  it('the Mermaid diagram in docs/ledger.md is the one in states.ts, and draws every transition', () => {
+    const fromCode = fs.readFileSync(new URL('../../src/ledger/states.ts', import.meta.url), 'utf8');
+    const fromDocs = fs.readFileSync(new URL('../../docs/ledger.md', import.meta.url), 'utf8');
+    const code = /```mermaid\n([\s\S]*?)```/.exec(fromCode)![1]!.split('\n').map((l) => l.replace(/^\s*\*\s?/, '').trim()).filter(Boolean);
+    const docs = /```mermaid\n([\s\S]*?)```/.exec(fromDocs)![1]!.split('\n').map((l) => l.trim()).filter(Boolean);
+    expect(docs).toEqual(code);
+    const edges = new Set<string>();
+    for (const l of code) {
+      const m = /^(\S+) --> (\S+): (.+)$/.exec(l);
+      if (m) for (const e of m[3]!.split(' / ')) edges.add(`${e}|${m[1] === '[*]' ? '-' : m[1]}|${m[2]}`);
+    }
+    expect([...edges].sort()).toEqual(allTransitions().map(([e, f, t]) => `${e}|${f ?? '-'}|${t}`).sort());
   });
 
   it('job_history_transition accepts exactly allTransitions()', async () => {
