@@ -207,12 +207,14 @@ export class Ledger {
     const host = v.host(input.host);
     const id = input.id ? v.uuid(input.id) : this.ids();
     const at = formatMicros(this.clock.now());
-    const { rows } = await this.pool.query(
-      `INSERT INTO okit.sources (id, tenant, name, host, created_at) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (tenant, name) DO UPDATE SET name = EXCLUDED.name
-       RETURNING id, tenant, name, host, created_at`,
-      [id, tenant, name, host, at],
-    );
+    const { rows } = await this.pool
+      .query(
+        `INSERT INTO okit.sources (id, tenant, name, host, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant, name) DO UPDATE SET name = EXCLUDED.name
+         RETURNING id, tenant, name, host, created_at`,
+        [id, tenant, name, host, at],
+      )
+      .catch((e) => rethrowIdTaken(e, id));
     const r = rows[0];
     if (r.host !== host) throw new OkitError('INVALID_INPUT', `source ${name} already exists with host ${r.host}`);
     return { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) };
@@ -616,11 +618,13 @@ export class Ledger {
     const outcome = v.payload(input.outcome, 'outcome');
     const id = input.id ? v.uuid(input.id) : this.ids();
     const confidence = input.confidence === undefined ? 0.5 : v.num(input.confidence, 'confidence', 0, 1);
-    await this.pool.query(
-      `INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, signature_sha256) DO UPDATE SET outcome = EXCLUDED.outcome, confidence = EXCLUDED.confidence`,
-      [id, tenant, sha256Hex(pattern.canonical), pattern.canonical, outcome.canonical, confidence, formatMicros(this.clock.now())],
-    );
+    await this.pool
+      .query(
+        `INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, signature_sha256) DO UPDATE SET outcome = EXCLUDED.outcome, confidence = EXCLUDED.confidence`,
+        [id, tenant, sha256Hex(pattern.canonical), pattern.canonical, outcome.canonical, confidence, formatMicros(this.clock.now())],
+      )
+      .catch((e) => rethrowIdTaken(e, id));
     return id;
   }
 
@@ -697,6 +701,13 @@ export class Ledger {
     await this.getJob(tenant, jobId);
     return this.readHistory(this.pool, jobId);
   }
+}
+
+/** A caller-chosen id that is already a primary key (any tenant's) is bad input, not a crash. */
+function rethrowIdTaken(e: unknown, id: string): never {
+  const err = e as { code?: string; constraint?: string };
+  if (err.code === '23505' && err.constraint?.endsWith('_pkey')) throw new OkitError('INVALID_INPUT', `id ${id} is already taken`, { field: 'id' });
+  throw e;
 }
 
 export async function writeSnapshot(c: pg.PoolClient | pg.Client | Pool, s: Snapshot): Promise<void> {

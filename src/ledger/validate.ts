@@ -1,6 +1,6 @@
 import { OkitError } from '../errors.js';
 import { canonicalize, type Json } from '../util/canonical.js';
-import { isTimestamp } from '../util/time.js';
+import { isTimestamp, parseMicros } from '../util/time.js';
 import { PHASES, type Phase } from './types.js';
 
 const TENANT_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -95,8 +95,14 @@ export function phase(v: unknown): Phase {
   if (typeof v !== 'string' || !(PHASES as readonly string[]).includes(v)) bad('phase', `must be one of ${PHASES.join(', ')}`);
   return v as Phase;
 }
+// The range formatMicros renders as RFC 3339 (four-digit years) and Postgres stores.
+const MIN_TS = parseMicros('0001-01-01T00:00:00Z');
+const MAX_TS = parseMicros('9999-12-31T23:59:59.999999Z');
+
 export function timestamp(v: unknown, field: string): string {
   if (!isTimestamp(v)) bad(field, 'must be an RFC 3339 timestamp');
+  const us = parseMicros(v);
+  if (us < MIN_TS || us > MAX_TS) bad(field, 'must be between years 0001 and 9999 (UTC)');
   return v;
 }
 /** Canonical JSON text of a payload, refusing what JSON cannot carry exactly and oversized values. */

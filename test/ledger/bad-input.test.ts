@@ -88,4 +88,19 @@ describe('bad input: typed errors, never a crash, never half-written', () => {
   it('a job id given twice is refused', async () => {
     await refused(() => ledger.enqueue(TEN, { type: 'scan', id: jobId }));
   });
+
+  it('a source or signature id taken (by any tenant) is refused, not a database error', async () => {
+    const src = await ledger.createSource('other', { name: 'reg', host: 'reg.example' });
+    await refused(() => ledger.createSource(TEN, { name: 'mine', host: 'h.example', id: src.id }));
+    const sig = await ledger.addFailureSignature('other', { pattern: { error_code: 'A' }, outcome: { likely_cause: 'x' } });
+    await refused(() => ledger.addFailureSignature(TEN, { id: sig, pattern: { error_code: 'B' }, outcome: { likely_cause: 'y' } }));
+  });
+
+  it('not_before outside what RFC 3339 with four-digit years can say is refused', async () => {
+    await refused(() => ledger.enqueue(TEN, { type: 'scan', notBefore: '9999-12-31T23:59:59-01:00' }));
+    const { job } = await ledger.enqueue(TEN, { type: 'far', notBefore: '9999-12-31T23:59:59+00:00' });
+    expect(job.not_before).toBe('9999-12-31T23:59:59.000000Z');
+    const { job: old } = await ledger.enqueue(TEN, { type: 'far', notBefore: '1969-07-20T20:17:40.5Z' });
+    expect(old.not_before).toBe('1969-07-20T20:17:40.500000Z');
+  });
 });
