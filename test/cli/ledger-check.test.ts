@@ -122,6 +122,20 @@ describe('okit ledger check', () => {
     expect(r.stdout).toContain(`BROKEN POSITION_GAP tenant=${TEN} pos=${rows[0].pos}`);
   });
 
+  it('names a job whose every history row was deleted', async () => {
+    const id = await finishedJob(ledger, 'gone');
+    const c = await db.admin();
+    try {
+      await c.query('SET session_replication_role = replica');
+      await c.query('DELETE FROM okit.job_history WHERE job_id = $1', [id]);
+    } finally {
+      await c.end();
+    }
+    const report = await checkLedger(db.pool, { tenant: TEN });
+    expect(report.brokenJobs).toContain(id);
+    expect(report.problems).toEqual(expect.arrayContaining([expect.objectContaining({ code: 'CHAIN_HEAD_MISMATCH', job_id: id })]));
+  });
+
   it('catches a job row whose state was changed behind the ledger', async () => {
     const id = await finishedJob(ledger, 'state');
     await tamper(db, "UPDATE okit.jobs SET state = 'failed' WHERE id = $1", [id]);
