@@ -81,6 +81,16 @@ describe('project: history → first signal (pure)', () => {
     expect(new H().enqueued().claimed(1).progress(2, 'nonsense').snap.phase).toBe('unknown');
   });
 
+  it('item counts belong to their phase: a new phase without counts shows none of the old ones', () => {
+    const s = new H().enqueued().claimed(0).progress(5, 'fetch', 100, 100, 'Pulling').progress(6, 'analyze', undefined, undefined, 'Scanning').snap;
+    expect(signalLine(s)).toBe('[phase:analyze] Scanning');
+    expect(s.eta_seconds).toBeNull();
+    expect(s.diagnostics).toMatchObject({ items_done: null, items_total: null });
+    // Within one phase, a row without counts keeps the last ones.
+    const t = new H().enqueued().claimed(0).progress(5, 'fetch', 10, 100).progress(6, 'fetch', undefined, undefined, 'Still pulling').snap;
+    expect(signalLine(t)).toBe('[phase:fetch] Still pulling (10%)');
+  });
+
   it('ETA from the rolling window of progress samples, pinned at 0 when done >= total', () => {
     // 10 items/s: 100 of 400 done after 10 s → 30 s to go.
     let h = new H().enqueued().claimed(0).progress(10, 'analyze', 0, 400).progress(20, 'analyze', 100, 400);
