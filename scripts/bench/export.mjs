@@ -87,6 +87,8 @@ table(rows);
 const flat = rows.length >= 2 ? round(rows[rows.length - 1].export_peak_rss_mib / rows[0].export_peak_rss_mib) : null;
 console.log(`\npeak memory ratio, largest/smallest export: ${flat} (flat = about 1)`);
 writeResult('export', {
+  okit_cli: path.relative(ROOT, CLI) || CLI,
+  okit_cli_note: process.env.OKIT_CLI_NOTE ?? null,
   method:
     'okit export (CLI, its own process) vs psql 15 \\copy (SELECT to_jsonb(..) ORDER BY ..) of the same history, jobs and snapshot rows to JSON-lines files, same warm database, same run; peak RSS = VmHWM sampled from /proc every 20 ms',
   peak_rss_ratio_largest_smallest: flat,

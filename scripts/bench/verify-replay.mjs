@@ -79,6 +79,8 @@ try {
 }
 table(rows);
 writeResult('verify-replay', {
+  okit_cli: path.relative(ROOT, CLI) || CLI,
+  okit_cli_note: process.env.OKIT_CLI_NOTE ?? null,
   method:
     'best of N alternating runs; okit verify/replay as CLI processes (including Node start-up, ~0.1-0.3 s); replay includes its own verification (replay_only = replay − verify time); sha256sum = GNU coreutils over the same file',
   rows,
