@@ -166,6 +166,9 @@ class Verifier {
 
   private stopped = false;
   private deferred: Buffer[] = [];
+  /** failFast: bodies and the signature, checked after every cheaper check passed. */
+  private readonly held = new Map<DataFile, Buffer[]>();
+  private heldSig: Buffer | null = null;
 
   add(code: VerifyCode, message: string, extra: Omit<Finding, 'code' | 'message'> = {}): void {
     this.codes.add(code);
@@ -178,7 +181,7 @@ class Verifier {
   }
 
   write(chunk: Buffer): void {
-    this.whole.update(chunk);
+    if (!this.opts.failFast) this.whole.update(chunk);
     if (!this.stopped) this.tar.write(chunk);
   }
 
@@ -240,16 +243,31 @@ class Verifier {
     if (name === SIGNATURE) return this.onSignature(Buffer.concat(this.small));
     if (name === SUMS) return this.onSums(Buffer.concat(this.small));
     const f = this.file!;
-    if (this.opts.failFast) this.checkFile(f);
-    for (const b of this.deferred) this.lines(b);
-    this.deferred = [];
+    if (this.opts.failFast) {
+      this.checkFile(f);
+      this.held.set(f, this.deferred);
+      this.deferred = [];
+      this.file = null;
+      return;
+    }
+    this.endLines(f);
+    this.checkFile(f);
+    this.file = null;
+  }
+
+  private beginLines(f: DataFile): void {
+    this.file = f;
+    this.fileLines = 0;
+    this.partial = [];
+    this.partialLen = 0;
+    this.lastKey = null;
+  }
+
+  private endLines(f: DataFile): void {
     if (this.partialLen > 0 && !this.stopped) {
       this.fileLines++;
       this.add('LINE_NOT_CANONICAL', `${f}: the last line does not end with \\n`, { file: f, line: this.fileLines });
     }
-    if (!this.opts.failFast) this.checkFile(f);
-    else this.checkLines(f);
-    this.file = null;
   }
 
   private checkLines(f: DataFile): void {
@@ -263,8 +281,8 @@ class Verifier {
     const e = this.manifest?.files.find((x) => x.name === f);
     if (e) {
       if (e.bytes !== this.fileBytes) this.add('FILE_SIZE_MISMATCH', `${f}: ${this.fileBytes} bytes, the manifest says ${e.bytes}`, { file: f });
-      if (e.sha256 !== sha) this.add('FILE_HASH_MISMATCH', `${f}: sha256 ${sha}, the manifest says ${e.sha256}`, { file: f });
       if (!this.opts.failFast) this.checkLines(f);
+      if (e.sha256 !== sha) this.add('FILE_HASH_MISMATCH', `${f}: sha256 ${sha}, the manifest says ${e.sha256}`, { file: f });
       const key = f.replace('.jsonl', '') as keyof Manifest['counts'];
       if (this.manifest!.counts[key] !== e.lines) this.add('COUNT_MISMATCH', `counts.${key} is ${this.manifest!.counts[key]}, files says ${e.lines} lines`, { file: f });
     }
@@ -301,6 +319,10 @@ class Verifier {
   }
 
   private onSignature(sig: Buffer): void {
+    if (this.opts.failFast && this.heldSig === null) {
+      this.heldSig = sig;
+      return;
+    }
     const m = this.manifest;
     if (!m || !this.manifestBytes) return;
     const k = this.opts.pubkeys.find((p) => p.key.keyId === m.key_id);
@@ -426,9 +448,19 @@ class Verifier {
   finish(): void {
     if (this.stopped) return;
     this.tar.end();
-
     const m = this.manifest;
     if (!m || this.tar.failed) return;
+    if (this.opts.failFast) {
+      if (this.heldSig) this.onSignature(this.heldSig);
+      for (const [f, chunks] of this.held) {
+        this.beginLines(f);
+        for (const b of chunks) this.lines(b);
+        this.endLines(f);
+        this.checkLines(f);
+      }
+      this.file = null;
+      if (this.stopped) return;
+    }
     // positions: history ∪ throttles = [from_pos, to_pos], each once
     const all = [...this.histRanges, ...this.thrRanges].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     let next = BigInt(m.window.from_pos);
