@@ -30,14 +30,25 @@ export interface ReplayResult {
   snapshots: Snapshot[];
 }
 
-const SNAPSHOT_FIELDS = ['kind', 'phase', 'summary', 'eta_seconds', 'last_known_outcome', 'next_actions', 'diagnostics', 'run_id', 'source', 'history_n', 'history_hash', 'created_at', 'updated_at', 'tenant'] as const;
+const SNAPSHOT_FIELDS = ['kind', 'phase', 'summary', 'eta_seconds', 'next_actions', 'run_id', 'source', 'history_n', 'history_hash', 'created_at', 'updated_at', 'tenant'] as const;
+/** Compared key by key, so a divergence names the sub-field (and its first event) precisely. */
+const OBJECT_FIELDS = ['diagnostics', 'last_known_outcome'] as const;
 
 type Views = Record<string, unknown>;
+
+function snapshotViews(s: Snapshot, v: Views): void {
+  for (const f of SNAPSHOT_FIELDS) v[`snapshot.${f}`] = canonicalize(s[f] as never);
+  for (const f of OBJECT_FIELDS) {
+    const o = s[f];
+    if (o === null) v[`snapshot.${f}`] = 'null';
+    else for (const [k, x] of Object.entries(o)) v[`snapshot.${f}.${k}`] = canonicalize(x);
+  }
+}
 
 /** The compared values: the snapshot's fields and the job row's fields the projection determines. */
 function views(s: Snapshot, job: Job | undefined): Views {
   const v: Views = {};
-  for (const f of SNAPSHOT_FIELDS) v[`snapshot.${f}`] = canonicalize(s[f] as never);
+  snapshotViews(s, v);
   if (job) {
     v['job.state'] = job.state;
     v['job.type'] = job.type;
@@ -52,7 +63,7 @@ function views(s: Snapshot, job: Job | undefined): Views {
 
 function replayViews(s: Snapshot, job: Job | undefined): Views {
   const v: Views = {};
-  for (const f of SNAPSHOT_FIELDS) v[`snapshot.${f}`] = canonicalize(s[f] as never);
+  snapshotViews(s, v);
   if (job) {
     const d = s.diagnostics;
     v['job.state'] = d.state;
@@ -96,7 +107,7 @@ export function replay(d: BundleData, earlier: readonly HistoryRow[] = []): Repl
     const job = jobs.get(s.job_id);
     const want = views(live, job);
     const got = replayViews(s, job);
-    const fields = Object.keys(want).filter((k) => want[k] !== got[k]);
+    const fields = [...new Set([...Object.keys(want), ...Object.keys(got)])].sort().filter((k) => want[k] !== got[k]);
     if (fields.length === 0) {
       res.identical++;
       continue;
