@@ -2,15 +2,19 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { processIo, type Register } from './io.js';
 import { register as db } from './db.js';
+import { register as demo } from './demo.js';
 import { register as ledger } from './ledger.js';
+import { register as job } from './job.js';
+import { register as serve } from './serve.js';
 import { register as simulate } from './simulate.js';
+import { register as tokens } from './tokens.js';
 import { register as keys } from './keys.js';
 import { register as exportCmd } from './export.js';
 import { register as verify } from './verify.js';
 import { register as replay } from './replay.js';
 
 // One line per command module; each registers its own subcommands.
-const COMMANDS: Register[] = [db, ledger, simulate, keys, exportCmd, verify, replay];
+const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job, keys, exportCmd, verify, replay];
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 

@@ -94,8 +94,36 @@ function reachable(p: string, who: RunAs): boolean {
 
 const SYSTEM_DIR = '/var/lib/okit';
 
+/**
+ * The npm tarball cannot carry the shared-library symlinks (libicuuc.so.60 → …60.2); the
+ * package's postinstall recreates them, but npm skips dependency scripts unless approved.
+ * Recreate any that are missing from its pg-symlinks.json.
+ */
+function hydrateSymlinks(native: string): void {
+  let links: Array<{ source: string; target: string }>;
+  try {
+    links = JSON.parse(fs.readFileSync(path.join(native, 'pg-symlinks.json'), 'utf8'));
+  } catch {
+    return;
+  }
+  const pkgRoot = path.dirname(native);
+  for (const { source, target } of links) {
+    const t = path.join(pkgRoot, target);
+    try {
+      fs.lstatSync(t);
+    } catch {
+      try {
+        fs.symlinkSync(path.relative(path.dirname(t), path.join(pkgRoot, source)), t);
+      } catch {
+        /* read-only install: nothing we can do; Postgres will say what is missing */
+      }
+    }
+  }
+}
+
 function binDirFor(who: RunAs | undefined): string {
   const src = nativeDir();
+  hydrateSymlinks(src);
   if (!who || reachable(path.join(src, 'bin'), who)) return path.join(src, 'bin');
   // The package sits where the Postgres user cannot reach: use a copy it can.
   const version = JSON.parse(fs.readFileSync(path.join(src, '..', 'package.json'), 'utf8')).version as string;

@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { OkitError } from '../errors.js';
-import { withTx, type Pool, type PoolClient } from '../db/pool.js';
+import type { Pool, PoolClient } from '../db/pool.js';
 import { canonicalize, type Json } from '../util/canonical.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { sha256Hex } from '../util/hash.js';
@@ -108,18 +108,32 @@ export class Ledger {
 
   // ---------------------------------------------------------------- plumbing
 
+  /**
+   * One ledger transaction. The NOTIFY and the COMMIT travel in one round trip: the tenant's
+   * ledger head is locked from nextPos() to commit, so every round trip inside that window
+   * costs throughput for the whole tenant.
+   */
   private async tx<T>(tenant: string, fn: (t: Tx) => Promise<T>): Promise<T> {
-    return withTx(this.pool, async (c) => {
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
       const t: Tx = { c, tenant, changed: new Set() };
       const out = await fn(t);
       if (t.changed.size > 0) {
         let payload = `${tenant} ${[...t.changed].join(' ')}`;
         // Ids only; if ever too many for one NOTIFY, "*" tells listeners to recheck the tenant.
         if (payload.length > MAX_NOTIFY_BYTES) payload = `${tenant} *`;
-        await c.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, payload]);
+        await c.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', ${c.escapeLiteral(payload)}); COMMIT`);
+      } else {
+        await c.query('COMMIT');
       }
       return out;
-    });
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      c.release();
+    }
   }
 
   /** Takes the tenant's next ledger position. Holds the head row lock to commit: positions are in commit order. */
@@ -161,6 +175,8 @@ export class Ledger {
         from,
         to,
       });
+    // Everything that needs no ledger position happens before the head is locked.
+    const history = job ? await this.readHistory(t.c, jobId) : [];
     const pos = await this.nextPos(t);
     const base = {
       tenant: t.tenant,
@@ -175,21 +191,16 @@ export class Ledger {
       prev_hash: job ? job.last_hash : null,
     };
     const row: HistoryRow = { ...base, hash: rowHash(base) };
-    if (job) {
-      const cols = { ...set, state: to, updated_at: row.at, history_n: row.n, last_hash: row.hash };
-      const keys = Object.keys(cols);
-      await t.c.query(
-        `UPDATE okit.jobs SET ${keys.map((k, i) => `${k} = $${i + 2}`).join(', ')} WHERE id = $1`,
-        [jobId, ...keys.map((k) => (cols as Record<string, unknown>)[k])],
-      );
-    }
+    const snapshot = project([...history, row]);
+    const cols = { ...set, state: to, updated_at: row.at, history_n: row.n, last_hash: row.hash };
+    const keys = Object.keys(cols);
+    const params: unknown[] = [...historyParams(row), ...snapshotParams(snapshot), ...keys.map((k) => (cols as Record<string, unknown>)[k])];
+    // History row, job row and snapshot in one statement: one round trip while the head is locked.
     await t.c.query(
-      `INSERT INTO okit.job_history (${HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-      [row.tenant, row.pos, row.job_id, row.n, row.at, row.event, row.from_state, row.to_state, canonicalize(row.data), row.prev_hash, row.hash],
+      `WITH h AS (${INSERT_HISTORY}), s AS (${UPSERT_SNAPSHOT.replace(/\$(\d+)/g, (_, d) => '$' + (Number(d) + 11))})
+       UPDATE okit.jobs SET ${keys.map((k, i) => `${k} = $${i + 27}`).join(', ')} WHERE id = $3`,
+      params,
     );
-    const history = job ? await this.readHistory(t.c, jobId) : [row];
-    const snapshot = project(history);
-    await writeSnapshot(t.c, snapshot);
     t.changed.add(jobId);
     return { row, snapshot };
   }
@@ -389,16 +400,12 @@ export class Ledger {
         };
         const row: HistoryRow = { ...base, hash: rowHash(base) };
         const { rows } = await t.c.query(
-          `INSERT INTO okit.jobs (id, tenant, run_id, source_id, type, payload, payload_sha256, idempotency_key, priority,
+          `WITH h AS (${INSERT_HISTORY}), s AS (${UPSERT_SNAPSHOT.replace(/\$(\d+)/g, (_, d) => '$' + (Number(d) + 11))})
+           INSERT INTO okit.jobs (id, tenant, run_id, source_id, type, payload, payload_sha256, idempotency_key, priority,
              max_attempts, attempt, state, not_before, created_at, updated_at, history_n, last_hash)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 'queued', $11, $12, $12, 1, $13) RETURNING ${JOB_COLUMNS}`,
-          [id, tenant, runId, sourceId, type, canonical, payloadSha, key, priority, maxAttempts, nb, at, row.hash],
+           VALUES ($3, $1, $27, $28, $29, $30, $31, $32, $33, $34, 0, 'queued', $35, $5, $5, 1, $11) RETURNING ${JOB_COLUMNS}`,
+          [...historyParams(row), ...snapshotParams(project([row])), runId, sourceId, type, canonical, payloadSha, key, priority, maxAttempts, nb],
         );
-        await t.c.query(
-          `INSERT INTO okit.job_history (${HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-          [row.tenant, row.pos, row.job_id, row.n, row.at, row.event, row.from_state, row.to_state, canonicalize(row.data), row.prev_hash, row.hash],
-        );
-        await writeSnapshot(t.c, project([row]));
         t.changed.add(id);
         return toJob(rows[0]);
       });
@@ -698,28 +705,37 @@ export class Ledger {
   }
 }
 
+const INSERT_HISTORY = `INSERT INTO okit.job_history (${HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`;
+
+function historyParams(row: HistoryRow): unknown[] {
+  return [row.tenant, row.pos, row.job_id, row.n, row.at, row.event, row.from_state, row.to_state, canonicalize(row.data), row.prev_hash, row.hash];
+}
+
+const UPSERT_SNAPSHOT = `INSERT INTO okit.first_signal_snapshots (${SNAPSHOT_COLUMNS})
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+  ON CONFLICT (job_id) DO UPDATE SET kind = $4, phase = $5, summary = $6, eta_seconds = $7, last_known_outcome = $8,
+    next_actions = $9, diagnostics = $10, source = $11, history_n = $12, history_hash = $13, updated_at = $15`;
+
+function snapshotParams(s: Snapshot): unknown[] {
+  return [
+    s.job_id,
+    s.tenant,
+    s.run_id,
+    s.kind,
+    s.phase,
+    s.summary,
+    s.eta_seconds,
+    s.last_known_outcome === null ? null : canonicalize(s.last_known_outcome),
+    s.next_actions === null ? null : canonicalize(s.next_actions),
+    canonicalize(s.diagnostics),
+    s.source,
+    s.history_n,
+    s.history_hash,
+    s.created_at,
+    s.updated_at,
+  ];
+}
+
 export async function writeSnapshot(c: pg.PoolClient | pg.Client | Pool, s: Snapshot): Promise<void> {
-  await c.query(
-    `INSERT INTO okit.first_signal_snapshots (${SNAPSHOT_COLUMNS})
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-     ON CONFLICT (job_id) DO UPDATE SET kind = $4, phase = $5, summary = $6, eta_seconds = $7, last_known_outcome = $8,
-       next_actions = $9, diagnostics = $10, source = $11, history_n = $12, history_hash = $13, updated_at = $15`,
-    [
-      s.job_id,
-      s.tenant,
-      s.run_id,
-      s.kind,
-      s.phase,
-      s.summary,
-      s.eta_seconds,
-      s.last_known_outcome === null ? null : canonicalize(s.last_known_outcome),
-      s.next_actions === null ? null : canonicalize(s.next_actions),
-      canonicalize(s.diagnostics),
-      s.source,
-      s.history_n,
-      s.history_hash,
-      s.created_at,
-      s.updated_at,
-    ],
-  );
+  await c.query(UPSERT_SNAPSHOT, snapshotParams(s));
 }

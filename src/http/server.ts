@@ -1,0 +1,162 @@
+/**
+ * `okit serve` as a library: one LISTEN connection, waiters, cache, routes, lease sweeper,
+ * and a graceful close() (stop accepting, answer pending long-polls, end SSE streams, stop
+ * the listener). The pool belongs to the caller.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { OkitError, isOkitError } from '../errors.js';
+import type { Pool } from '../db/pool.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { SignalDeps } from '../signals/handlers.js';
+import { SignalListener } from '../signals/listener.js';
+import { SignalStore } from '../signals/store.js';
+import { Waiters } from '../signals/waiters.js';
+import { buildRouter } from './api.js';
+import { MAX_BODY_BYTES } from './body.js';
+import { isDbUnavailable } from './errors.js';
+import type { Ctx } from './router.js';
+import { sendError } from './send.js';
+import { TokenAuth } from './tokens.js';
+
+export interface ServerOptions {
+  url: string;
+  pool: Pool;
+  ledger: Ledger;
+  host?: string;
+  port?: number;
+  log?: (line: string) => void;
+  keepAliveMs?: number;
+  fallbackPollMs?: number;
+  sseRetryMs?: number;
+  cacheTtlMs?: number;
+  tokenTtlMs?: number;
+  sweepMs?: number;
+  listenerCheckMs?: number;
+  maxBodyBytes?: number;
+  /** How long close() lets in-flight requests finish before cutting connections. */
+  drainMs?: number;
+}
+
+export interface RunningServer {
+  port: number;
+  host: string;
+  baseUrl: string;
+  listener: SignalListener;
+  waiters: Waiters;
+  store: SignalStore;
+  close(): Promise<void>;
+}
+
+export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  const log = o.log ?? (() => undefined);
+  const waiters = new Waiters();
+  const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000);
+  const shutdown = new AbortController();
+  const listener = new SignalListener({
+    url: o.url,
+    log,
+    checkMs: o.listenerCheckMs,
+    onNotify: (tenant, ids) => {
+      if (ids === '*') {
+        store.cache.invalidateTenant(tenant);
+        waiters.wakeTenant(tenant);
+        return;
+      }
+      for (const id of ids) {
+        store.cache.invalidate(tenant, id);
+        waiters.wakeJob(tenant, id);
+      }
+    },
+    onReconnect: () => {
+      store.cache.clear();
+      waiters.wakeAll();
+    },
+    onState: (up) => log(up ? 'ready: LISTEN is up' : 'not ready: LISTEN connection lost'),
+  });
+  // LISTEN first, then serve reads: the documented order for not missing a change.
+  await listener.start();
+
+  const signals: SignalDeps = {
+    store,
+    waiters,
+    listenerReady: () => listener.ready,
+    shutdown: shutdown.signal,
+    keepAliveMs: o.keepAliveMs ?? 15_000,
+    fallbackPollMs: o.fallbackPollMs ?? 1000,
+    sseRetryMs: o.sseRetryMs ?? 2000,
+  };
+  const requestSignals = new WeakMap<http.ServerResponse, AbortSignal>();
+  const router = buildRouter({
+    ledger: o.ledger,
+    auth: new TokenAuth(o.pool, o.tokenTtlMs ?? 5000),
+    signals,
+    ready: () => ({ ready: listener.ready && !shutdown.signal.aborted, listener: listener.ready, shuttingDown: shutdown.signal.aborted }),
+    signalFor: (ctx: Ctx) => requestSignals.get(ctx.res) ?? shutdown.signal,
+    maxBodyBytes: o.maxBodyBytes ?? MAX_BODY_BYTES,
+  });
+
+  const inflight = new Set<http.ServerResponse>();
+  const server = http.createServer((req, res) => {
+    inflight.add(res);
+    const gone = new AbortController();
+    res.on('close', () => {
+      inflight.delete(res);
+      if (!res.writableFinished) gone.abort();
+    });
+    requestSignals.set(res, AbortSignal.any([gone.signal, shutdown.signal]));
+    void (async () => {
+      try {
+        if (shutdown.signal.aborted) {
+          res.setHeader('Connection', 'close');
+          throw new OkitError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance');
+        }
+        const u = new URL(req.url ?? '/', 'http://localhost');
+        const { handler, params } = router.match(req.method ?? 'GET', u.pathname);
+        await handler({ req, res, params, query: u.searchParams });
+      } catch (e) {
+        if (!isOkitError(e) && !isDbUnavailable(e)) log(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? e}`);
+        sendError(res, e);
+      }
+    })();
+  });
+  server.on('clientError', (_e, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":{"code":"BAD_REQUEST","message":"malformed HTTP request"}}');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 8080, o.host ?? '127.0.0.1', () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+
+  // Leases of vanished workers go back to the queue (or dead-letter) without a worker's help.
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    o.ledger
+      .expireLeases()
+      .then((n) => n > 0 && log(`returned ${n} expired lease(s)`))
+      .catch((e) => isDbUnavailable(e) || log(`lease sweep failed: ${(e as Error).message}`))
+      .finally(() => (sweeping = false));
+  }, o.sweepMs ?? 5000);
+  sweeper.unref();
+
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      shutdown.abort(); // pending long-polls answer now, SSE streams end
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      const t0 = performance.now();
+      while (inflight.size > 0 && performance.now() - t0 < (o.drainMs ?? 5000)) await new Promise((r) => setTimeout(r, 10));
+      server.closeAllConnections();
+      await closed;
+      clearInterval(sweeper);
+      while (sweeping) await new Promise((r) => setTimeout(r, 10));
+      await listener.close();
+    })());
+
+  return { port: addr.port, host: addr.address, baseUrl: `http://${addr.address}:${addr.port}`, listener, waiters, store, close };
+}

@@ -1,0 +1,160 @@
+/**
+ * The first-signal endpoints: plain GET with ETag/304, long-poll (`?wait=S`, S ≤ 30) and SSE.
+ * Every wake re-reads; every wait is bounded; while the LISTEN connection is down, waits fall
+ * back to re-reading every `fallbackPollMs` so nothing depends on a notification arriving.
+ */
+import type { ServerResponse } from 'node:http';
+import { OkitError } from '../errors.js';
+import * as v from '../ledger/validate.js';
+import type { Ctx } from '../http/router.js';
+import { signalOf } from './projection.js';
+import { isTerminal, type Current, type SignalStore } from './store.js';
+import type { Waiters } from './waiters.js';
+
+export const CACHE_CONTROL = 'private, max-age=1, stale-while-revalidate=5';
+export const MAX_WAIT_SECONDS = 30;
+
+export interface SignalDeps {
+  store: SignalStore;
+  waiters: Waiters;
+  listenerReady(): boolean;
+  shutdown: AbortSignal;
+  keepAliveMs: number;
+  fallbackPollMs: number;
+  sseRetryMs: number;
+}
+
+/** `If-None-Match` may list several tags, or `*`; weak tags compare by their opaque part. */
+export function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  const h = header.trim();
+  if (h === '*') return true;
+  return h.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}
+
+export function parseWait(q: URLSearchParams): number {
+  const raw = q.get('wait');
+  if (raw === null || raw === '') return 0;
+  const s = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw) || !Number.isFinite(s) || s > MAX_WAIT_SECONDS)
+    throw new OkitError('INVALID_INPUT', `wait: must be a number of seconds from 0 to ${MAX_WAIT_SECONDS}`, { field: 'wait' });
+  return s;
+}
+
+function signalHeaders(c: Current, shuttingDown: boolean): Record<string, string> {
+  return {
+    ETag: c.etag,
+    'Cache-Control': CACHE_CONTROL,
+    'X-Signal-Source': c.source,
+    Vary: 'Authorization, Accept',
+    ...(shuttingDown ? { Connection: 'close' } : {}),
+  };
+}
+
+function send(res: ServerResponse, c: Current, notModified: boolean, shuttingDown: boolean): void {
+  if (notModified) {
+    res.writeHead(304, signalHeaders(c, shuttingDown));
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(signalOf(c.snapshot));
+  res.writeHead(200, { ...signalHeaders(c, shuttingDown), 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) });
+  res.end(text);
+}
+
+/** GET …/jobs/{id}/first-signal[?wait=S] with optional If-None-Match. */
+export async function firstSignal(ctx: Ctx, tenant: string, deps: SignalDeps, signal: AbortSignal): Promise<void> {
+  const jobId = v.uuid(ctx.params.id, 'job_id');
+  const waitS = parseWait(ctx.query);
+  const inm = ctx.req.headers['if-none-match'];
+  // Consul-style jitter (≤ wait/16) so that many clients do not re-poll in lockstep.
+  const deadline = performance.now() + waitS * 1000 * (1 + Math.random() / 16);
+  for (;;) {
+    const armed = waitS > 0 ? deps.waiters.arm(tenant, jobId) : null;
+    let cur: Current;
+    try {
+      cur = await deps.store.read(tenant, jobId);
+    } catch (e) {
+      armed?.cancel();
+      throw e;
+    }
+    const same = matchesEtag(inm, cur.etag);
+    const remaining = deadline - performance.now();
+    if (!same || !armed || remaining <= 0 || signal.aborted) {
+      armed?.cancel();
+      if (ctx.res.destroyed) return;
+      send(ctx.res, cur, same, deps.shutdown.aborted);
+      return;
+    }
+    const bound = deps.listenerReady() ? remaining : Math.min(remaining, deps.fallbackPollMs);
+    await armed.wait(bound, signal);
+    if (ctx.res.destroyed) return;
+  }
+}
+
+export function acceptsEventStream(accept: string | undefined): boolean {
+  return /(^|,)\s*text\/event-stream\s*(;|,|$)/i.test(accept ?? '');
+}
+
+/** GET …/stream/jobs/{id}/first-signal: SSE, or long-poll for clients that do not accept it. */
+export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal: AbortSignal): Promise<void> {
+  if (!acceptsEventStream(ctx.req.headers.accept)) return firstSignal(ctx, tenant, deps, signal);
+  const jobId = v.uuid(ctx.params.id, 'job_id');
+  const lastHeader = ctx.req.headers['last-event-id'];
+  let sent: string | null = (Array.isArray(lastHeader) ? lastHeader[0] : lastHeader) ?? ctx.query.get('last_event_id');
+  let armed = deps.waiters.arm(tenant, jobId);
+  let cur: Current;
+  try {
+    cur = await deps.store.read(tenant, jobId); // errors here are still plain JSON 4xx/503
+  } catch (e) {
+    armed.cancel();
+    throw e;
+  }
+  const res = ctx.res;
+  if (sent === cur.etag && isTerminal(cur)) {
+    // The client already holds the final event: 204 tells EventSource to stop reconnecting.
+    armed.cancel();
+    res.writeHead(204, { 'Cache-Control': 'no-store' });
+    res.end();
+    return;
+  }
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache, no-transform',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+    'X-Signal-Source': cur.source,
+  });
+  res.flushHeaders();
+  let lastWrite = performance.now();
+  const write = (s: string) => {
+    res.write(s);
+    lastWrite = performance.now();
+  };
+  write(`retry: ${deps.sseRetryMs}\n\n`);
+  try {
+    for (;;) {
+      if (cur.etag !== sent) {
+        const done = isTerminal(cur);
+        write(`id: ${cur.etag}\nevent: ${done ? 'done' : 'signal'}\ndata: ${JSON.stringify(signalOf(cur.snapshot))}\n\n`);
+        sent = cur.etag;
+        if (done) return;
+      }
+      if (signal.aborted || res.destroyed) return;
+      const sinceWrite = performance.now() - lastWrite;
+      const bound = Math.min(Math.max(0, deps.keepAliveMs - sinceWrite), deps.listenerReady() ? 5000 : deps.fallbackPollMs);
+      await armed.wait(bound, signal);
+      if (signal.aborted || res.destroyed) return;
+      if (performance.now() - lastWrite >= deps.keepAliveMs) write(': keep-alive\n\n');
+      armed = deps.waiters.arm(tenant, jobId);
+      try {
+        cur = await deps.store.read(tenant, jobId);
+      } catch {
+        // Database away: keep the stream, try again after the next bounded wait.
+      }
+    }
+  } finally {
+    armed.cancel();
+    res.end();
+  }
+}

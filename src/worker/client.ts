@@ -1,0 +1,181 @@
+/**
+ * A small typed client for `okit serve`, for workers and tools to embed. Errors come back as
+ * OkitError with the server's code; a server that cannot be reached is `SERVER_UNREACHABLE`.
+ */
+import { OkitError } from '../errors.js';
+import type { Job, Signal } from '../ledger/types.js';
+
+export const API = '/api/v1/orchestrator';
+
+export interface ClientOptions {
+  url: string;
+  token: string;
+  /** Per-request timeout beyond any long-poll wait, ms. */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+export interface EnqueueRequest {
+  type: string;
+  payload?: unknown;
+  priority?: number;
+  maxAttempts?: number;
+  idempotencyKey?: string;
+  notBefore?: string;
+  sourceId?: string;
+  runId?: string;
+}
+
+export interface Claim {
+  job: Job;
+  leaseExpiresAt: string;
+  attempt: number;
+}
+
+export interface SignalReply {
+  jobId: string;
+  etag: string;
+  signal: Signal;
+}
+
+export type FirstSignal =
+  | { status: 200; etag: string; source: string; signal: Signal }
+  | { status: 304; etag: string; source: string };
+
+/** Errors worth retrying after a pause: the server or its database is away for now. */
+export function isRetryable(e: unknown): boolean {
+  return e instanceof OkitError && ['SERVER_UNREACHABLE', 'DB_UNAVAILABLE', 'SHUTTING_DOWN', 'INTERNAL', 'TIMEOUT'].includes(e.code);
+}
+
+export class OkitClient {
+  private readonly base: string;
+  private readonly token: string;
+  private readonly timeoutMs: number;
+  private readonly f: typeof fetch;
+
+  constructor(o: ClientOptions) {
+    this.base = o.url.replace(/\/+$/, '');
+    this.token = o.token;
+    this.timeoutMs = o.timeoutMs ?? 10_000;
+    this.f = o.fetch ?? fetch;
+  }
+
+  private async request(method: string, path: string, opts: { body?: unknown; headers?: Record<string, string>; waitMs?: number; signal?: AbortSignal } = {}): Promise<Response> {
+    const timeout = AbortSignal.timeout(this.timeoutMs + (opts.waitMs ?? 0));
+    const headers: Record<string, string> = { Authorization: `Bearer ${this.token}`, Accept: 'application/json', ...opts.headers };
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await this.f(this.base + path, {
+        method,
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout,
+      });
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      if (timeout.aborted) throw new OkitError('TIMEOUT', `${method} ${path}: no answer within ${this.timeoutMs + (opts.waitMs ?? 0)} ms`);
+      throw new OkitError('SERVER_UNREACHABLE', `${method} ${this.base}${path}: ${(e as Error).message}`);
+    }
+    if (res.status >= 400) {
+      let code = 'HTTP_' + res.status;
+      let message = res.statusText;
+      try {
+        const b = (await res.json()) as { error?: { code?: string; message?: string } };
+        if (b.error?.code) code = b.error.code;
+        if (b.error?.message) message = b.error.message;
+      } catch {
+        /* not JSON */
+      }
+      throw new OkitError(code, message, { status: res.status });
+    }
+    return res;
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.request(method, path, { body });
+    return (await res.json()) as T;
+  }
+
+  private static reply(r: { job_id: string; etag: string; signal: Signal }): SignalReply {
+    return { jobId: r.job_id, etag: r.etag, signal: r.signal };
+  }
+
+  async enqueue(req: EnqueueRequest): Promise<{ job: Job; created: boolean }> {
+    return this.json('POST', `${API}/jobs`, {
+      type: req.type,
+      payload: req.payload,
+      priority: req.priority,
+      max_attempts: req.maxAttempts,
+      idempotency_key: req.idempotencyKey,
+      not_before: req.notBefore,
+      source_id: req.sourceId,
+      run_id: req.runId,
+    });
+  }
+
+  async getJob(jobId: string): Promise<Job> {
+    return (await this.json<{ job: Job }>('GET', `${API}/jobs/${encodeURIComponent(jobId)}`)).job;
+  }
+
+  async claim(req: { workerId: string; types: string[]; leaseSeconds?: number }): Promise<Claim | null> {
+    const r = await this.json<{ job: Job | null; lease_expires_at?: string; attempt?: number }>('POST', `${API}/workers/claim`, {
+      worker_id: req.workerId,
+      types: req.types,
+      lease_seconds: req.leaseSeconds,
+    });
+    return r.job ? { job: r.job, leaseExpiresAt: r.lease_expires_at!, attempt: r.attempt! } : null;
+  }
+
+  async heartbeat(jobId: string, req: { workerId: string; leaseSeconds?: number }): Promise<{ leaseExpiresAt: string }> {
+    const r = await this.json<{ lease_expires_at: string }>('POST', `${API}/jobs/${encodeURIComponent(jobId)}/heartbeat`, {
+      worker_id: req.workerId,
+      lease_seconds: req.leaseSeconds,
+    });
+    return { leaseExpiresAt: r.lease_expires_at };
+  }
+
+  async progress(jobId: string, req: { workerId: string; phase: string; summary?: string; itemsDone?: number; itemsTotal?: number }): Promise<SignalReply> {
+    return OkitClient.reply(
+      await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/progress`, {
+        worker_id: req.workerId,
+        phase: req.phase,
+        summary: req.summary,
+        items_done: req.itemsDone,
+        items_total: req.itemsTotal,
+      }),
+    );
+  }
+
+  async complete(jobId: string, req: { workerId: string; result?: Record<string, unknown> }): Promise<SignalReply> {
+    return OkitClient.reply(await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/complete`, { worker_id: req.workerId, result: req.result }));
+  }
+
+  async fail(jobId: string, req: { workerId: string; code: string; message: string; retryable?: boolean }): Promise<SignalReply> {
+    return OkitClient.reply(
+      await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/fail`, {
+        worker_id: req.workerId,
+        error: { code: req.code, message: req.message },
+        retryable: req.retryable,
+      }),
+    );
+  }
+
+  async cancel(jobId: string, req: { reason?: string } = {}): Promise<SignalReply> {
+    return OkitClient.reply(await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/cancel`, { reason: req.reason }));
+  }
+
+  /** The job's first signal; with `etag` and `wait` (seconds) a long-poll that may end in 304. */
+  async firstSignal(jobId: string, opts: { etag?: string; wait?: number; signal?: AbortSignal } = {}): Promise<FirstSignal> {
+    const q = opts.wait ? `?wait=${opts.wait}` : '';
+    const res = await this.request('GET', `${API}/jobs/${encodeURIComponent(jobId)}/first-signal${q}`, {
+      headers: opts.etag ? { 'If-None-Match': opts.etag } : {},
+      waitMs: (opts.wait ?? 0) * 1000,
+      signal: opts.signal,
+    });
+    const etag = res.headers.get('etag') ?? '';
+    const source = res.headers.get('x-signal-source') ?? '';
+    if (res.status === 304) return { status: 304, etag, source };
+    return { status: 200, etag, source, signal: (await res.json()) as Signal };
+  }
+}
