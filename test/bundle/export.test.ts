@@ -70,6 +70,25 @@ describe('export', () => {
     expect(replay(v2.data!, v2.earlier).divergences).toEqual([]);
   });
 
+  it('--from starts at the first position at or after the time; an unknown tenant gives an empty, valid bundle', async () => {
+    const from = '2025-12-04T12:00:10.000000Z';
+    const r = await exportBundle(db.pool, { tenant: T, key: testKey, from, outDir: tmp() });
+    const { rows } = await db.pool.query(
+      `SELECT min(pos)::text AS p FROM (SELECT pos FROM okit.job_history WHERE tenant = $1 AND at >= $2 UNION ALL SELECT pos FROM okit.throttle_events WHERE tenant = $1 AND at >= $2) x`,
+      [T, from],
+    );
+    expect(r.manifest.window).toMatchObject({ from_pos: rows[0].p, from });
+    const v = await verifyBundle(r.path, { pubkeys: testPub, collect: true });
+    expect(v.problems).toEqual([]);
+    // Jobs begun before the window cannot be linked or replayed without the earlier rows: said, not hidden.
+    expect(v.evidence.join('\n')).toMatch(/[1-9]\d* continued jobs' first link not checkable/);
+    expect(replay(v.data!).skipped.length).toBeGreaterThan(0);
+    const e = await exportBundle(db.pool, { tenant: 'nobody', key: testKey, outDir: tmp() });
+    expect(e.manifest.window).toMatchObject({ from_pos: '1', to_pos: '0' });
+    expect(e.manifest.as_of).toBe('1970-01-01T00:00:00.000000Z');
+    expect((await verifyBundle(e.path, { pubkeys: testPub })).problems).toEqual([]);
+  });
+
   it('refuses to sign a broken ledger and names the job', async () => {
     const t2 = await freshDb();
     try {
@@ -138,7 +157,9 @@ describe('export', () => {
     const first = await exportBundle(db.pool, { tenant: T, key: testKey, to: '2025-12-04T12:00:15.000000Z', outDir: tmp() });
     const firstSha = await manifestSha(first.path);
     const second = await exportBundle(db.pool, { tenant: T, key: testKey, previous: prevOf(first, firstSha), to: '2025-12-04T12:00:30.000000Z', outDir: tmp() });
+    const fromCut = await exportBundle(db.pool, { tenant: T, key: testKey, from: '2025-12-04T12:00:10.000000Z', outDir: tmp() });
     for (const [b, args] of [
+      [fromCut, { from: '2025-12-04T12:00:10.000000Z', previous: null }],
       [first, { to: '2025-12-04T12:00:15.000000Z', previous: null }],
       [second, { to: '2025-12-04T12:00:30.000000Z', previous: prevOf(first, firstSha) }],
     ] as const) {
