@@ -4,21 +4,21 @@
 # The signing key is derived from a fixed, public seed: it is INSECURE, for tests only.
 set -eu
 cd "$(dirname "$0")/.."
-SEED=0x0ddba11
+SEED=7
 JOBS=10
 TENANT=golden
 KEY_SEED=0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
 npm run build >/dev/null
 home=$(mktemp -d /tmp/okit-golden-XXXXXX)
 chmod 755 "$home"
-trap 'OKIT_HOME="$home" node dist/cli/main.js db stop >/dev/null 2>&1 || true; rm -rf "$home"' EXIT
+trap 'OKIT_HOME="$home/pg" node dist/cli/main.js db stop >/dev/null 2>&1 || true; rm -rf "$home"' EXIT
 unset DATABASE_URL
 export OKIT_HOME="$home/pg"
 okit() { node dist/cli/main.js "$@"; }
 okit db start >/dev/null
 okit simulate --seed "$SEED" --jobs "$JOBS" --tenant "$TENANT"
 okit keys generate --out "$home/key" --seed-hex "$KEY_SEED" 2>/dev/null
-rm -rf bundles/sample
+rm -f bundles/sample/*.tar bundles/sample/INSECURE-*
 mkdir -p bundles/sample
 cp "$home/key/okit-signing.key" bundles/sample/INSECURE-test-signing.key
 cp "$home/key/okit-signing.pub" bundles/sample/INSECURE-test-signing.pub
