@@ -165,7 +165,8 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const { fromPos, toPos, asOf } = await resolveWindow(c, { ...o, from, to });
     const t = o.tenant;
-    const { rows: ar } = await c.query("SELECT to_regclass('okit.bundle_anchors') IS NOT NULL AS a");
+    // Anchors exist only in a database loaded from a bundle (migration 003); the check is cheap.
+    const { rows: ar } = await c.query('SELECT EXISTS (SELECT 1 FROM okit.bundle_anchors WHERE tenant = $1) AS a', [o.tenant]);
     const anchors = ar[0].a === true;
     const HISTORY_WITH_PRIOR = historyWithPrior(anchors);
     const P = [t, String(fromPos), String(toPos)];

@@ -3,7 +3,7 @@
  * query it with SQL, and so that exporting again with the same arguments and key gives the
  * same bytes. Rows outside the window are absent; what the export needs to know about them
  * (the hash of a continued job's row before the window, and of a job's latest row beyond
- * it) is recorded in okit.bundle_anchors.
+ * it) is recorded in okit.bundle_anchors (migration 003).
  *
  * Sources and runs are not part of a bundle: placeholder rows satisfy the foreign keys.
  */
@@ -14,26 +14,6 @@ import { writeSnapshot } from '../ledger/ledger.js';
 import { canonicalize } from '../util/canonical.js';
 import type { Manifest } from './format.js';
 import type { BundleData } from './verify.js';
-
-/**
- * Would be migration 003 (the number reserved for bundles); it is created on import only,
- * because a live ledger never has anchors and migration 002 has not landed on this branch.
- */
-export const ANCHORS_DDL = `
-CREATE TABLE IF NOT EXISTS okit.bundle_anchors (
-  tenant okit.tenant_id NOT NULL,
-  job_id uuid NOT NULL,
-  n integer NOT NULL CHECK (n >= 1),
-  hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
-  PRIMARY KEY (job_id, n)
-);
-CREATE TABLE IF NOT EXISTS okit.bundle_imports (
-  manifest_sha256 text PRIMARY KEY,
-  tenant okit.tenant_id NOT NULL,
-  from_pos bigint NOT NULL,
-  to_pos bigint NOT NULL,
-  manifest jsonb NOT NULL
-);`;
 
 async function isEmpty(c: pg.PoolClient): Promise<boolean> {
   const { rows } = await c.query(
@@ -54,7 +34,6 @@ export interface ImportResult {
 export async function importBundle(pool: Pool, manifest: Manifest, manifestSha256: string, d: BundleData): Promise<ImportResult> {
   return withTx(pool, async (c) => {
     if (!(await isEmpty(c))) throw new OkitError('INVALID_INPUT', '--into needs an empty okit database (no jobs, history, sources or ledger heads)');
-    await c.query(ANCHORS_DDL);
     const t = manifest.tenant;
     const firstAt = new Map<string, string>();
     for (const j of d.jobs) {
