@@ -218,11 +218,15 @@ class Verifier {
       const nl = b.indexOf(0x0a, start);
       if (nl === -1) break;
       const piece = b.subarray(start, nl);
-      const line = this.partialLen ? Buffer.concat([...this.partial, piece]) : piece;
+      // An overlong line was reported when it passed the limit; its tail is not a line of its own.
+      const overlong = this.partialLen > MAX_LINE_BYTES || this.partialLen + piece.length > MAX_LINE_BYTES;
+      const line = overlong ? null : this.partialLen ? Buffer.concat([...this.partial, piece]) : piece;
+      if (overlong && this.partialLen <= MAX_LINE_BYTES)
+        this.add('LINE_NOT_CANONICAL', `${this.file} line ${this.fileLines + 1}: longer than ${MAX_LINE_BYTES} bytes`, { file: this.file ?? undefined, line: this.fileLines + 1 });
       this.partial = [];
       this.partialLen = 0;
       this.fileLines++;
-      this.line(line);
+      if (line) this.line(line);
       start = nl + 1;
     }
     if (start < b.length) {
@@ -350,7 +354,6 @@ class Verifier {
     const ln = this.fileLines;
     const at = { file: f, line: ln };
     this.lineTotal++;
-    if (this.partialLen > MAX_LINE_BYTES) return;
     const text = buf.toString('utf8');
     let v: unknown;
     try {

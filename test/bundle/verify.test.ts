@@ -156,6 +156,15 @@ describe('tampered history re-signed with the right key is still caught', () => 
     expect(rp.divergences[0]!.fields).toEqual([{ field: 'snapshot.diagnostics.max_attempts', bundle: '99', replay: String(target.diagnostics.max_attempts) }]);
   });
 
+  it('an overlong line is refused once', async () => {
+    const big = Buffer.concat([Buffer.from('{"a":"'), Buffer.alloc(1_100_000, 0x61), Buffer.from('"}\n')]);
+    const r = await verify(repack(golden, testKey, { data: { 'throttles.jsonl': big } }));
+    const p = r.problems.filter((x) => x.code === 'LINE_NOT_CANONICAL');
+    expect(p).toHaveLength(1);
+    expect(p[0]!.message).toMatch(/longer than/);
+    expect(r.ok).toBe(false);
+  });
+
   it('a line of another tenant, a non-canonical line', async () => {
     const h = hist.map((x, k) => (k === 5 ? { ...x, tenant: 'other' } : x));
     const r1 = await verify(repack(golden, testKey, { data: { 'history.jsonl': jsonl(h) } }));
