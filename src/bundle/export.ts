@@ -200,8 +200,10 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     for await (const raw of cursor(
       c,
       'okit_earlier',
-      `${HISTORY_WITH_PRIOR} WHERE h.tenant = $1 AND h.pos < $2
-         AND h.job_id IN (SELECT job_id FROM okit.job_history WHERE tenant = $1 AND pos BETWEEN $2 AND $3) ORDER BY h.pos`,
+      // Reached through the (job_id, n) index from the window's jobs: the cost follows the
+      // exported jobs' histories, not the size of the whole ledger before the window.
+      `${HISTORY_WITH_PRIOR} JOIN (SELECT DISTINCT job_id FROM okit.job_history WHERE tenant = $1 AND pos BETWEEN $2 AND $3) w ON w.job_id = h.job_id
+       WHERE h.tenant = $1 AND h.pos < $2 ORDER BY h.pos`,
       P,
       batch,
     ))

@@ -92,16 +92,27 @@ describe('export', () => {
   it('refuses to sign a broken ledger and names the job', async () => {
     const t2 = await freshDb();
     try {
-      const sim = await simulate(t2.pool, { seed: 7, jobs: 6, tenant: 'b' });
-      const victim = sim.jobIds[2]!;
+      await simulate(t2.pool, { seed: 7, jobs: 6, tenant: 'b' });
+      // A first bundle cut in the middle of some job's history; that job is the victim.
+      const first = await exportBundle(t2.pool, { tenant: 'b', key: testKey, to: '2025-12-04T12:00:06.000000Z', outDir: tmp() });
+      const cut = first.manifest.window.to_pos;
+      const { rows } = await t2.pool.query(
+        `SELECT job_id::text FROM okit.job_history WHERE tenant = 'b' GROUP BY job_id HAVING min(pos) <= $1 AND max(pos) > $1 ORDER BY job_id LIMIT 1`,
+        [cut],
+      );
+      const victim = String(rows[0].job_id);
       const a = await t2.admin();
       await a.query('ALTER TABLE okit.job_history DISABLE TRIGGER job_history_append_only');
       await a.query(`UPDATE okit.job_history SET data = data || '{"x":1}' WHERE job_id = $1 AND n = 1`, [victim]);
       await a.end();
       const out = tmp();
-      const err = await exportBundle(t2.pool, { tenant: 'b', key: testKey, outDir: out }).catch((e: unknown) => e);
-      expect(isOkitError(err) && err.code).toBe('LEDGER_BROKEN');
-      expect((err as Error).message).toContain(victim);
+      // The whole export, and the continuation whose window holds only the victim's later rows.
+      const prev = { manifest: first.manifest, manifestSha256: await manifestSha(first.path) };
+      for (const previous of [null, prev]) {
+        const err = await exportBundle(t2.pool, { tenant: 'b', key: testKey, previous, outDir: out }).catch((e: unknown) => e);
+        expect(isOkitError(err) && err.code).toBe('LEDGER_BROKEN');
+        expect((err as Error).message).toContain(victim);
+      }
       expect(readdir(out)).toEqual([]);
     } finally {
       await t2.drop();
