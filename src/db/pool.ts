@@ -53,18 +53,29 @@ export function createClient(url: string, applicationName?: string): pg.Client {
   return new pg.Client(connectionConfig(url, applicationName));
 }
 
-/** Runs fn in one transaction; rolls back on any throw. */
+/**
+ * Runs fn in one transaction; rolls back on any throw. pg-pool listens for errors only on
+ * idle clients: a checked-out client whose server goes away (restart, terminate) emits an
+ * `error` nobody handles, which would crash the process. So listen while it is held, and
+ * destroy rather than reuse a client that errored.
+ */
 export async function withTx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (e: Error) => {
+    broken = e;
+  };
+  c.on('error', onError);
   try {
     await c.query('BEGIN');
     const out = await fn(c);
     await c.query('COMMIT');
     return out;
   } catch (e) {
-    await c.query('ROLLBACK').catch(() => undefined);
+    if (!broken) await c.query('ROLLBACK').catch(() => undefined);
     throw e;
   } finally {
-    c.release();
+    c.removeListener('error', onError);
+    c.release(broken);
   }
 }

@@ -6,8 +6,8 @@ import { OkitError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Snapshot } from '../ledger/types.js';
 import * as v from '../ledger/validate.js';
-import { etagOf, signalOf } from '../signals/projection.js';
-import { firstSignal, stream, type SignalDeps } from '../signals/handlers.js';
+import { etagOf } from '../signals/projection.js';
+import { firstSignal, signalBody, stream, type SignalDeps } from '../signals/handlers.js';
 import { readJson } from './body.js';
 import { Router, type Ctx } from './router.js';
 import { sendJson } from './send.js';
@@ -27,9 +27,11 @@ export interface ApiDeps {
 
 const opt = <T>(v: T | undefined | null): T | undefined => (v === null ? undefined : v);
 
-function signalReply(ctx: Ctx, s: Snapshot, status = 200): void {
+function signalReply(ctx: Ctx, s: Snapshot): void {
   const etag = etagOf(s);
-  sendJson(ctx.res, status, { job_id: s.job_id, etag, signal: signalOf(s) }, { ETag: etag });
+  const text = `{"job_id":${JSON.stringify(s.job_id)},"etag":${JSON.stringify(etag)},"signal":${signalBody(s)}}`;
+  ctx.res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), ETag: etag });
+  ctx.res.end(text);
 }
 
 export function buildRouter(d: ApiDeps): Router {
@@ -51,6 +53,7 @@ export function buildRouter(d: ApiDeps): Router {
   r.add('GET', `${API}/stream/jobs/:id/first-signal`, authed('read', (ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
 
   r.add('GET', `${API}/jobs/:id`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { job: await d.ledger.getJob(t, id(ctx)) })));
+  r.add('GET', `${API}/jobs/:id/history`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { history: await d.ledger.history(t, id(ctx)) })));
 
   r.add(
     'POST',

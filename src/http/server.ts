@@ -3,6 +3,7 @@
  * and a graceful close() (stop accepting, answer pending long-polls, end SSE streams, stop
  * the listener). The pool belongs to the caller.
  */
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OkitError, isOkitError } from '../errors.js';
@@ -33,6 +34,7 @@ export interface ServerOptions {
   tokenTtlMs?: number;
   sweepMs?: number;
   listenerCheckMs?: number;
+  listenerProbeTimeoutMs?: number;
   maxBodyBytes?: number;
   /** How long close() lets in-flight requests finish before cutting connections. */
   drainMs?: number;
@@ -53,10 +55,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const waiters = new Waiters();
   const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000);
   const shutdown = new AbortController();
+  setMaxListeners(0, shutdown.signal); // one listener per in-flight request, removed when it ends
   const listener = new SignalListener({
     url: o.url,
     log,
     checkMs: o.listenerCheckMs,
+    probeTimeoutMs: o.listenerProbeTimeoutMs,
     onNotify: (tenant, ids) => {
       if (ids === '*') {
         store.cache.invalidateTenant(tenant);
@@ -99,12 +103,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const inflight = new Set<http.ServerResponse>();
   const server = http.createServer((req, res) => {
     inflight.add(res);
-    const gone = new AbortController();
+    // Aborted when the client goes away or the server shuts down. (Not AbortSignal.any: one
+    // listener per request on the long-lived shutdown signal, removed when the request ends.)
+    const stop = new AbortController();
+    const onShutdown = () => stop.abort();
+    shutdown.signal.addEventListener('abort', onShutdown, { once: true });
     res.on('close', () => {
       inflight.delete(res);
-      if (!res.writableFinished) gone.abort();
+      shutdown.signal.removeEventListener('abort', onShutdown);
+      if (!res.writableFinished) stop.abort();
     });
-    requestSignals.set(res, AbortSignal.any([gone.signal, shutdown.signal]));
+    requestSignals.set(res, stop.signal);
     void (async () => {
       try {
         if (shutdown.signal.aborted) {

@@ -65,16 +65,36 @@ export async function checkLedger(pool: Pool, opts: { tenant?: string; jobIds?: 
     rows += hist.length;
     for (const p of checkChain(hist)) problems.push({ ...p, tenant: first.tenant });
     const last = hist[hist.length - 1]!;
-    const { rows: jr } = await pool.query('SELECT history_n, last_hash FROM okit.jobs WHERE id = $1', [first.job_id]);
-    if (jr[0] && (Number(jr[0].history_n) !== last.n || jr[0].last_hash !== last.hash))
+    const { rows: jr } = await pool.query('SELECT history_n, last_hash, state FROM okit.jobs WHERE id = $1', [first.job_id]);
+    // The job row must be where its history ends: same length, same last hash, same state.
+    if (jr[0] && (Number(jr[0].history_n) !== last.n || jr[0].last_hash !== last.hash || jr[0].state !== last.to_state))
       problems.push({
         code: 'CHAIN_HEAD_MISMATCH',
         tenant: first.tenant,
         job_id: first.job_id,
         n: last.n,
         pos: last.pos,
-        message: `job ${first.job_id} records ${jr[0].history_n} rows ending in ${String(jr[0].last_hash).slice(0, 12)}…, its history ends at n=${last.n} (${last.hash.slice(0, 12)}…)`,
+        message: `job ${first.job_id} records ${jr[0].history_n} rows ending in ${String(jr[0].last_hash).slice(0, 12)}… in state ${jr[0].state}, its history ends at n=${last.n} (${last.hash.slice(0, 12)}…) in state ${last.to_state}`,
       });
+  }
+  // A job whose every history row is gone has no chain to walk: find it from the job rows.
+  const { rows: bare } = await pool.query(
+    `SELECT j.id, j.tenant, j.history_n FROM okit.jobs j
+     WHERE NOT EXISTS (SELECT 1 FROM okit.job_history h WHERE h.job_id = j.id) ${opts.tenant ? 'AND j.tenant = $1' : ''}
+     ORDER BY j.id`,
+    opts.tenant ? [opts.tenant] : [],
+  );
+  for (const j of bare) {
+    if (only && !only.has(j.id)) continue;
+    jobs++;
+    problems.push({
+      code: 'CHAIN_HEAD_MISMATCH',
+      tenant: j.tenant,
+      job_id: j.id,
+      n: null,
+      pos: null,
+      message: `job ${j.id} records ${j.history_n} history rows but has none`,
+    });
   }
   if (!only) problems.push(...(await positionGaps(pool, opts.tenant)));
   const brokenJobs = [...new Set(problems.filter((p) => p.job_id).map((p) => p.job_id!))].sort();

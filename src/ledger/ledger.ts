@@ -115,6 +115,14 @@ export class Ledger {
    */
   private async tx<T>(tenant: string, fn: (t: Tx) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
+    // pg-pool listens for errors on idle clients only: a held client whose server goes away
+    // (restart, terminate) would emit an unhandled `error` and crash the process. Listen while
+    // held and destroy, rather than reuse, a client that errored (see withTx in db/pool.ts).
+    let broken: Error | undefined;
+    const onError = (e: Error) => {
+      broken = e;
+    };
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       const t: Tx = { c, tenant, changed: new Set() };
@@ -129,10 +137,11 @@ export class Ledger {
       }
       return out;
     } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
+      if (!broken) await c.query('ROLLBACK').catch(() => undefined);
       throw e;
     } finally {
-      c.release();
+      c.removeListener('error', onError);
+      c.release(broken);
     }
   }
 
@@ -218,12 +227,14 @@ export class Ledger {
     const host = v.host(input.host);
     const id = input.id ? v.uuid(input.id) : this.ids();
     const at = formatMicros(this.clock.now());
-    const { rows } = await this.pool.query(
-      `INSERT INTO okit.sources (id, tenant, name, host, created_at) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (tenant, name) DO UPDATE SET name = EXCLUDED.name
-       RETURNING id, tenant, name, host, created_at`,
-      [id, tenant, name, host, at],
-    );
+    const { rows } = await this.pool
+      .query(
+        `INSERT INTO okit.sources (id, tenant, name, host, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant, name) DO UPDATE SET name = EXCLUDED.name
+         RETURNING id, tenant, name, host, created_at`,
+        [id, tenant, name, host, at],
+      )
+      .catch((e) => rethrowIdTaken(e, id));
     const r = rows[0];
     if (r.host !== host) throw new OkitError('INVALID_INPUT', `source ${name} already exists with host ${r.host}`);
     return { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) };
@@ -241,8 +252,9 @@ export class Ledger {
   async configureThrottle(tenant: string, hostName: string, cfg: { capacity: number; refillPerSec: number }): Promise<void> {
     v.tenant(tenant);
     const host = v.host(hostName);
-    const capacity = v.num(cfg.capacity, 'capacity', 1, 1e6);
-    const refill = v.num(cfg.refillPerSec, 'refill_per_sec', 0.000001, 1e6);
+    // Bounds of the columns: tokens and refill are numeric(12,6), so below 10^6.
+    const capacity = v.num(cfg.capacity, 'capacity', 1, 999999);
+    const refill = v.num(cfg.refillPerSec, 'refill_per_sec', 0.000001, 999999);
     const now = this.clock.now();
     await this.tx(tenant, async (t) => {
       await t.c.query(
@@ -622,11 +634,13 @@ export class Ledger {
     const outcome = v.payload(input.outcome, 'outcome');
     const id = input.id ? v.uuid(input.id) : this.ids();
     const confidence = input.confidence === undefined ? 0.5 : v.num(input.confidence, 'confidence', 0, 1);
-    await this.pool.query(
-      `INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, signature_sha256) DO UPDATE SET outcome = EXCLUDED.outcome, confidence = EXCLUDED.confidence`,
-      [id, tenant, sha256Hex(pattern.canonical), pattern.canonical, outcome.canonical, confidence, formatMicros(this.clock.now())],
-    );
+    await this.pool
+      .query(
+        `INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, signature_sha256) DO UPDATE SET outcome = EXCLUDED.outcome, confidence = EXCLUDED.confidence`,
+        [id, tenant, sha256Hex(pattern.canonical), pattern.canonical, outcome.canonical, confidence, formatMicros(this.clock.now())],
+      )
+      .catch((e) => rethrowIdTaken(e, id));
     return id;
   }
 
@@ -703,6 +717,13 @@ export class Ledger {
     await this.getJob(tenant, jobId);
     return this.readHistory(this.pool, jobId);
   }
+}
+
+/** A caller-chosen id that is already a primary key (any tenant's) is bad input, not a crash. */
+function rethrowIdTaken(e: unknown, id: string): never {
+  const err = e as { code?: string; constraint?: string };
+  if (err.code === '23505' && err.constraint?.endsWith('_pkey')) throw new OkitError('INVALID_INPUT', `id ${id} is already taken`, { field: 'id' });
+  throw e;
 }
 
 const INSERT_HISTORY = `INSERT INTO okit.job_history (${HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`;

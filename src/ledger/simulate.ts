@@ -99,21 +99,29 @@ function chooseOutcome(rng: Rng, host: string | null): Outcome {
 }
 
 export async function simulate(pool: Pool, opts: SimulateOptions): Promise<SimulateResult> {
+  const tenant = opts.tenant;
+  // The run's positions and chains start from nothing: a tenant with a ledger cannot be replayed into.
+  const { rows: used } = await pool.query('SELECT pos FROM okit.ledger_heads WHERE tenant = $1', [tenant]);
+  if (used.length > 0)
+    throw new OkitError('INVALID_INPUT', `tenant ${tenant} already has a ledger in this database: simulate into a new --tenant or a fresh database`, {
+      field: 'tenant',
+    });
   const rng = new Rng(opts.seed);
   const clock = new ManualClock(SIM_EPOCH);
-  const ledger = new Ledger(pool, { clock, ids: () => rng.uuid(), backoffBaseSeconds: 1, backoffCapSeconds: 20, defaultMaxAttempts: 3 });
-  const tenant = opts.tenant;
+  // Ids are global primary keys: derive them from the tenant too, so the same seed can run in two tenants.
+  const id = () => tenantUuid(tenant, rng.uuid());
+  const ledger = new Ledger(pool, { clock, ids: id, backoffBaseSeconds: 1, backoffCapSeconds: 20, defaultMaxAttempts: 3 });
   const log = opts.progress ?? (() => undefined);
   const startedAt = clock.toString();
 
   const sources: Array<{ id: string; host: string }> = [];
   for (const s of SOURCES) {
-    const src = await ledger.createSource(tenant, { name: s.name, host: s.host, id: rng.uuid() });
+    const src = await ledger.createSource(tenant, { name: s.name, host: s.host, id: id() });
     if (s.bucket) await ledger.configureThrottle(tenant, s.host, s.bucket);
     sources.push({ id: src.id, host: s.host });
   }
   await ledger.addFailureSignature(tenant, {
-    id: rng.uuid(),
+    id: id(),
     pattern: { error_code: 'LAYER_EXTRACT_FAILED' },
     outcome: { likely_cause: 'Registry returned a truncated layer', suggested_action: 'Retry after the registry mirror resyncs', mttr_p50_seconds: 300 },
     confidence: 0.87,
@@ -273,6 +281,15 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
     historyDigest: digest.sha256,
     jobIds,
   };
+}
+
+/** A version-4-shaped UUID from sha256(tenant, drawn uuid). */
+function tenantUuid(tenant: string, drawn: string): string {
+  const b = Buffer.from(sha256Hex(`${tenant}\n${drawn}`).slice(0, 32), 'hex');
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /** sha256 of a tenant's history as canonical JSON lines in position order, and the row count. */

@@ -7,6 +7,8 @@ import type { ServerResponse } from 'node:http';
 import { OkitError } from '../errors.js';
 import * as v from '../ledger/validate.js';
 import type { Ctx } from '../http/router.js';
+import { canonicalize } from '../util/canonical.js';
+import type { Snapshot } from '../ledger/types.js';
 import { signalOf } from './projection.js';
 import { isTerminal, type Current, type SignalStore } from './store.js';
 import type { Waiters } from './waiters.js';
@@ -41,6 +43,25 @@ export function parseWait(q: URLSearchParams): number {
   return s;
 }
 
+/**
+ * The body bytes of a signal: the seed's field order at the top, nested objects in RFC 8785
+ * key order, so that one ETag always means the same bytes whether the snapshot came from its
+ * row (jsonb reorders keys) or was projected on the fly (cold_start).
+ */
+export function signalBody(s: Snapshot): string {
+  const g = signalOf(s);
+  const fields: Array<[string, unknown]> = [
+    ['kind', g.kind],
+    ['phase', g.phase],
+    ['summary', g.summary],
+    ['eta_seconds', g.eta_seconds],
+    ['last_known_outcome', g.last_known_outcome],
+    ['next_actions', g.next_actions],
+    ['diagnostics', g.diagnostics],
+  ];
+  return `{${fields.map(([k, v]) => `${JSON.stringify(k)}:${canonicalize(v)}`).join(',')}}`;
+}
+
 function signalHeaders(c: Current, shuttingDown: boolean): Record<string, string> {
   return {
     ETag: c.etag,
@@ -57,7 +78,7 @@ function send(res: ServerResponse, c: Current, notModified: boolean, shuttingDow
     res.end();
     return;
   }
-  const text = JSON.stringify(signalOf(c.snapshot));
+  const text = signalBody(c.snapshot);
   res.writeHead(200, { ...signalHeaders(c, shuttingDown), 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) });
   res.end(text);
 }
@@ -136,7 +157,7 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
     for (;;) {
       if (cur.etag !== sent) {
         const done = isTerminal(cur);
-        write(`id: ${cur.etag}\nevent: ${done ? 'done' : 'signal'}\ndata: ${JSON.stringify(signalOf(cur.snapshot))}\n\n`);
+        write(`id: ${cur.etag}\nevent: ${done ? 'done' : 'signal'}\ndata: ${signalBody(cur.snapshot)}\n\n`);
         sent = cur.etag;
         if (done) return;
       }

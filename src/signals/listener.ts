@@ -189,7 +189,7 @@ export class SignalListener {
     if (this.checkTimer) clearInterval(this.checkTimer);
     const sub = this.sub;
     this.sub = null;
-    this.setUp(false);
+    this.up = false; // closing on purpose: no "lost" report
     if (sub) await retire(sub);
   }
 }

@@ -120,7 +120,12 @@ function step(f: Fold, r: HistoryRow): void {
     }
     case 'progress': {
       const phase = asPhase(d.phase);
-      if (phase !== f.phase) f.samples = [];
+      if (phase !== f.phase) {
+        // Item counts and their rate belong to a phase: a new phase starts from nothing.
+        f.samples = [];
+        f.itemsDone = null;
+        f.itemsTotal = null;
+      }
       f.phase = phase;
       f.kind = 'phase';
       const total = num(d.items_total);

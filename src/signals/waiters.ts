@@ -41,8 +41,9 @@ export class Waiters {
     return {
       wait(ms: number, abort?: AbortSignal): Promise<'woken' | 'timeout' | 'aborted'> {
         return new Promise((resolve) => {
+          let timer: NodeJS.Timeout | undefined;
           const done = (why: 'woken' | 'timeout' | 'aborted') => {
-            clearTimeout(timer);
+            if (timer) clearTimeout(timer);
             abort?.removeEventListener('abort', onAbort);
             remove();
             resolve(why);
@@ -50,7 +51,7 @@ export class Waiters {
           const onAbort = () => done('aborted');
           if (woken) return done('woken');
           if (abort?.aborted) return done('aborted');
-          const timer = setTimeout(() => done('timeout'), Math.max(0, ms));
+          timer = setTimeout(() => done('timeout'), Math.max(0, ms));
           fire = () => done('woken');
           abort?.addEventListener('abort', onAbort, { once: true });
         });

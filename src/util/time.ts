@@ -7,12 +7,12 @@ export type Micros = bigint;
 const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(Z|[+-]\d{2}:?\d{2})$/;
 
 export function formatMicros(us: Micros): string {
-  const ms = us / 1000n;
-  const frac = us % 1000000n;
-  const fracAdj = frac < 0n ? frac + 1000000n : frac;
-  const d = new Date(Number(ms));
-  const base = d.toISOString().slice(0, 19);
-  return `${base}.${fracAdj.toString().padStart(6, '0')}Z`;
+  // Floor to whole seconds (bigint division truncates toward zero, wrong before 1970).
+  let frac = us % 1000000n;
+  if (frac < 0n) frac += 1000000n;
+  const secs = (us - frac) / 1000000n;
+  const base = new Date(Number(secs) * 1000).toISOString().slice(0, 19);
+  return `${base}.${frac.toString().padStart(6, '0')}Z`;
 }
 
 /** Parses RFC 3339 (or Postgres' `YYYY-MM-DD HH:MM:SS.ffffff+00` text) into microseconds. */
@@ -21,8 +21,20 @@ export function parseMicros(text: string): Micros {
   const m = ISO_RE.exec(t.endsWith('+00') || t.endsWith('-00') ? t + ':00' : t);
   if (!m) throw new RangeError(`not an RFC 3339 timestamp: ${JSON.stringify(text)}`);
   const [, y, mo, d, h, mi, s, frac = '', tz] = m;
-  const secs = Date.UTC(+y!, +mo! - 1, +d!, +h!, +mi!, +s!) / 1000;
-  if (Number.isNaN(secs)) throw new RangeError(`invalid date: ${text}`);
+  const date = new Date(Date.UTC(+y!, +mo! - 1, +d!, +h!, +mi!, +s!));
+  date.setUTCFullYear(+y!); // Date.UTC maps years 0..99 to 1900..1999
+  // Date.UTC rolls 2025-02-30 over to March 2: refuse any field that did not survive.
+  if (
+    Number.isNaN(date.getTime()) ||
+    date.getUTCFullYear() !== +y! ||
+    date.getUTCMonth() !== +mo! - 1 ||
+    date.getUTCDate() !== +d! ||
+    date.getUTCHours() !== +h! ||
+    date.getUTCMinutes() !== +mi! ||
+    date.getUTCSeconds() !== +s!
+  )
+    throw new RangeError(`invalid date: ${text}`);
+  const secs = date.getTime() / 1000;
   let offsetSec = 0;
   if (tz !== 'Z') {
     const sign = tz!.startsWith('-') ? -1 : 1;

@@ -3,7 +3,7 @@
  * OkitError with the server's code; a server that cannot be reached is `SERVER_UNREACHABLE`.
  */
 import { OkitError } from '../errors.js';
-import type { Job, Signal } from '../ledger/types.js';
+import type { HistoryRow, Job, Signal } from '../ledger/types.js';
 
 export const API = '/api/v1/orchestrator';
 
@@ -60,41 +60,52 @@ export class OkitClient {
     this.f = o.fetch ?? fetch;
   }
 
-  private async request(method: string, path: string, opts: { body?: unknown; headers?: Record<string, string>; waitMs?: number; signal?: AbortSignal } = {}): Promise<Response> {
-    const timeout = AbortSignal.timeout(this.timeoutMs + (opts.waitMs ?? 0));
+  /** One request; the body is read here so the timeout covers it and listeners are cleaned up. */
+  private async request(
+    method: string,
+    path: string,
+    opts: { body?: unknown; headers?: Record<string, string>; waitMs?: number; signal?: AbortSignal } = {},
+  ): Promise<{ status: number; headers: Headers; body: unknown }> {
+    const limit = this.timeoutMs + (opts.waitMs ?? 0);
+    const ac = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => ((timedOut = true), ac.abort()), limit);
+    const onAbort = () => ac.abort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
     const headers: Record<string, string> = { Authorization: `Bearer ${this.token}`, Accept: 'application/json', ...opts.headers };
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
-    let res: Response;
     try {
-      res = await this.f(this.base + path, {
-        method,
-        headers,
-        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-        signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout,
-      });
-    } catch (e) {
-      if (opts.signal?.aborted) throw e;
-      if (timeout.aborted) throw new OkitError('TIMEOUT', `${method} ${path}: no answer within ${this.timeoutMs + (opts.waitMs ?? 0)} ms`);
-      throw new OkitError('SERVER_UNREACHABLE', `${method} ${this.base}${path}: ${(e as Error).message}`);
-    }
-    if (res.status >= 400) {
-      let code = 'HTTP_' + res.status;
-      let message = res.statusText;
+      let res: Response;
+      let text: string;
       try {
-        const b = (await res.json()) as { error?: { code?: string; message?: string } };
-        if (b.error?.code) code = b.error.code;
-        if (b.error?.message) message = b.error.message;
-      } catch {
-        /* not JSON */
+        res = await this.f(this.base + path, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal: ac.signal });
+        text = await res.text();
+      } catch (e) {
+        if (opts.signal?.aborted) throw e;
+        if (timedOut) throw new OkitError('TIMEOUT', `${method} ${path}: no answer within ${limit} ms`);
+        throw new OkitError('SERVER_UNREACHABLE', `${method} ${this.base}${path}: ${(e as Error).message}`);
       }
-      throw new OkitError(code, message, { status: res.status });
+      let body: unknown = null;
+      if (text) {
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = null;
+        }
+      }
+      if (res.status >= 400) {
+        const err = (body as { error?: { code?: string; message?: string } } | null)?.error;
+        throw new OkitError(err?.code ?? `HTTP_${res.status}`, err?.message ?? res.statusText, { status: res.status });
+      }
+      return { status: res.status, headers: res.headers, body };
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
     }
-    return res;
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.request(method, path, { body });
-    return (await res.json()) as T;
+    return (await this.request(method, path, { body })).body as T;
   }
 
   private static reply(r: { job_id: string; etag: string; signal: Signal }): SignalReply {
@@ -116,6 +127,11 @@ export class OkitClient {
 
   async getJob(jobId: string): Promise<Job> {
     return (await this.json<{ job: Job }>('GET', `${API}/jobs/${encodeURIComponent(jobId)}`)).job;
+  }
+
+  /** The job's hash-chained history, oldest first. */
+  async history(jobId: string): Promise<HistoryRow[]> {
+    return (await this.json<{ history: HistoryRow[] }>('GET', `${API}/jobs/${encodeURIComponent(jobId)}/history`)).history;
   }
 
   async claim(req: { workerId: string; types: string[]; leaseSeconds?: number }): Promise<Claim | null> {
@@ -176,6 +192,6 @@ export class OkitClient {
     const etag = res.headers.get('etag') ?? '';
     const source = res.headers.get('x-signal-source') ?? '';
     if (res.status === 304) return { status: 304, etag, source };
-    return { status: 200, etag, source, signal: (await res.json()) as Signal };
+    return { status: 200, etag, source, signal: res.body as Signal };
   }
 }

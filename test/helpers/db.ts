@@ -28,6 +28,9 @@ export async function freshDb(opts: { migrated?: boolean } = {}): Promise<TestDb
   const c = new pg.Client({ connectionString: adminUrl() });
   await c.connect();
   await c.query(opts.migrated === false ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${inject('pgTemplate')}`);
+  // Tests need no durability across a crash: not waiting for the WAL flush at each commit
+  // makes commit-heavy tests (the simulation) several times faster. Semantics are unchanged.
+  await c.query(`ALTER DATABASE ${name} SET synchronous_commit = off`);
   await c.end();
   const url = urlFor(name);
   const pool = createPool(url, { max: 8 });

@@ -9,7 +9,7 @@ describe('first-signal endpoint', () => {
   let t: TestServer;
   beforeAll(async () => {
     db = await freshDb();
-    t = await startTestServer(db.url, db.pool);
+    t = await startTestServer(db.url, db.pool, { sweepMs: 200 });
   });
   afterAll(async () => {
     await t.srv.close();
@@ -48,7 +48,8 @@ describe('first-signal endpoint', () => {
     const a = await t.get(FS(job.id), t.tokens.read);
     const etagA = a.headers.get('etag')!;
     await frozen.progress('acme', job.id, 'w1', { phase: 'analyze', itemsDone: 1, itemsTotal: 10 }); // same data, same instant
-    const b = await t.get(FS(job.id), t.tokens.read, { 'If-None-Match': etagA });
+    // A long-poll, as clients do: a plain GET may be served from the ≤ 1 s cache until the NOTIFY lands.
+    const b = await t.get(FS(job.id) + '?wait=10', t.tokens.read, { 'If-None-Match': etagA });
     expect(b.status).toBe(200);
     expect(b.headers.get('etag')).not.toBe(etagA);
     const h = await frozen.history('acme', job.id);
@@ -84,13 +85,16 @@ describe('first-signal endpoint', () => {
 
   it('serves cold_start when the snapshot row is missing, and failure_index when a signature shaped it', async () => {
     const { job } = await t.ledger.enqueue('acme', { type: 'cold' });
-    const etag = (await t.get(FS(job.id), t.tokens.read)).headers.get('etag')!;
+    const before = await t.get(FS(job.id), t.tokens.read);
+    const etag = before.headers.get('etag')!;
+    const bytes = await before.text();
     await db.pool.query('DELETE FROM okit.first_signal_snapshots WHERE job_id = $1', [job.id]);
     await new Promise((r) => setTimeout(r, 1100)); // past the 1 s cache
     const r = await t.get(FS(job.id), t.tokens.read);
     expect(r.status).toBe(200);
     expect(r.headers.get('x-signal-source')).toBe('cold_start');
     expect(r.headers.get('etag')).toBe(etag);
+    expect(await r.text()).toBe(bytes); // one ETag, one representation, whatever the source
 
     await t.ledger.addFailureSignature('acme', { pattern: { error_code: 'E_DISK' }, outcome: { likely_cause: 'disk full', suggested_action: 'free space' } });
     const { job: j2 } = await t.ledger.enqueue('acme', { type: 'sig' });
@@ -117,6 +121,15 @@ describe('first-signal endpoint', () => {
     const cancel = await t.post(`/api/v1/orchestrator/jobs/${job.id}/cancel`, t.tokens.otherAdmin, {});
     expect(cancel.status).toBe(404);
     expect((await t.ledger.getJob('acme', job.id)).state).toBe('queued');
+  });
+
+  it('returns abandoned leases to the queue by itself (sweeper), and a long-poll sees it', async () => {
+    const { job } = await t.ledger.enqueue('acme', { type: 'abandon' });
+    await t.ledger.claim('acme', { workerId: 'gone', types: ['abandon'], leaseSeconds: 1 });
+    const etag = (await t.get(FS(job.id), t.tokens.read)).headers.get('etag')!;
+    const r = await t.get(FS(job.id) + '?wait=10', t.tokens.read, { 'If-None-Match': etag });
+    expect(r.status).toBe(200);
+    expect((await r.json()).summary).toBe('Lease on gone expired; requeued (attempt 1 of 5 used)');
   });
 
   it('has /healthz and /readyz', async () => {
