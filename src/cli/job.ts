@@ -25,6 +25,23 @@ export async function runJobStatus(jobId: string, opts: JobStatusOptions, io: Io
   return r.exitCode;
 }
 
+export interface JobHistoryOptions {
+  url?: string;
+  token?: string;
+  json?: boolean;
+}
+
+/** One line per history row: `n  at  event  from → to  data`. */
+export async function runJobHistory(jobId: string, opts: JobHistoryOptions, io: Io): Promise<number> {
+  v.uuid(jobId, 'job_id');
+  const rows = await clientFrom(opts, io).history(jobId);
+  for (const r of rows) {
+    if (opts.json) io.out(JSON.stringify(r));
+    else io.out(`${String(r.n).padStart(3)}  ${r.at}  ${r.event.padEnd(15)} ${(r.from_state ?? '-').padEnd(11)} → ${r.to_state.padEnd(11)} ${JSON.stringify(r.data)}`);
+  }
+  return 0;
+}
+
 export function register(program: Command, io: Io): void {
   const job = program.command('job').description('jobs, through the HTTP API of `okit serve`');
   job
@@ -34,4 +51,11 @@ export function register(program: Command, io: Io): void {
     .option('--url <url>', 'server (default $OKIT_URL or http://127.0.0.1:8080)')
     .option('--token <token>', 'bearer token (default $OKIT_TOKEN)')
     .action(action(io, (id: string, o: JobStatusOptions) => runJobStatus(id, o, io)));
+  job
+    .command('history <jobId>')
+    .description("print the job's hash-chained history, one transition per line")
+    .option('--json', 'one JSON history row per line')
+    .option('--url <url>', 'server (default $OKIT_URL or http://127.0.0.1:8080)')
+    .option('--token <token>', 'bearer token (default $OKIT_TOKEN)')
+    .action(action(io, (id: string, o: JobHistoryOptions) => runJobHistory(id, o, io)));
 }

@@ -8,9 +8,13 @@ import { register as job } from './job.js';
 import { register as serve } from './serve.js';
 import { register as simulate } from './simulate.js';
 import { register as tokens } from './tokens.js';
+import { register as keys } from './keys.js';
+import { register as exportCmd } from './export.js';
+import { register as verify } from './verify.js';
+import { register as replay } from './replay.js';
 
 // One line per command module; each registers its own subcommands.
-const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job];
+const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job, keys, exportCmd, verify, replay];
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 

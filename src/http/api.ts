@@ -53,6 +53,7 @@ export function buildRouter(d: ApiDeps): Router {
   r.add('GET', `${API}/stream/jobs/:id/first-signal`, authed('read', (ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
 
   r.add('GET', `${API}/jobs/:id`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { job: await d.ledger.getJob(t, id(ctx)) })));
+  r.add('GET', `${API}/jobs/:id/history`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { history: await d.ledger.history(t, id(ctx)) })));
 
   r.add(
     'POST',

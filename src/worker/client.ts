@@ -3,7 +3,7 @@
  * OkitError with the server's code; a server that cannot be reached is `SERVER_UNREACHABLE`.
  */
 import { OkitError } from '../errors.js';
-import type { Job, Signal } from '../ledger/types.js';
+import type { HistoryRow, Job, Signal } from '../ledger/types.js';
 
 export const API = '/api/v1/orchestrator';
 
@@ -127,6 +127,11 @@ export class OkitClient {
 
   async getJob(jobId: string): Promise<Job> {
     return (await this.json<{ job: Job }>('GET', `${API}/jobs/${encodeURIComponent(jobId)}`)).job;
+  }
+
+  /** The job's hash-chained history, oldest first. */
+  async history(jobId: string): Promise<HistoryRow[]> {
+    return (await this.json<{ history: HistoryRow[] }>('GET', `${API}/jobs/${encodeURIComponent(jobId)}/history`)).history;
   }
 
   async claim(req: { workerId: string; types: string[]; leaseSeconds?: number }): Promise<Claim | null> {

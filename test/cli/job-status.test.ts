@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runJobStatus } from '../../src/cli/job.js';
+import { runJobHistory, runJobStatus } from '../../src/cli/job.js';
 import type { Io } from '../../src/cli/io.js';
 import { OkitClient } from '../../src/worker/client.js';
 import { followJob } from '../../src/worker/follow.js';
@@ -111,5 +111,21 @@ describe('okit job status', () => {
     bad.stderr.on('data', (d) => (err += d));
     expect(await new Promise((r) => bad.on('close', r))).toBe(2);
     expect(err).toContain('UNAUTHORIZED');
+  });
+  it('job history prints the chain the failed signal points at; a foreign tenant gets JOB_NOT_FOUND', async () => {
+    const { job } = await t.ledger.enqueue('acme', { type: 'hist', maxAttempts: 1 });
+    await t.ledger.claim('acme', { workerId: 'w9', types: ['hist'] });
+    await t.ledger.fail('acme', job.id, 'w9', { code: 'BOOM', message: 'it broke', retryable: false });
+    const snap = await t.ledger.getSnapshot('acme', job.id);
+    expect(snap.next_actions?.map((a) => a.command)).toContain(`okit job history ${job.id}`);
+    const io = capture({ OKIT_URL: t.base, OKIT_TOKEN: t.tokens.read });
+    expect(await runJobHistory(job.id, {}, io)).toBe(0);
+    expect(io.lines.map((l) => l.split(/\s+/).filter(Boolean)[2])).toEqual(['enqueued', 'claimed', 'failed']);
+    const json = capture({ OKIT_URL: t.base, OKIT_TOKEN: t.tokens.read });
+    await runJobHistory(job.id, { json: true }, json);
+    const rows = json.lines.map((l) => JSON.parse(l));
+    expect(rows.map((r) => r.n)).toEqual([1, 2, 3]);
+    expect(rows[2].prev_hash).toBe(rows[1].hash);
+    await expect(new OkitClient({ url: t.base, token: t.tokens.otherRead }).history(job.id)).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
   });
 });

@@ -1,0 +1,295 @@
+/**
+ * Export: one REPEATABLE READ READ ONLY transaction, rows streamed through server-side
+ * cursors into temp files (hashed on the way), every exported job's chain checked, then the
+ * tar assembled by streaming into a temp file renamed into place. Memory stays flat: the
+ * only per-row state lives in the database and on disk.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type pg from 'pg';
+import type { Pool } from '../db/pool.js';
+import { OkitError } from '../errors.js';
+import { rowHash } from '../ledger/chain.js';
+import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, json, toHistory, toJob, toSnapshot, ts } from '../ledger/rows.js';
+import { canonicalize } from '../util/canonical.js';
+import { formatMicros, parseMicros } from '../util/time.js';
+import { DATA_FILES, EPOCH_AS_OF, FORMAT_ID, FORMAT_VERSION, MANIFEST, SIGNATURE, SUMS, type DataFile, type FileEntry, type Manifest } from './format.js';
+import { sign, type SigningKey } from './keys.js';
+import { renderManifest, renderSums } from './manifest.js';
+import { END_BYTES, padding, tarHeader } from './tar.js';
+
+export interface PreviousRef {
+  manifest: Manifest;
+  /** sha256 of the previous manifest.json bytes. */
+  manifestSha256: string;
+}
+
+export interface ExportOptions {
+  tenant: string;
+  key: SigningKey;
+  from?: string | null;
+  to?: string | null;
+  previous?: PreviousRef | null;
+  outDir: string;
+  /** Rows per FETCH. */
+  batch?: number;
+}
+
+export interface ExportResult {
+  path: string;
+  sha256: string;
+  bytes: number;
+  manifest: Manifest;
+}
+
+class LineFile {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  lines = 0;
+  private readonly ws: WriteStream;
+  constructor(readonly path: string) {
+    this.ws = createWriteStream(path);
+  }
+  async write(line: string): Promise<void> {
+    const b = Buffer.from(line + '\n', 'utf8');
+    this.hash.update(b);
+    this.bytes += b.length;
+    this.lines++;
+    if (!this.ws.write(b)) await new Promise<void>((r) => this.ws.once('drain', () => r()));
+  }
+  async close(): Promise<string> {
+    await new Promise<void>((res, rej) => this.ws.end((e?: Error | null) => (e ? rej(e) : res())));
+    return this.hash.digest('hex');
+  }
+}
+
+async function* cursor(c: pg.PoolClient, name: string, sql: string, params: unknown[], batch: number): AsyncGenerator<Record<string, unknown>> {
+  await c.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, params);
+  for (;;) {
+    const { rows } = await c.query(`FETCH ${batch} FROM ${name}`);
+    for (const r of rows) yield r;
+    if (rows.length < batch) break;
+  }
+  await c.query(`CLOSE ${name}`);
+}
+
+interface ChainIssue {
+  job_id: string;
+  message: string;
+}
+
+/** Checks one history row against its content hash and its predecessor in the database. */
+function chainIssue(raw: Record<string, unknown>): ChainIssue | null {
+  const r = toHistory(raw);
+  let h = '';
+  try {
+    h = rowHash(r);
+  } catch {
+    /* unhashable content is a mismatch */
+  }
+  if (h !== r.hash) return { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) does not match its hash` };
+  const prior = (raw.prior_hash ?? null) as string | null;
+  if (r.n > 1 && prior === null) return { job_id: r.job_id, message: `row n=${r.n - 1} is missing` };
+  if (r.prev_hash !== prior) return { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) does not link to row n=${r.n - 1}` };
+  if (raw.prior_pos !== null && raw.prior_pos !== undefined && BigInt(String(raw.prior_pos)) >= BigInt(r.pos))
+    return { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) is not after row n=${r.n - 1}` };
+  return null;
+}
+
+/**
+ * History rows with their predecessor's hash. In a database loaded by `replay --into`, a
+ * continued job's predecessor is known only by its hash (okit.bundle_anchors).
+ */
+function historyWithPrior(anchors: boolean): string {
+  return `SELECT ${HISTORY_COLUMNS.split(', ').map((c) => 'h.' + c).join(', ')},
+    ${anchors ? 'coalesce(p.hash, a.hash)' : 'p.hash'} AS prior_hash, p.pos AS prior_pos
+  FROM okit.job_history h LEFT JOIN okit.job_history p ON p.job_id = h.job_id AND p.n = h.n - 1
+  ${anchors ? 'LEFT JOIN okit.bundle_anchors a ON a.job_id = h.job_id AND a.n = h.n - 1' : ''}`;
+}
+
+function maxTs(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return parseMicros(a) >= parseMicros(b) ? a : b;
+}
+
+/** Resolves the window [from_pos, to_pos] and as_of inside the export transaction. */
+async function resolveWindow(c: pg.PoolClient, o: ExportOptions): Promise<{ fromPos: bigint; toPos: bigint; asOf: string }> {
+  const t = o.tenant;
+  const { rows: hr } = await c.query('SELECT pos FROM okit.ledger_heads WHERE tenant = $1', [t]);
+  const head = BigInt(String(hr[0]?.pos ?? '0'));
+  let fromPos = 1n;
+  if (o.previous) fromPos = BigInt(o.previous.manifest.window.to_pos) + 1n;
+  else if (o.from) {
+    const { rows } = await c.query(
+      `SELECT min(pos) AS p FROM (SELECT pos FROM okit.job_history WHERE tenant = $1 AND at >= $2
+       UNION ALL SELECT pos FROM okit.throttle_events WHERE tenant = $1 AND at >= $2) x`,
+      [t, o.from],
+    );
+    fromPos = rows[0].p === null ? head + 1n : BigInt(String(rows[0].p));
+  }
+  if (fromPos - 1n > head)
+    throw new OkitError('INVALID_INPUT', `the previous bundle ends at position ${fromPos - 1n}, beyond this database's ledger head ${head} for tenant ${t}`);
+  let toPos = head;
+  if (o.to) {
+    const { rows } = await c.query(
+      `SELECT min(pos) AS p FROM (SELECT pos FROM okit.job_history WHERE tenant = $1 AND pos >= $2 AND at >= $3
+       UNION ALL SELECT pos FROM okit.throttle_events WHERE tenant = $1 AND pos >= $2 AND at >= $3) x`,
+      [t, String(fromPos), o.to],
+    );
+    if (rows[0].p !== null) toPos = BigInt(String(rows[0].p)) - 1n;
+  }
+  const { rows: mr } = await c.query(
+    `SELECT max(at) AS at FROM (SELECT at FROM okit.job_history WHERE tenant = $1 AND pos BETWEEN $2 AND $3
+     UNION ALL SELECT at FROM okit.throttle_events WHERE tenant = $1 AND pos BETWEEN $2 AND $3) x`,
+    [t, String(fromPos), String(toPos)],
+  );
+  const windowMax = mr[0].at === null ? null : ts(mr[0].at);
+  const asOf = maxTs(o.previous?.manifest.as_of ?? null, windowMax) ?? o.to ?? o.from ?? EPOCH_AS_OF;
+  return { fromPos, toPos, asOf };
+}
+
+export async function exportBundle(pool: Pool, o: ExportOptions): Promise<ExportResult> {
+  const batch = o.batch ?? 2000;
+  const from = o.from ? formatMicros(parseMicros(o.from)) : null;
+  const to = o.to ? formatMicros(parseMicros(o.to)) : null;
+  if (o.previous && from) throw new OkitError('INVALID_INPUT', '--from and --previous are exclusive: --previous sets where the bundle starts');
+  if (o.previous && o.previous.manifest.tenant !== o.tenant)
+    throw new OkitError('INVALID_INPUT', `the previous bundle is for tenant ${o.previous.manifest.tenant}, not ${o.tenant}`);
+  await mkdir(o.outDir, { recursive: true });
+  const tmp = await mkdtemp(join(o.outDir, '.okit-export-'));
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const { fromPos, toPos, asOf } = await resolveWindow(c, { ...o, from, to });
+    const t = o.tenant;
+    // Anchors exist only in a database loaded from a bundle (migration 003); the check is cheap.
+    const { rows: ar } = await c.query('SELECT EXISTS (SELECT 1 FROM okit.bundle_anchors WHERE tenant = $1) AS a', [o.tenant]);
+    const anchors = ar[0].a === true;
+    const HISTORY_WITH_PRIOR = historyWithPrior(anchors);
+    const P = [t, String(fromPos), String(toPos)];
+    const files = Object.fromEntries(DATA_FILES.map((f) => [f, new LineFile(join(tmp, f))])) as Record<DataFile, LineFile>;
+    const issues: ChainIssue[] = [];
+    const note = (i: ChainIssue | null) => {
+      if (i && issues.length < 20) issues.push(i);
+    };
+    const inWindow = `EXISTS (SELECT 1 FROM okit.job_history w WHERE w.job_id = j.id AND w.pos BETWEEN $2 AND $3)`;
+
+    for await (const raw of cursor(
+      c,
+      'okit_jobs',
+      `SELECT ${JOB_COLUMNS.split(', ').map((x) => 'j.' + x).join(', ')},
+         ${anchors ? 'coalesce(' : '('}(SELECT hash FROM okit.job_history x WHERE x.job_id = j.id AND x.n = j.history_n)${anchors ? ', (SELECT hash FROM okit.bundle_anchors x WHERE x.job_id = j.id AND x.n = j.history_n))' : ')'} AS head_hash,
+         EXISTS (SELECT 1 FROM okit.job_history x WHERE x.job_id = j.id AND x.n > j.history_n) AS beyond
+       FROM okit.jobs j WHERE j.tenant = $1 AND ${inWindow} ORDER BY j.id`,
+      P,
+      batch,
+    )) {
+      if (raw.head_hash !== raw.last_hash || raw.beyond === true)
+        note({ job_id: String(raw.id), message: `the job row records ${raw.history_n} rows ending in ${String(raw.last_hash).slice(0, 12)}…, its history disagrees` });
+      await files['jobs.jsonl'].write(canonicalize(toJob(raw)));
+    }
+    for await (const raw of cursor(c, 'okit_history', `${HISTORY_WITH_PRIOR} WHERE h.tenant = $1 AND h.pos BETWEEN $2 AND $3 ORDER BY h.pos`, P, batch)) {
+      note(chainIssue(raw));
+      await files['history.jsonl'].write(canonicalize(toHistory(raw)));
+    }
+    // The exported jobs' rows before the window: together with the links checked above, every
+    // exported job's whole chain (n = 1 up to its last row in the window) is verified.
+    for await (const raw of cursor(
+      c,
+      'okit_earlier',
+      // Reached through the (job_id, n) index from the window's jobs: the cost follows the
+      // exported jobs' histories, not the size of the whole ledger before the window.
+      `${HISTORY_WITH_PRIOR} JOIN (SELECT DISTINCT job_id FROM okit.job_history WHERE tenant = $1 AND pos BETWEEN $2 AND $3) w ON w.job_id = h.job_id
+       WHERE h.tenant = $1 AND h.pos < $2 ORDER BY h.pos`,
+      P,
+      batch,
+    ))
+      note(chainIssue(raw));
+    for await (const raw of cursor(
+      c,
+      'okit_throttles',
+      `SELECT tenant, pos, host, at, event, data FROM okit.throttle_events WHERE tenant = $1 AND pos BETWEEN $2 AND $3 ORDER BY pos`,
+      P,
+      batch,
+    ))
+      await files['throttles.jsonl'].write(
+        canonicalize({ tenant: String(raw.tenant), pos: String(raw.pos), host: String(raw.host), at: ts(raw.at), event: String(raw.event), data: json(raw.data) }),
+      );
+    // Snapshots only for jobs whose latest row is in the window (see docs/bundle-format.md).
+    for await (const raw of cursor(
+      c,
+      'okit_snapshots',
+      `SELECT ${SNAPSHOT_COLUMNS.split(', ').map((x) => 's.' + x).join(', ')}
+       FROM okit.first_signal_snapshots s JOIN okit.jobs j ON j.id = s.job_id
+       WHERE j.tenant = $1 AND EXISTS (SELECT 1 FROM okit.job_history w WHERE w.job_id = j.id AND w.n = j.history_n AND w.pos BETWEEN $2 AND $3)
+       ORDER BY s.job_id`,
+      P,
+      batch,
+    ))
+      await files['snapshots.jsonl'].write(canonicalize(toSnapshot(raw)));
+    await c.query('COMMIT');
+
+    const entries: FileEntry[] = [];
+    for (const f of DATA_FILES) {
+      const lf = files[f];
+      entries.push({ name: f, bytes: lf.bytes, lines: lf.lines, sha256: await lf.close() });
+    }
+    if (issues.length) {
+      const jobs = [...new Set(issues.map((i) => i.job_id))];
+      throw new OkitError('LEDGER_BROKEN', `refusing to sign a broken ledger: ${issues.map((i) => `job ${i.job_id}: ${i.message}`).join('; ')}`, { jobs });
+    }
+    const sums = renderSums(entries);
+    const manifest: Manifest = {
+      format: FORMAT_ID,
+      version: FORMAT_VERSION,
+      tenant: t,
+      window: { from_pos: String(fromPos), to_pos: String(toPos), from, to },
+      as_of: asOf,
+      counts: { jobs: entries[0]!.lines, history: entries[1]!.lines, throttles: entries[2]!.lines, snapshots: entries[3]!.lines },
+      files: [{ name: SUMS, bytes: sums.length, lines: entries.length, sha256: createHash('sha256').update(sums).digest('hex') }, ...entries],
+      key_id: o.key.keyId,
+      previous: o.previous?.manifestSha256 ?? null,
+    };
+    const mbytes = renderManifest(manifest);
+    const sig = sign(o.key, mbytes);
+    const mtime = Number(parseMicros(asOf) / 1000000n);
+    const name = `okit-${t}-${fromPos}-${toPos}.tar`;
+    const tmpTar = join(tmp, name);
+    const ws = createWriteStream(tmpTar);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const put = async (b: Buffer) => {
+      hash.update(b);
+      bytes += b.length;
+      if (!ws.write(b)) await new Promise<void>((r) => ws.once('drain', () => r()));
+    };
+    for (const [n, body] of [
+      [MANIFEST, mbytes],
+      [SIGNATURE, sig],
+      [SUMS, sums],
+    ] as const) {
+      await put(tarHeader(n, body.length, mtime));
+      await put(body);
+      await put(padding(body.length));
+    }
+    for (const e of entries) {
+      await put(tarHeader(e.name, e.bytes, mtime));
+      for await (const chunk of createReadStream(join(tmp, e.name))) await put(chunk as Buffer);
+      await put(padding(e.bytes));
+    }
+    await put(Buffer.alloc(END_BYTES, 0));
+    await new Promise<void>((res, rej) => ws.end((e?: Error | null) => (e ? rej(e) : res())));
+    const path = join(o.outDir, name);
+    await rename(tmpTar, path);
+    return { path, sha256: hash.digest('hex'), bytes, manifest };
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  } finally {
+    c.release();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,608 @@
+/**
+ * Offline verification: an ordered pipeline over the tar stream (never extracted, no
+ * database, no network). Every problem is collected with a stable code; each check that
+ * passes prints one line of positive evidence. Keys come only from the caller (--pubkey).
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { rowHash } from '../ledger/chain.js';
+import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
+import { canonicalize } from '../util/canonical.js';
+import { parseMicros } from '../util/time.js';
+import {
+  DATA_FILES, ENTRIES, LISTED_FILES, MANIFEST, MAX_DATA_BYTES, MAX_LINE_BYTES, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE,
+  SIGNATURE_BYTES, SUMS, type DataFile, type Manifest, type VerifyCode,
+} from './format.js';
+import { verifySignature, type PublicKey } from './keys.js';
+import { isV1, manifestProblems, renderSums } from './manifest.js';
+import { HISTORY_SCHEMA, JOB_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
+import { TarReader } from './tar.js';
+
+export interface Finding {
+  code: VerifyCode;
+  message: string;
+  file?: string;
+  line?: number;
+  job_id?: string;
+}
+
+export interface Throttle {
+  tenant: string;
+  pos: string;
+  host: string;
+  at: string;
+  event: string;
+  data: Record<string, unknown>;
+}
+
+export interface BundleData {
+  jobs: Job[];
+  history: HistoryRow[];
+  throttles: Throttle[];
+  snapshots: Snapshot[];
+}
+
+/** A job's last row seen so far (in this bundle or the supplied previous ones). */
+export interface ChainHead {
+  n: number;
+  hash: string;
+  pos: string;
+  to_state: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  label: string;
+  /** sha256 of the whole bundle file. */
+  sha256: string;
+  manifest: Manifest | null;
+  manifestSha256: string | null;
+  evidence: string[];
+  problems: Finding[];
+  /** Problems beyond MAX_PROBLEMS, counted but not listed. */
+  moreProblems: number;
+  notes: string[];
+  heads: Map<string, ChainHead>;
+  data?: BundleData;
+  /** With collect: the history rows of the supplied previous bundles, oldest first. */
+  earlier?: HistoryRow[];
+}
+
+export type BundleSource = Buffer | string;
+
+export interface VerifyOptions {
+  pubkeys: readonly { key: PublicKey; label: string }[];
+  /** Earlier bundles of the same chain, any order. */
+  previous?: readonly BundleSource[];
+  /** Keep parsed lines (replay, import). */
+  collect?: boolean;
+  /**
+   * Stop at the first problem, and check each data file's hash before parsing its lines
+   * (the body is held in memory). For bulk negative tests; the CLI always reports everything.
+   */
+  failFast?: boolean;
+}
+
+const MAX_PROBLEMS = 200;
+
+/** Each check: the codes that make it fail, in pipeline order. */
+const CHECKS: Array<{ id: string; codes: VerifyCode[] }> = [
+  { id: 'tar', codes: ['TAR_TRUNCATED', 'TAR_BAD_CHECKSUM', 'TAR_BAD_HEADER', 'TAR_ENTRY_TYPE', 'TAR_UNSAFE_PATH', 'TAR_DUPLICATE', 'TAR_UNEXPECTED_ENTRY', 'TAR_MISSING_ENTRY', 'TAR_OVERSIZED', 'TAR_BAD_PADDING', 'TAR_TRAILING_DATA', 'TAR_MTIME_MISMATCH'] },
+  { id: 'manifest', codes: ['MANIFEST_INVALID', 'MANIFEST_VERSION'] },
+  { id: 'key', codes: ['KEY_UNKNOWN'] },
+  { id: 'signature', codes: ['SIGNATURE_INVALID'] },
+  { id: 'sums', codes: ['SUMS_MISMATCH'] },
+  { id: 'files', codes: ['FILE_SIZE_MISMATCH', 'FILE_HASH_MISMATCH', 'LINE_COUNT_MISMATCH', 'COUNT_MISMATCH'] },
+  { id: 'lines', codes: ['LINE_NOT_CANONICAL', 'LINE_INVALID', 'SORT_ORDER', 'TENANT_MISMATCH'] },
+  { id: 'positions', codes: ['POSITION_OUT_OF_WINDOW', 'POSITION_DUPLICATE', 'POSITION_GAP'] },
+  { id: 'chains', codes: ['CHAIN_HASH_MISMATCH', 'CHAIN_LINK_BROKEN', 'CHAIN_GAP', 'CHAIN_ORDER'] },
+  { id: 'jobs', codes: ['JOB_MISSING', 'JOB_WITHOUT_HISTORY', 'JOB_HEAD_MISMATCH', 'SNAPSHOT_MISSING', 'SNAPSHOT_UNEXPECTED', 'SNAPSHOT_HEAD_MISMATCH'] },
+  { id: 'previous', codes: ['PREVIOUS_MISMATCH', 'PREVIOUS_GAP', 'PREVIOUS_INVALID'] },
+];
+
+type Range = [bigint, bigint];
+
+function addToRanges(rs: Range[], p: bigint): void {
+  const last = rs[rs.length - 1];
+  if (last && last[1] + 1n === p) last[1] = p;
+  else rs.push([p, p]);
+}
+
+/** The verifier's state over one bundle's byte stream. */
+class Verifier {
+  readonly problems: Finding[] = [];
+  moreProblems = 0;
+  private readonly codes = new Set<VerifyCode>();
+  readonly notes: string[] = [];
+  readonly whole = createHash('sha256');
+  manifest: Manifest | null = null;
+  manifestBytes: Buffer | null = null;
+  manifestSha256: string | null = null;
+  private small: Buffer[] = [];
+  private file: DataFile | null = null;
+  private fileHash: Hash | null = null;
+  private fileBytes = 0;
+  private fileLines = 0;
+  private partial: Buffer[] = [];
+  private partialLen = 0;
+  private lastKey: string | bigint | null = null;
+  private readonly tar: TarReader;
+  private keyLabel: string | null = null;
+  readonly entriesSeen: string[] = [];
+  // content state
+  private readonly jobs = new Map<string, { history_n: number; last_hash: string; state: string; rows: number }>();
+  readonly heads: Map<string, ChainHead>;
+  private readonly inBundle = new Map<string, ChainHead>();
+  private readonly snapshotFor = new Set<string>();
+  private readonly histRanges: Range[] = [];
+  private readonly thrRanges: Range[] = [];
+  private anchored = 0;
+  private unanchored = 0;
+  private historyRows = 0;
+  private lineTotal = 0;
+  data: BundleData | undefined;
+
+  constructor(
+    private readonly opts: VerifyOptions,
+    anchors: Map<string, ChainHead>,
+    private readonly chainComplete: boolean,
+  ) {
+    this.heads = new Map(anchors);
+    if (opts.collect) this.data = { jobs: [], history: [], throttles: [], snapshots: [] };
+    this.tar = new TarReader(
+      {
+        entry: (name) => this.entry(name),
+        data: (b) => this.data_(b),
+        entryEnd: (name) => this.entryEnd(name),
+        problem: (p) => this.add(p.code as VerifyCode, p.message),
+      },
+      (name) => (name === MANIFEST ? MAX_MANIFEST_BYTES : name === SIGNATURE ? SIGNATURE_BYTES : name === SUMS ? MAX_SUMS_BYTES : MAX_DATA_BYTES),
+    );
+  }
+
+  has(code: VerifyCode): boolean {
+    return this.codes.has(code);
+  }
+
+  private stopped = false;
+  private deferred: Buffer[] = [];
+  /** failFast: bodies and the signature, checked after every cheaper check passed. */
+  private readonly held = new Map<DataFile, Buffer[]>();
+  private heldSig: Buffer | null = null;
+
+  add(code: VerifyCode, message: string, extra: Omit<Finding, 'code' | 'message'> = {}): void {
+    this.codes.add(code);
+    if (this.opts.failFast) this.stopped = true;
+    if (this.problems.length >= MAX_PROBLEMS) {
+      this.moreProblems++;
+      return;
+    }
+    this.problems.push({ code, message, ...extra });
+  }
+
+  write(chunk: Buffer): void {
+    if (!this.opts.failFast) this.whole.update(chunk);
+    if (!this.stopped) this.tar.write(chunk);
+  }
+
+  private entry(name: string): void {
+    this.entriesSeen.push(name);
+    this.small = [];
+    if ((DATA_FILES as readonly string[]).includes(name)) {
+      this.file = name as DataFile;
+      this.fileHash = createHash('sha256');
+      this.fileBytes = 0;
+      this.fileLines = 0;
+      this.partial = [];
+      this.partialLen = 0;
+      this.lastKey = null;
+      this.deferred = [];
+    } else this.file = null;
+  }
+
+  private data_(b: Buffer): void {
+    if (!this.file) {
+      this.small.push(b);
+      return;
+    }
+    this.fileHash!.update(b);
+    this.fileBytes += b.length;
+    if (this.opts.failFast) this.deferred.push(b);
+    else this.lines(b);
+  }
+
+  private lines(b: Buffer): void {
+    if (this.stopped) return;
+    let start = 0;
+    for (;;) {
+      const nl = b.indexOf(0x0a, start);
+      if (nl === -1) break;
+      const piece = b.subarray(start, nl);
+      // An overlong line was reported when it passed the limit; its tail is not a line of its own.
+      const overlong = this.partialLen > MAX_LINE_BYTES || this.partialLen + piece.length > MAX_LINE_BYTES;
+      const line = overlong ? null : this.partialLen ? Buffer.concat([...this.partial, piece]) : piece;
+      if (overlong && this.partialLen <= MAX_LINE_BYTES)
+        this.add('LINE_NOT_CANONICAL', `${this.file} line ${this.fileLines + 1}: longer than ${MAX_LINE_BYTES} bytes`, { file: this.file ?? undefined, line: this.fileLines + 1 });
+      this.partial = [];
+      this.partialLen = 0;
+      this.fileLines++;
+      if (line) this.line(line);
+      start = nl + 1;
+    }
+    if (start < b.length) {
+      const rest = b.subarray(start);
+      if (this.partialLen + rest.length > MAX_LINE_BYTES) {
+        if (this.partialLen <= MAX_LINE_BYTES) this.add('LINE_NOT_CANONICAL', `${this.file} line ${this.fileLines + 1}: longer than ${MAX_LINE_BYTES} bytes`, { file: this.file ?? undefined, line: this.fileLines + 1 });
+        this.partialLen = MAX_LINE_BYTES + 1;
+        this.partial = [];
+      } else {
+        this.partial.push(Buffer.from(rest));
+        this.partialLen += rest.length;
+      }
+    }
+  }
+
+  private entryEnd(name: string): void {
+    if (name === MANIFEST) return this.onManifest(Buffer.concat(this.small));
+    if (name === SIGNATURE) return this.onSignature(Buffer.concat(this.small));
+    if (name === SUMS) return this.onSums(Buffer.concat(this.small));
+    const f = this.file!;
+    if (this.opts.failFast) {
+      this.checkFile(f);
+      this.held.set(f, this.deferred);
+      this.deferred = [];
+      this.file = null;
+      return;
+    }
+    this.endLines(f);
+    this.checkFile(f);
+    this.file = null;
+  }
+
+  private beginLines(f: DataFile): void {
+    this.file = f;
+    this.fileLines = 0;
+    this.partial = [];
+    this.partialLen = 0;
+    this.lastKey = null;
+  }
+
+  private endLines(f: DataFile): void {
+    if (this.partialLen > 0 && !this.stopped) {
+      this.fileLines++;
+      this.add('LINE_NOT_CANONICAL', `${f}: the last line does not end with \\n`, { file: f, line: this.fileLines });
+    }
+  }
+
+  private checkLines(f: DataFile): void {
+    const e = this.manifest?.files.find((x) => x.name === f);
+    if (e && !this.stopped && e.lines !== this.fileLines) this.add('LINE_COUNT_MISMATCH', `${f}: ${this.fileLines} lines, the manifest says ${e.lines}`, { file: f });
+  }
+
+  private checkFile(f: DataFile): void {
+    if (this.stopped) return;
+    const sha = this.fileHash!.digest('hex');
+    const e = this.manifest?.files.find((x) => x.name === f);
+    if (e) {
+      if (e.bytes !== this.fileBytes) this.add('FILE_SIZE_MISMATCH', `${f}: ${this.fileBytes} bytes, the manifest says ${e.bytes}`, { file: f });
+      if (!this.opts.failFast) this.checkLines(f);
+      if (e.sha256 !== sha) this.add('FILE_HASH_MISMATCH', `${f}: sha256 ${sha}, the manifest says ${e.sha256}`, { file: f });
+      const key = f.replace('.jsonl', '') as keyof Manifest['counts'];
+      if (this.manifest!.counts[key] !== e.lines) this.add('COUNT_MISMATCH', `counts.${key} is ${this.manifest!.counts[key]}, files says ${e.lines} lines`, { file: f });
+    }
+  }
+
+  private onManifest(b: Buffer): void {
+    this.manifestBytes = b;
+    this.manifestSha256 = createHash('sha256').update(b).digest('hex');
+    let v: unknown;
+    try {
+      v = JSON.parse(b.toString('utf8'));
+    } catch {
+      this.add('MANIFEST_INVALID', 'manifest.json is not JSON');
+      return;
+    }
+    if (!isV1(v)) {
+      this.add('MANIFEST_VERSION', 'manifest.json is not format okit-audit-bundle version 1');
+      return;
+    }
+    let canonical = false;
+    try {
+      canonical = canonicalize(v) === b.toString('utf8') && Buffer.from(canonicalize(v), 'utf8').equals(b);
+    } catch {
+      /* not canonical */
+    }
+    if (!canonical) this.add('MANIFEST_INVALID', 'manifest.json is not RFC 8785 canonical JSON');
+    const ps = manifestProblems(v);
+    for (const p of ps) this.add('MANIFEST_INVALID', `manifest.json: ${p}`);
+    if (ps.length === 0) {
+      this.manifest = v as Manifest;
+      if (this.tar.mtime !== null && BigInt(this.tar.mtime) !== parseMicros(this.manifest.as_of) / 1000000n)
+        this.add('TAR_MTIME_MISMATCH', `tar mtime ${this.tar.mtime} is not the as_of seconds of ${this.manifest.as_of}`);
+    }
+  }
+
+  private onSignature(sig: Buffer): void {
+    if (this.opts.failFast && this.heldSig === null) {
+      this.heldSig = sig;
+      return;
+    }
+    const m = this.manifest;
+    if (!m || !this.manifestBytes) return;
+    const k = this.opts.pubkeys.find((p) => p.key.keyId === m.key_id);
+    if (!k) {
+      this.add('KEY_UNKNOWN', `the bundle is signed by key ${m.key_id}, which is none of: ${this.opts.pubkeys.map((p) => `${p.key.keyId} (${p.label})`).join(', ') || 'no key given'}`);
+      return;
+    }
+    this.keyLabel = `${m.key_id} (${k.label})`;
+    if (sig.length !== SIGNATURE_BYTES || !verifySignature(k.key, this.manifestBytes, sig))
+      this.add('SIGNATURE_INVALID', `manifest.sig is not key ${m.key_id}'s Ed25519 signature of manifest.json`);
+  }
+
+  private onSums(b: Buffer): void {
+    const m = this.manifest;
+    if (!m) return;
+    const expected = renderSums(m.files.slice(1));
+    const e = m.files[0]!;
+    const sha = createHash('sha256').update(b).digest('hex');
+    if (!b.equals(expected) || sha !== e.sha256 || b.length !== e.bytes)
+      this.add('SUMS_MISMATCH', 'SHA256SUMS does not list exactly the data files and hashes of the manifest');
+  }
+
+  private line(buf: Buffer): void {
+    const f = this.file!;
+    const ln = this.fileLines;
+    const at = { file: f, line: ln };
+    this.lineTotal++;
+    const text = buf.toString('utf8');
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+      if (canonicalize(v) !== text || !Buffer.from(text, 'utf8').equals(buf)) throw new Error('not canonical');
+    } catch {
+      this.add('LINE_NOT_CANONICAL', `${f} line ${ln}: not RFC 8785 canonical JSON`, at);
+      return;
+    }
+    const schema = f === 'jobs.jsonl' ? JOB_SCHEMA : f === 'history.jsonl' ? HISTORY_SCHEMA : f === 'throttles.jsonl' ? THROTTLE_SCHEMA : SNAPSHOT_SCHEMA;
+    const sp = schemaProblem(v, schema);
+    if (sp) {
+      this.add('LINE_INVALID', `${f} line ${ln}: ${sp}`, at);
+      return;
+    }
+    const o = v as Record<string, unknown>;
+    const m = this.manifest;
+    if (m && o.tenant !== m.tenant) this.add('TENANT_MISMATCH', `${f} line ${ln}: tenant ${JSON.stringify(o.tenant)}, the bundle is for ${m.tenant}`, at);
+    const key: string | bigint = f === 'jobs.jsonl' ? String(o.id) : f === 'snapshots.jsonl' ? String(o.job_id) : BigInt(String(o.pos));
+    if (this.lastKey !== null && !(key > this.lastKey)) this.add('SORT_ORDER', `${f} line ${ln}: ${String(key)} is not after ${String(this.lastKey)}`, at);
+    this.lastKey = key;
+    if (f === 'jobs.jsonl') this.onJob(o as unknown as Job);
+    else if (f === 'history.jsonl') this.onHistory(o as unknown as HistoryRow, ln);
+    else if (f === 'throttles.jsonl') this.onThrottle(o as unknown as Throttle, ln);
+    else this.onSnapshot(o as unknown as Snapshot, ln);
+  }
+
+  private inWindow(pos: bigint, f: string, ln: number): void {
+    const m = this.manifest;
+    if (m && (pos < BigInt(m.window.from_pos) || pos > BigInt(m.window.to_pos)))
+      this.add('POSITION_OUT_OF_WINDOW', `${f} line ${ln}: position ${pos} is outside ${m.window.from_pos}..${m.window.to_pos}`, { file: f, line: ln });
+  }
+
+  private onJob(j: Job): void {
+    this.jobs.set(j.id, { history_n: j.history_n, last_hash: j.last_hash, state: j.state, rows: 0 });
+    this.data?.jobs.push(j);
+  }
+
+  private onHistory(r: HistoryRow, ln: number): void {
+    const at = { file: 'history.jsonl', line: ln, job_id: r.job_id };
+    this.historyRows++;
+    const pos = BigInt(r.pos);
+    this.inWindow(pos, 'history.jsonl', ln);
+    addToRanges(this.histRanges, pos);
+    const job = this.jobs.get(r.job_id);
+    if (!job) this.add('JOB_MISSING', `history.jsonl line ${ln}: job ${r.job_id} is not in jobs.jsonl`, at);
+    else job.rows++;
+    let h = '';
+    try {
+      h = rowHash(r);
+    } catch {
+      /* mismatch */
+    }
+    if (h !== r.hash) this.add('CHAIN_HASH_MISMATCH', `history.jsonl line ${ln}: row n=${r.n} of job ${r.job_id} does not hash to its hash`, at);
+    const prev = this.heads.get(r.job_id);
+    if (prev) {
+      if (!this.inBundle.has(r.job_id)) this.anchored++;
+      if (r.n !== prev.n + 1) this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} follows n=${prev.n}`, at);
+      if (r.prev_hash !== prev.hash) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} does not link to the row before it`, at);
+      if (pos <= BigInt(prev.pos)) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} at ${r.pos} is not after ${prev.pos}`, at);
+    } else if (r.n === 1) {
+      if (r.prev_hash !== null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=1 has a prev_hash`, at);
+    } else if (this.chainComplete) {
+      this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${r.job_id} starts at n=${r.n} but no earlier row exists in the bundle chain`, at);
+    } else {
+      this.unanchored++;
+      if (r.prev_hash === null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} has no prev_hash`, at);
+    }
+    const head = { n: r.n, hash: r.hash, pos: r.pos, to_state: r.to_state };
+    this.heads.set(r.job_id, head);
+    this.inBundle.set(r.job_id, head);
+    this.data?.history.push(r);
+  }
+
+  private onThrottle(t: Throttle, ln: number): void {
+    const pos = BigInt(t.pos);
+    this.inWindow(pos, 'throttles.jsonl', ln);
+    addToRanges(this.thrRanges, pos);
+    this.data?.throttles.push(t);
+  }
+
+  private onSnapshot(s: Snapshot, ln: number): void {
+    const at = { file: 'snapshots.jsonl', line: ln, job_id: s.job_id };
+    const job = this.jobs.get(s.job_id);
+    const last = this.inBundle.get(s.job_id);
+    this.snapshotFor.add(s.job_id);
+    if (!job || !last || job.history_n !== last.n) {
+      this.add('SNAPSHOT_UNEXPECTED', `snapshots.jsonl line ${ln}: job ${s.job_id}'s latest row is not in this bundle`, at);
+    } else if (s.history_n !== last.n || s.history_hash !== last.hash)
+      this.add('SNAPSHOT_HEAD_MISMATCH', `snapshots.jsonl line ${ln}: job ${s.job_id}'s snapshot is of row n=${s.history_n}, its latest row is n=${last.n}`, at);
+    this.data?.snapshots.push(s);
+  }
+
+  /** End of input: structural completeness, positions, job heads, snapshots. */
+  finish(): void {
+    if (this.stopped) return;
+    this.tar.end();
+    const m = this.manifest;
+    if (!m || this.tar.failed) return;
+    if (this.opts.failFast) {
+      if (this.heldSig) this.onSignature(this.heldSig);
+      for (const [f, chunks] of this.held) {
+        this.beginLines(f);
+        for (const b of chunks) this.lines(b);
+        this.endLines(f);
+        this.checkLines(f);
+      }
+      this.file = null;
+      if (this.stopped) return;
+    }
+    // positions: history ∪ throttles = [from_pos, to_pos], each once
+    const all = [...this.histRanges, ...this.thrRanges].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    let next = BigInt(m.window.from_pos);
+    const to = BigInt(m.window.to_pos);
+    for (const [a, b] of all) {
+      if (a < next) this.add('POSITION_DUPLICATE', `position ${a} is used more than once`);
+      else if (a > next && next <= to) this.add('POSITION_GAP', `positions ${next}..${a - 1n > to ? to : a - 1n} are used by no line`);
+      if (b + 1n > next) next = b + 1n;
+    }
+    if (next <= to) this.add('POSITION_GAP', `positions ${next}..${to} are used by no line`);
+    for (const [id, j] of this.jobs) {
+      const last = this.inBundle.get(id);
+      if (!last) {
+        this.add('JOB_WITHOUT_HISTORY', `job ${id} has no history row in this bundle`, { job_id: id });
+        continue;
+      }
+      if (j.history_n < last.n || (j.history_n === last.n && (j.last_hash !== last.hash || j.state !== last.to_state)))
+        this.add('JOB_HEAD_MISMATCH', `job ${id} records ${j.history_n} rows (state ${j.state}), its chain here ends at n=${last.n} (${last.to_state})`, { job_id: id });
+      if (j.history_n === last.n && !this.snapshotFor.has(id)) this.add('SNAPSHOT_MISSING', `job ${id}'s latest row is in this bundle but it has no snapshot`, { job_id: id });
+    }
+  }
+
+  evidence(prevLine: string | null): string[] {
+    const m = this.manifest!;
+    const ok = (id: string) => !CHECKS.find((c) => c.id === id)!.codes.some((c) => this.codes.has(c));
+    const lines: Record<string, string> = {
+      tar: `tar: exactly ${ENTRIES.length} regular files in v1 order, canonical ustar headers (mode 0644, uid/gid 0, mtime ${this.tar.mtime}), zero padding, two end blocks, nothing after`,
+      manifest: `manifest: canonical ${m.format} v${m.version}, tenant ${m.tenant}, positions ${m.window.from_pos}..${m.window.to_pos}, as of ${m.as_of}`,
+      key: `key: key id ${this.keyLabel ?? m.key_id} is a trusted --pubkey`,
+      signature: `signature: Ed25519 signature of manifest.json (sha256 ${this.manifestSha256}) verified`,
+      sums: `SHA256SUMS: lists exactly the manifest's ${LISTED_FILES.length - 1} data files and hashes`,
+      files: `files: ${m.files.map((f) => `${f.name} ${f.bytes} B/${f.lines} lines`).join(', ')}: sha256, sizes, line counts and counts match`,
+      lines: `lines: ${this.lineTotal} lines canonical JSON, sorted by their keys, all of tenant ${m.tenant}`,
+      positions: `positions: ${m.counts.history} history rows + ${m.counts.throttles} throttle events use each position ${m.window.from_pos}..${m.window.to_pos} exactly once`,
+      chains: `chains: ${this.historyRows} rows of ${this.inBundle.size} jobs hash-chained (${this.anchored} continued jobs linked to previous bundles${this.unanchored ? `, ${this.unanchored} continued jobs' first link not checkable without earlier bundles` : ''})`,
+      jobs: `jobs: ${this.jobs.size} job rows agree with their chains; ${this.snapshotFor.size} snapshots, one for each job whose latest row is in the bundle`,
+      previous: prevLine ?? '',
+    };
+    return CHECKS.filter((c) => ok(c.id) && lines[c.id]).map((c) => lines[c.id]!);
+  }
+}
+
+async function* chunksOf(src: BundleSource): AsyncGenerator<Buffer> {
+  if (Buffer.isBuffer(src)) {
+    yield src;
+    return;
+  }
+  for await (const c of createReadStream(src, { highWaterMark: 256 * 1024 })) yield c as Buffer;
+}
+
+function labelOf(src: BundleSource): string {
+  return Buffer.isBuffer(src) ? '<buffer>' : src;
+}
+
+async function runOne(src: BundleSource, opts: VerifyOptions, anchors: Map<string, ChainHead>, chainComplete: boolean): Promise<Verifier> {
+  const v = new Verifier(opts, anchors, chainComplete);
+  try {
+    for await (const c of chunksOf(src)) v.write(c);
+  } catch (e) {
+    v.add('IO_ERROR', `cannot read ${labelOf(src)}: ${(e as Error).message}`);
+    return v;
+  }
+  v.finish();
+  return v;
+}
+
+/** Reads only the manifest of a bundle (no checks): for ordering a --previous chain and for export. */
+export async function peekManifest(src: BundleSource): Promise<{ manifest: Manifest; sha256: string } | null> {
+  const v = await runOne(src, { pubkeys: [] }, new Map(), false);
+  return v.manifest && v.manifestSha256 ? { manifest: v.manifest, sha256: v.manifestSha256 } : null;
+}
+
+export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Promise<VerifyReport> {
+  // Previous bundles: verify each (oldest first), carrying chain heads forward.
+  const prevReports: Array<{ v: Verifier; label: string }> = [];
+  let anchors = new Map<string, ChainHead>();
+  let chainComplete = false;
+  const prevProblems: Finding[] = [];
+  if (opts.previous?.length) {
+    const peeked = [];
+    for (const p of opts.previous) {
+      const pm = await peekManifest(p);
+      if (!pm) prevProblems.push({ code: 'PREVIOUS_INVALID', message: `${labelOf(p)}: not a readable bundle` });
+      else peeked.push({ src: p, pm });
+    }
+    peeked.sort((a, b) => (BigInt(a.pm.manifest.window.from_pos) < BigInt(b.pm.manifest.window.from_pos) ? -1 : 1));
+    chainComplete = peeked.length > 0 && peeked[0]!.pm.manifest.window.from_pos === '1' && peeked[0]!.pm.manifest.previous === null;
+    let before: Verifier | null = null;
+    for (const { src: p } of peeked) {
+      const v = await runOne(p, { pubkeys: opts.pubkeys, collect: opts.collect }, anchors, chainComplete);
+      if (v.problems.length) prevProblems.push({ code: 'PREVIOUS_INVALID', message: `${labelOf(p)}: ${v.problems.map((x) => x.code).join(', ')}` });
+      if (before) linkProblems(before, v, labelOf(p), prevProblems);
+      anchors = v.heads;
+      before = v;
+      prevReports.push({ v, label: labelOf(p) });
+    }
+    if (prevProblems.some((p) => p.code === 'PREVIOUS_GAP' || p.code === 'PREVIOUS_MISMATCH')) chainComplete = false;
+  }
+  const v = await runOne(src, opts, anchors, chainComplete);
+  const m = v.manifest;
+  let prevLine: string | null = null;
+  for (const p of prevProblems) v.add(p.code, p.message);
+  if (m) {
+    const last = prevReports[prevReports.length - 1];
+    if (last) {
+      linkProblems(last.v, v, labelOf(src), null);
+      prevLine = `previous: links to ${last.label} (manifest sha256 ${last.v.manifestSha256}), positions continue at ${m.window.from_pos}${prevReports.length > 1 ? `; chain of ${prevReports.length} earlier bundles verified` : ''}`;
+    } else if (m.previous === null) prevLine = 'previous: first bundle of its chain (no previous link)';
+    else {
+      v.notes.push(`PREVIOUS_NOT_CHECKED: the bundle continues the bundle whose manifest sha256 is ${m.previous}; supply it with --previous to check the link`);
+      prevLine = `previous: link to ${m.previous} recorded but not checked (no --previous given)`;
+    }
+  }
+  const ok = v.problems.length === 0 && v.moreProblems === 0 && m !== null;
+  return {
+    ok,
+    label: labelOf(src),
+    sha256: v.whole.digest('hex'),
+    manifest: m,
+    manifestSha256: v.manifestSha256,
+    evidence: m && ok ? v.evidence(prevLine) : m ? v.evidence(prevLine) : [],
+    problems: v.problems,
+    moreProblems: v.moreProblems,
+    notes: v.notes,
+    heads: v.heads,
+    data: v.data,
+    earlier: opts.collect ? prevReports.flatMap((p) => p.v.data?.history ?? []) : undefined,
+  };
+}
+
+/** later must link to earlier: previous hash and contiguous positions. */
+function linkProblems(earlier: Verifier, later: Verifier, label: string, sink: Finding[] | null): void {
+  const add = (code: VerifyCode, message: string) => (sink ? sink.push({ code, message }) : later.add(code, message));
+  const a = earlier.manifest;
+  const b = later.manifest;
+  if (!a || !b) return;
+  if (b.previous !== earlier.manifestSha256)
+    add('PREVIOUS_MISMATCH', `${label} links to manifest ${b.previous ?? 'null'}, the bundle before it in the chain has manifest ${earlier.manifestSha256}`);
+  if (BigInt(b.window.from_pos) !== BigInt(a.window.to_pos) + 1n)
+    add('PREVIOUS_GAP', `${label} starts at position ${b.window.from_pos}, the bundle before it ends at ${a.window.to_pos}: a bundle is missing or overlaps`);
+  if (a.tenant !== b.tenant) add('PREVIOUS_MISMATCH', `${label} is for tenant ${b.tenant}, the bundle before it for ${a.tenant}`);
+}
