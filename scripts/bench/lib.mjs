@@ -16,7 +16,19 @@ export async function startPostgres() {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {} };
   const pgc = new EmbeddedPostgres(tempHome('okit-bench-'));
   await pgc.start();
-  return { url: pgc.url(), stop: () => pgc.destroy(), cluster: pgc };
+  // Interrupted (Ctrl-C, timeout): stop the throwaway cluster rather than orphan it.
+  const onSignal = (sig) => void pgc.destroy().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    url: pgc.url(),
+    stop: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      return pgc.destroy();
+    },
+    cluster: pgc,
+  };
 }
 
 export async function createDatabase(adminUrl, name, { migrated = false } = {}) {
