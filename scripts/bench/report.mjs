@@ -44,7 +44,7 @@ if (lb) {
 }
 const ex = load('export');
 if (ex) {
-  out.push(`**Export** (okit CLI: ${ex.okit_cli_note ?? ex.okit_cli ?? ''})\n`);
+  out.push(`**Export** (${ex.okit_cli_note ?? "okit export of this build"}; ratio = okit / psql)\n`);
   out.push(md(ex.rows));
 }
 const vr = load('verify-replay');
