@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { OkitError } from '../errors.js';
-import type { Pool, PoolClient } from '../db/pool.js';
+import { withTx, type Pool, type PoolClient } from '../db/pool.js';
 import { canonicalize, type Json } from '../util/canonical.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { sha256Hex } from '../util/hash.js';
@@ -114,35 +114,18 @@ export class Ledger {
    * costs throughput for the whole tenant.
    */
   private async tx<T>(tenant: string, fn: (t: Tx) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    // pg-pool listens for errors on idle clients only: a held client whose server goes away
-    // (restart, terminate) would emit an unhandled `error` and crash the process. Listen while
-    // held and destroy, rather than reuse, a client that errored (see withTx in db/pool.ts).
-    let broken: Error | undefined;
-    const onError = (e: Error) => {
-      broken = e;
-    };
-    c.on('error', onError);
-    try {
-      await c.query('BEGIN');
-      const t: Tx = { c, tenant, changed: new Set() };
-      const out = await fn(t);
-      if (t.changed.size > 0) {
+    let t: Tx | undefined;
+    return withTx(
+      this.pool,
+      (c) => fn((t = { c, tenant, changed: new Set() })),
+      (c) => {
+        if (!t || t.changed.size === 0) return undefined;
         let payload = `${tenant} ${[...t.changed].join(' ')}`;
         // Ids only; if ever too many for one NOTIFY, "*" tells listeners to recheck the tenant.
         if (payload.length > MAX_NOTIFY_BYTES) payload = `${tenant} *`;
-        await c.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', ${c.escapeLiteral(payload)}); COMMIT`);
-      } else {
-        await c.query('COMMIT');
-      }
-      return out;
-    } catch (e) {
-      if (!broken) await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.removeListener('error', onError);
-      c.release(broken);
-    }
+        return `SELECT pg_notify('${NOTIFY_CHANNEL}', ${c.escapeLiteral(payload)})`;
+      },
+    );
   }
 
   /** Takes the tenant's next ledger position. Holds the head row lock to commit: positions are in commit order. */
