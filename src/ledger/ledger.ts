@@ -86,6 +86,8 @@ interface Tx {
 }
 
 const MAX_NOTIFY_BYTES = 7000;
+/** Enqueue counts the jobs ahead up to this many; beyond, history records only "at least". */
+export const QUEUE_POSITION_CAP = 1000;
 
 export class Ledger {
   readonly pool: Pool;
@@ -354,10 +356,13 @@ export class Ledger {
           const { rows } = await t.c.query('SELECT tenant FROM okit.runs WHERE id = $1', [runId]);
           if (rows[0].tenant !== tenant) throw new OkitError('INVALID_INPUT', `run ${runId} belongs to another tenant`);
         }
+        // Counting is O(queue length), so it stops at QUEUE_POSITION_CAP: past that the signal
+        // says "more than N ahead" rather than every enqueue paying for a long queue.
         const ahead = await t.c.query(
-          `SELECT count(*)::int AS n FROM okit.jobs WHERE tenant = $1 AND type = $2 AND state IN ('queued', 'throttled')`,
-          [tenant, type],
+          `SELECT count(*)::int AS n FROM (SELECT 1 FROM okit.jobs WHERE tenant = $1 AND type = $2 AND state IN ('queued', 'throttled') LIMIT $3) q`,
+          [tenant, type, QUEUE_POSITION_CAP],
         );
+        const nAhead = Number(ahead.rows[0].n);
         const last = await t.c.query(
           `SELECT id, state, updated_at FROM okit.jobs
            WHERE tenant = $1 AND type = $2 AND state IN ('succeeded', 'failed', 'dead_letter', 'canceled')
@@ -376,9 +381,10 @@ export class Ledger {
           payload_sha256: payloadSha,
           idempotency_key: key,
           not_before: nb,
-          queue_position: Number(ahead.rows[0].n) + 1,
+          queue_position: nAhead < QUEUE_POSITION_CAP ? nAhead + 1 : null,
           last_known_outcome: lko,
         };
+        if (nAhead >= QUEUE_POSITION_CAP) data.queue_ahead_at_least = QUEUE_POSITION_CAP;
         // The job row needs its first hash, so the history row is computed first.
         const pos = await this.nextPos(t);
         const base = {

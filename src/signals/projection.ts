@@ -90,7 +90,11 @@ function step(f: Fold, r: HistoryRow): void {
       f.lastKnownOutcome = obj(d.last_known_outcome);
       f.kind = 'queued';
       f.phase = 'unknown';
-      f.summary = `Waiting in queue (position: ${f.queuePosition ?? '?'})`;
+      const atLeast = num(d.queue_ahead_at_least);
+      f.summary =
+        f.queuePosition === null && atLeast !== null
+          ? `Waiting in queue (more than ${atLeast} ahead)`
+          : `Waiting in queue (position: ${f.queuePosition ?? '?'})`;
       f.extra = {};
       break;
     }
