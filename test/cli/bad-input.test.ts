@@ -1,0 +1,51 @@
+/**
+ * The outside world's failures are typed errors with exit 2, never an internal error (exit 3)
+ * with a stack: files that cannot be written, a DATABASE_URL that is malformed, refused or
+ * wrong, and a reader that closes our stdout early (`okit ... | head`).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { OKIT, ROOT, okit } from '../helpers/cli.js';
+
+const SAMPLE = join(ROOT, 'bundles/sample');
+const GOLDEN = join(SAMPLE, 'okit-golden-1-80.tar');
+const PUB = join(SAMPLE, 'INSECURE-test-signing.pub');
+const KEY = join(SAMPLE, 'INSECURE-test-signing.key');
+
+function expectTyped(r: { code: number | null; stderr: string }, code: string) {
+  expect(r.code, r.stderr).toBe(2);
+  expect(r.stderr).toContain(`okit: error ${code}:`);
+  expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+}
+
+describe('bad input on the command line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'okit-bad-'));
+  const file = join(dir, 'a-file');
+  writeFileSync(file, '');
+
+  it('an output directory that is a file is IO_ERROR (keys generate, replay --out)', async () => {
+    expectTyped(await okit(['keys', 'generate', '--out', join(file, 'sub')]), 'IO_ERROR');
+    expectTyped(await okit(['replay', GOLDEN, '--pubkey', PUB, '--out', dir]), 'IO_ERROR');
+  });
+
+  it('a malformed DATABASE_URL is INVALID_INPUT; a refused or unknown database is DB_UNAVAILABLE', async () => {
+    expectTyped(await okit(['ledger', 'check'], { DATABASE_URL: 'notaurl' }), 'INVALID_INPUT');
+    expectTyped(await okit(['export', '--tenant', 'x', '--key', KEY], { DATABASE_URL: 'postgres://x:y@127.0.0.1:1/db' }), 'DB_UNAVAILABLE');
+    expectTyped(await okit(['replay', GOLDEN, '--pubkey', PUB, '--into', 'postgres://x:y@127.0.0.1:1/db']), 'DB_UNAVAILABLE');
+  });
+
+  it('stdout closed early (`| head`) ends quietly', async () => {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [OKIT, 'verify', GOLDEN, '--pubkey', PUB], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.destroy(); // the reader goes away before okit writes its first line
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(r.stderr).not.toMatch(/EPIPE|\n\s+at /);
+    expect(r.code).toBe(0);
+  });
+});
