@@ -5,10 +5,12 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OKIT, ROOT, okit } from '../helpers/cli.js';
+import { freshDb } from '../helpers/db.js';
 
 const SAMPLE = join(ROOT, 'bundles/sample');
 const GOLDEN = join(SAMPLE, 'okit-golden-1-80.tar');
@@ -36,6 +38,19 @@ describe('bad input on the command line', () => {
     expectTyped(await okit(['export', '--tenant', 'x', '--key', KEY], { DATABASE_URL: 'postgres://x:y@127.0.0.1:1/db' }), 'DB_UNAVAILABLE');
     expectTyped(await okit(['replay', GOLDEN, '--pubkey', PUB, '--into', 'postgres://x:y@127.0.0.1:1/db']), 'DB_UNAVAILABLE');
   });
+
+  it('serve on a port in use is LISTEN_FAILED and the process exits (it used to hang)', async () => {
+    const db = await freshDb();
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (taken.address() as net.AddressInfo).port;
+      expectTyped(await okit(['serve', '--port', String(port)], { DATABASE_URL: db.url }), 'LISTEN_FAILED');
+    } finally {
+      taken.close();
+      await db.drop();
+    }
+  }, 20_000);
 
   it('stdout closed early (`| head`) ends quietly', async () => {
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
