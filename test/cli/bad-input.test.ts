@@ -46,6 +46,7 @@ describe('bad input on the command line', () => {
     try {
       const port = (taken.address() as net.AddressInfo).port;
       expectTyped(await okit(['serve', '--port', String(port)], { DATABASE_URL: db.url }), 'LISTEN_FAILED');
+      expectTyped(await okit(['demo', '--port', 'abc'], { DATABASE_URL: db.url }), 'INVALID_INPUT');
     } finally {
       taken.close();
       await db.drop();
