@@ -35,6 +35,9 @@ describe('bad input on the command line', () => {
 
   it('a malformed DATABASE_URL is INVALID_INPUT; a refused or unknown database is DB_UNAVAILABLE', async () => {
     expectTyped(await okit(['ledger', 'check'], { DATABASE_URL: 'notaurl' }), 'INVALID_INPUT');
+    const empty = await okit(['ledger', 'check', '--tenant', ''], { DATABASE_URL: 'notaurl' }); // not "all tenants"
+    expectTyped(empty, 'INVALID_INPUT');
+    expect(empty.stderr).toContain('tenant:');
     expectTyped(await okit(['export', '--tenant', 'x', '--key', KEY], { DATABASE_URL: 'postgres://x:y@127.0.0.1:1/db' }), 'DB_UNAVAILABLE');
     expectTyped(await okit(['replay', GOLDEN, '--pubkey', PUB, '--into', 'postgres://x:y@127.0.0.1:1/db']), 'DB_UNAVAILABLE');
   });
