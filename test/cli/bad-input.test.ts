@@ -42,6 +42,10 @@ describe('bad input on the command line', () => {
     expectTyped(await okit(['replay', GOLDEN, '--pubkey', PUB, '--into', 'postgres://x:y@127.0.0.1:1/db']), 'DB_UNAVAILABLE');
   });
 
+  it('a malformed --url is INVALID_INPUT at once, not retried forever by --watch', async () => {
+    expectTyped(await okit(['job', 'status', '00000000-0000-0000-0000-000000000000', '--watch', '--url', 'notaurl', '--token', 'x']), 'INVALID_INPUT');
+  });
+
   it('serve on a port in use is LISTEN_FAILED and the process exits (it used to hang)', async () => {
     const db = await freshDb();
     const taken = net.createServer();
