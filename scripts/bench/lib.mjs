@@ -16,7 +16,19 @@ export async function startPostgres() {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {} };
   const pgc = new EmbeddedPostgres(tempHome('okit-bench-'));
   await pgc.start();
-  return { url: pgc.url(), stop: () => pgc.destroy(), cluster: pgc };
+  // Interrupted (Ctrl-C, timeout): stop the throwaway cluster rather than orphan it.
+  const onSignal = (sig) => void pgc.destroy().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    url: pgc.url(),
+    stop: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      return pgc.destroy();
+    },
+    cluster: pgc,
+  };
 }
 
 export async function createDatabase(adminUrl, name, { migrated = false } = {}) {
@@ -64,3 +76,93 @@ export function writeResult(name, data) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------ HTTP benchmarks
+
+/**
+ * Starts the server under test in its own process (scripts/bench/serve-child.mjs runs the
+ * same startServer() as `okit serve`) so its CPU and memory are not the load generator's.
+ */
+export async function spawnServer(url, { execArgv = [], env = {} } = {}) {
+  const { fork } = await import('node:child_process');
+  const child = fork(path.join(ROOT, 'scripts/bench/serve-child.mjs'), [], {
+    env: { ...process.env, DATABASE_URL: url, ...env },
+    execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const pending = new Map();
+  let nextId = 1;
+  const ready = new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+    child.on('message', (m) => {
+      if (m.ready) resolve(m.baseUrl);
+      else if (pending.has(m.id)) {
+        pending.get(m.id)(m);
+        pending.delete(m.id);
+      }
+    });
+  });
+  const ask = (cmd) =>
+    new Promise((resolve) => {
+      const id = nextId++;
+      pending.set(id, resolve);
+      child.send({ cmd, id });
+    });
+  const baseUrl = await ready;
+  const u = new URL(baseUrl);
+  return {
+    baseUrl,
+    host: u.hostname,
+    port: Number(u.port),
+    pid: child.pid,
+    stats: () => ask('stats'),
+    gc: () => ask('gc'),
+    stop: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      await Promise.race([ask('stop'), sleep(10_000)]);
+      await Promise.race([exited, sleep(2000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+/** Waits until `cond()` (async) holds, polling; throws after `ms`. */
+export async function until(cond, ms = 60_000, what = 'condition') {
+  const t0 = performance.now();
+  for (;;) {
+    if (await cond()) return;
+    if (performance.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/**
+ * Stamps the moment a ledger transaction's COMMIT is handed to the socket. The ledger sends
+ * `SELECT pg_notify(...); COMMIT` as one query at the end of each transaction; wrapping
+ * pg.Client#query in this process records performance.now() just before that query is issued.
+ */
+export function stampCommits() {
+  const stamp = { at: NaN, count: 0 };
+  const orig = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (config, ...rest) {
+    if (typeof config === 'string' && config.endsWith('COMMIT')) {
+      stamp.at = performance.now();
+      stamp.count++;
+    }
+    return orig.call(this, config, ...rest);
+  };
+  return stamp;
+}
+
+/** Reads a process's current and peak resident set size (bytes) from /proc. */
+export function procRss(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN) * 1024;
+    return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+  } catch {
+    return { rss: NaN, peak: NaN };
+  }
+}
+
+export const round = (x, d = 2) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);

@@ -59,7 +59,12 @@ export function createClient(url: string, applicationName?: string): pg.Client {
  * `error` nobody handles, which would crash the process. So listen while it is held, and
  * destroy rather than reuse a client that errored.
  */
-export async function withTx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withTx<T>(
+  pool: pg.Pool,
+  fn: (c: pg.PoolClient) => Promise<T>,
+  /** SQL to run just before COMMIT, in the same round trip (e.g. a NOTIFY). */
+  beforeCommit?: (c: pg.PoolClient) => string | undefined,
+): Promise<T> {
   const c = await pool.connect();
   let broken: Error | undefined;
   const onError = (e: Error) => {
@@ -69,7 +74,8 @@ export async function withTx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise
   try {
     await c.query('BEGIN');
     const out = await fn(c);
-    await c.query('COMMIT');
+    const last = beforeCommit?.(c);
+    await c.query(last ? `${last}; COMMIT` : 'COMMIT');
     return out;
   } catch (e) {
     if (!broken) await c.query('ROLLBACK').catch(() => undefined);

@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { OkitError } from '../errors.js';
-import type { Pool, PoolClient } from '../db/pool.js';
+import { withTx, type Pool, type PoolClient } from '../db/pool.js';
 import { canonicalize, type Json } from '../util/canonical.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { sha256Hex } from '../util/hash.js';
@@ -114,35 +114,18 @@ export class Ledger {
    * costs throughput for the whole tenant.
    */
   private async tx<T>(tenant: string, fn: (t: Tx) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    // pg-pool listens for errors on idle clients only: a held client whose server goes away
-    // (restart, terminate) would emit an unhandled `error` and crash the process. Listen while
-    // held and destroy, rather than reuse, a client that errored (see withTx in db/pool.ts).
-    let broken: Error | undefined;
-    const onError = (e: Error) => {
-      broken = e;
-    };
-    c.on('error', onError);
-    try {
-      await c.query('BEGIN');
-      const t: Tx = { c, tenant, changed: new Set() };
-      const out = await fn(t);
-      if (t.changed.size > 0) {
+    let t: Tx | undefined;
+    return withTx(
+      this.pool,
+      (c) => fn((t = { c, tenant, changed: new Set() })),
+      (c) => {
+        if (!t || t.changed.size === 0) return undefined;
         let payload = `${tenant} ${[...t.changed].join(' ')}`;
         // Ids only; if ever too many for one NOTIFY, "*" tells listeners to recheck the tenant.
         if (payload.length > MAX_NOTIFY_BYTES) payload = `${tenant} *`;
-        await c.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', ${c.escapeLiteral(payload)}); COMMIT`);
-      } else {
-        await c.query('COMMIT');
-      }
-      return out;
-    } catch (e) {
-      if (!broken) await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.removeListener('error', onError);
-      c.release(broken);
-    }
+        return `SELECT pg_notify('${NOTIFY_CHANNEL}', ${c.escapeLiteral(payload)})`;
+      },
+    );
   }
 
   /** Takes the tenant's next ledger position. Holds the head row lock to commit: positions are in commit order. */
@@ -711,6 +694,23 @@ export class Ledger {
     const { rows } = await this.pool.query(`SELECT ${SNAPSHOT_COLUMNS} FROM okit.first_signal_snapshots WHERE job_id = $1 AND tenant = $2`, [jobId, tenant]);
     if (!rows[0]) throw new OkitError('JOB_NOT_FOUND', `job ${jobId} not found`, { job_id: jobId });
     return toSnapshot(rows[0]);
+  }
+
+  /** Snapshots of several jobs of one tenant in one query; absent or foreign jobs are simply missing. */
+  async getSnapshots(tenant: string, jobIds: readonly string[]): Promise<Map<string, Snapshot>> {
+    v.tenant(tenant);
+    for (const id of jobIds) v.uuid(id, 'job_id');
+    const out = new Map<string, Snapshot>();
+    if (jobIds.length === 0) return out;
+    const { rows } = await this.pool.query(`SELECT ${SNAPSHOT_COLUMNS} FROM okit.first_signal_snapshots WHERE tenant = $1 AND job_id = ANY($2::uuid[])`, [
+      tenant,
+      jobIds,
+    ]);
+    for (const r of rows) {
+      const s = toSnapshot(r);
+      out.set(s.job_id, s);
+    }
+    return out;
   }
 
   async history(tenant: string, jobId: string): Promise<HistoryRow[]> {

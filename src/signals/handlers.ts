@@ -72,13 +72,24 @@ function signalHeaders(c: Current, shuttingDown: boolean): Record<string, string
   };
 }
 
+/**
+ * The signal's JSON text, made once per read value: one NOTIFY wakes every watcher of a job
+ * and they all share the same `Current` (one cached read), so they share its text too.
+ */
+const texts = new WeakMap<Current, string>();
+export function signalText(c: Current): string {
+  let t = texts.get(c);
+  if (t === undefined) texts.set(c, (t = signalBody(c.snapshot)));
+  return t;
+}
+
 function send(res: ServerResponse, c: Current, notModified: boolean, shuttingDown: boolean): void {
   if (notModified) {
     res.writeHead(304, signalHeaders(c, shuttingDown));
     res.end();
     return;
   }
-  const text = signalBody(c.snapshot);
+  const text = signalText(c);
   res.writeHead(200, { ...signalHeaders(c, shuttingDown), 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) });
   res.end(text);
 }
@@ -157,7 +168,7 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
     for (;;) {
       if (cur.etag !== sent) {
         const done = isTerminal(cur);
-        write(`id: ${cur.etag}\nevent: ${done ? 'done' : 'signal'}\ndata: ${signalBody(cur.snapshot)}\n\n`);
+        write(`id: ${cur.etag}\nevent: ${done ? 'done' : 'signal'}\ndata: ${signalText(cur)}\n\n`);
         sent = cur.etag;
         if (done) return;
       }

@@ -3,7 +3,8 @@
  * first_signal_snapshots row, then, if that row is missing but history exists, a projection
  * of the history on the fly (`cold_start`).
  */
-import { isOkitError, OkitError } from '../errors.js';
+import { OkitError } from '../errors.js';
+import * as v from '../ledger/validate.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Snapshot } from '../ledger/types.js';
 import { SnapshotCache } from './cache.js';
@@ -23,6 +24,13 @@ export function isTerminal(c: Current): boolean {
 
 export class SignalStore {
   readonly cache: SnapshotCache<Current>;
+  /**
+   * Loads in flight, by key, with the cache ticket they started under. One NOTIFY wakes every
+   * watcher of a job at once; they share one database read instead of each issuing their own.
+   * A reader joins only a load begun under its own ticket (no invalidation since), so what it
+   * gets is exactly what it would have read itself.
+   */
+  private readonly inflight = new Map<string, { ticket: string; promise: Promise<Current> }>();
   constructor(
     private readonly ledger: Ledger,
     cacheTtlMs = 1000,
@@ -34,18 +42,66 @@ export class SignalStore {
     const hit = this.cache.get(tenant, jobId);
     if (hit) return hit;
     const ticket = this.cache.ticket(tenant, jobId);
-    const cur = await this.load(tenant, jobId);
-    this.cache.set(tenant, jobId, cur, ticket);
-    return cur;
+    const k = `${tenant}/${jobId}`;
+    const f = this.inflight.get(k);
+    if (f && f.ticket === ticket) return f.promise;
+    const promise = this.load(tenant, jobId).then((cur) => {
+      this.cache.set(tenant, jobId, cur, ticket);
+      return cur;
+    });
+    const entry = { ticket, promise };
+    this.inflight.set(k, entry);
+    const done = () => {
+      if (this.inflight.get(k) === entry) this.inflight.delete(k);
+    };
+    promise.then(done, done);
+    return promise;
+  }
+
+  /**
+   * Snapshot reads wanted in this turn of the event loop, by tenant, then job: flushed together
+   * as one query per tenant (≤ BATCH ids). When thousands of long-polls time out or wake at
+   * once, one read per job through a small pool queued for seconds (bench/fanout).
+   */
+  private pending = new Map<string, Map<string, Array<{ resolve: (s: Snapshot | null) => void; reject: (e: unknown) => void }>>>();
+  private static readonly BATCH = 500;
+
+  private snapshotOf(tenant: string, jobId: string): Promise<Snapshot | null> {
+    return new Promise((resolve, reject) => {
+      // Validated here so that one bad id fails alone, not the batch it would have joined.
+      v.tenant(tenant);
+      v.uuid(jobId, 'job_id');
+      if (this.pending.size === 0) setImmediate(() => this.flush());
+      let byJob = this.pending.get(tenant);
+      if (!byJob) this.pending.set(tenant, (byJob = new Map()));
+      let list = byJob.get(jobId);
+      if (!list) byJob.set(jobId, (list = []));
+      list.push({ resolve, reject });
+    });
+  }
+
+  private flush(): void {
+    const pending = this.pending;
+    this.pending = new Map();
+    for (const [tenant, byJob] of pending) {
+      const ids = [...byJob.keys()];
+      for (let i = 0; i < ids.length; i += SignalStore.BATCH) {
+        const chunk = ids.slice(i, i + SignalStore.BATCH);
+        this.ledger.getSnapshots(tenant, chunk).then(
+          (found) => {
+            for (const id of chunk) for (const w of byJob.get(id)!) w.resolve(found.get(id) ?? null);
+          },
+          (e) => {
+            for (const id of chunk) for (const w of byJob.get(id)!) w.reject(e);
+          },
+        );
+      }
+    }
   }
 
   private async load(tenant: string, jobId: string): Promise<Current> {
-    try {
-      const snapshot = await this.ledger.getSnapshot(tenant, jobId);
-      return { snapshot, etag: etagOf(snapshot), source: snapshot.source === 'failure_index' ? 'failure_index' : 'snapshot' };
-    } catch (e) {
-      if (!isOkitError(e) || e.code !== 'JOB_NOT_FOUND') throw e;
-    }
+    const stored = await this.snapshotOf(tenant, jobId);
+    if (stored) return { snapshot: stored, etag: etagOf(stored), source: stored.source === 'failure_index' ? 'failure_index' : 'snapshot' };
     // No snapshot row: the job may still exist (say, restored from history). history() is
     // tenant-scoped and throws JOB_NOT_FOUND for a missing or foreign job.
     const rows = await this.ledger.history(tenant, jobId);

@@ -1,0 +1,55 @@
+// Prints the figures of scripts/bench/results/*.json as Markdown tables (for README "Results").
+// Usage: node scripts/bench/report.mjs
+import fs from 'node:fs';
+import path from 'node:path';
+import { RESULTS } from './lib.mjs';
+
+const load = (name) => {
+  const f = path.join(RESULTS, `${name}.json`);
+  return fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, 'utf8')) : null;
+};
+const md = (rows, cols) => {
+  if (!rows?.length) return '_(not measured)_\n';
+  const c = cols ?? Object.keys(rows[0]);
+  const fmt = (v) => (v === undefined || v === null ? '' : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : String(Math.round(v * 100) / 100)) : String(v));
+  return [`| ${c.join(' | ')} |`, `| ${c.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${c.map((k) => fmt(r[k])).join(' | ')} |`)].join('\n') + '\n';
+};
+
+const out = [];
+const lat = load('signal-latency');
+if (lat) {
+  out.push('**Signal latency** (commit → watcher holds the new ETag, ms; baseline: bare `pg` LISTEN)\n');
+  out.push(md(lat.rows, ['mode', 'watchers', 'deliveries', 'p50_ms', 'p95_ms', 'p99_ms', 'pg_p50_ms', 'pg_p99_ms', 'ratio_p50', 'ratio_p99']));
+}
+const fan = load('fanout');
+if (fan?.memory) {
+  out.push(`**Fan-out**: ${fan.waiters} long-poll waiters, one job each; lost updates: **${fan.lost_updates}**; ${fan.long_poll_timeouts ?? '?'} long-polls timed out (30 s) and re-polled during the ${fan.change_seconds} s it took to change all jobs\n`);
+  out.push(md(fan.memory));
+  out.push(md(fan.wake));
+}
+const get = load('get-throughput');
+if (get) {
+  out.push(`**First-signal GET** (${get.connections} keep-alive connections, ${get.seconds} s each)\n`);
+  out.push(md(get.rows, ['status', 'server', 'req_per_s', 'p50_ms', 'p99_ms', 'ratio_vs_bare']));
+}
+const lt = load('ledger-throughput');
+if (lt) {
+  out.push(`**Ledger throughput** (${lt.jobs} jobs: enqueue, then claim → progress → complete; ratios are okit's jobs/s over the row's)\n`);
+  out.push(md(lt.rows, ['system', 'workers', 'enqueue_per_s', 'process_per_s', 'okit_1t_ratio', 'okit_8t_ratio']));
+}
+const lb = load('ledger-breakdown');
+if (lb) {
+  out.push('**Ledger transaction breakdown** (one worker, medians, ms)\n');
+  out.push(md(lb.rows, ['op', 'statements', 'total_ms', 'head_locked_ms', 'commit_ms', 'bare_commit_ms', 'max_tenant_tx_per_s']));
+}
+const ex = load('export');
+if (ex) {
+  out.push(`**Export** (${ex.okit_cli_note ?? "okit export of this build"}; ratio = okit / psql)\n`);
+  out.push(md(ex.rows));
+}
+const vr = load('verify-replay');
+if (vr) {
+  out.push('**Verify and replay**\n');
+  out.push(md(vr.rows, ['history_rows', 'bundle_mib', 'sha256sum_s', 'verify_s', 'verify_ratio', 'verify_peak_rss_mib', 'replay_s', 'replay_events_per_s', 'replay_only_events_per_s', 'replay_peak_rss_mib']));
+}
+console.log(out.join('\n'));
