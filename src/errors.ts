@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'KEY_INVALID'
   | 'IO_ERROR'
+  | 'LISTEN_FAILED'
   | (string & {});
 
 const STATUS: Record<string, number> = {

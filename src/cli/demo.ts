@@ -13,6 +13,7 @@ import { followJob } from '../worker/follow.js';
 import { JOBS, runWorker, setUp, type DemoJob, type WorkerStats } from '../demo/workload.js';
 import { bundleStep, type BundleReport } from '../demo/bundle.js';
 import { withDb } from './context.js';
+import { port as parsePort } from './serve.js';
 import { action, EXIT, type Io } from './io.js';
 import { OkitError } from '../errors.js';
 
@@ -35,6 +36,7 @@ export async function runDemo(opts: DemoOptions, io: Io, stop?: Promise<unknown>
   const step = (n: number, text: string) => io.out(`[${n}/6 ${elapsed()}] ${text}`);
   const stepMs = Number(opts.stepMs ?? 120);
   if (!Number.isFinite(stepMs) || stepMs < 0 || stepMs > 5000) throw new OkitError('INVALID_INPUT', '--step-ms: must be 0..5000');
+  if (opts.port !== undefined) parsePort(opts.port);
   // A fresh tenant per run keeps each demo's bundle to its own jobs.
   const stamp = new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
   const tenant = `demo-${stamp}`;
@@ -45,7 +47,7 @@ export async function runDemo(opts: DemoOptions, io: Io, stop?: Promise<unknown>
     async ({ db, pool, ledger }) => {
       step(1, `database: ${db.embedded ? `embedded Postgres (data in ${db.embedded.dataDir})` : 'DATABASE_URL'}, migrations applied`);
 
-      let port = opts.port !== undefined ? Number(opts.port) : 8080;
+      let port = opts.port !== undefined ? parsePort(opts.port) : 8080;
       if (opts.port === undefined && !(await portFree(8080))) port = 0;
       const srv: RunningServer = await startServer({ url: db.url, pool, ledger, host: '127.0.0.1', port, log: () => undefined });
       try {

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { isOkitError } from '../errors.js';
+import { isOkitError, OkitError } from '../errors.js';
+import { isDbUnavailable } from '../http/errors.js';
 
 /** What a command may touch of the outside world; tests pass their own. */
 export interface Io {
@@ -19,8 +20,28 @@ export const processIo: Io = {
 /** Exit codes: 0 ok, 1 a check failed (verify, ledger check, replay), 2 usage or input error, 3 internal. */
 export const EXIT = { OK: 0, CHECK_FAILED: 1, USAGE: 2, INTERNAL: 3 } as const;
 
+// SQLSTATEs that mean "this DATABASE_URL cannot be used": bad password or role, no such database.
+const PG_CONFIG_CODES = new Set(['28000', '28P01', '3D000']);
+
+/**
+ * The outside world's failures, which a user causes and can fix, as typed errors: a file that
+ * cannot be read or written (Node's system errors carry `syscall` and `path`), and a database
+ * that cannot be reached or logged into. Anything else stays an internal error.
+ */
+export function userErrorOf(e: unknown): OkitError | undefined {
+  if (isOkitError(e)) return e;
+  if (!e || typeof e !== 'object') return undefined;
+  const err = e as { code?: unknown; syscall?: unknown; path?: unknown; message?: unknown };
+  if (typeof err.syscall === 'string' && typeof err.path === 'string' && typeof err.code === 'string')
+    return new OkitError('IO_ERROR', `cannot ${err.syscall} ${err.path}: ${err.code}`);
+  if (isDbUnavailable(e) || (typeof err.code === 'string' && PG_CONFIG_CODES.has(err.code)))
+    return new OkitError('DB_UNAVAILABLE', `cannot use the database: ${String(err.message ?? err.code)}`);
+  return undefined;
+}
+
 /** Prints an error the way every command does and maps it to an exit code. */
-export function reportError(io: Io, e: unknown): number {
+export function reportError(io: Io, raw: unknown): number {
+  const e = userErrorOf(raw) ?? raw;
   if (isOkitError(e)) {
     io.err(`okit: error ${e.code}: ${e.message}`);
     return EXIT.USAGE;

@@ -10,7 +10,7 @@ export interface LedgerCheckOptions {
 }
 
 export async function runLedgerCheck(opts: LedgerCheckOptions, io: Io): Promise<number> {
-  if (opts.tenant) v.tenant(opts.tenant);
+  if (opts.tenant !== undefined) v.tenant(opts.tenant); // `--tenant ""` is a mistake, not "every tenant"
   const report = await withDb(io, ({ pool }) => checkLedger(pool, { tenant: opts.tenant }));
   if (opts.json) {
     io.out(JSON.stringify({ ok: report.problems.length === 0, ...report }));

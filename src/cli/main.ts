@@ -3,6 +3,13 @@ import { CommanderError } from 'commander';
 import { EXIT } from './io.js';
 import { buildProgram } from './program.js';
 
+// `okit ... | head` closes our stdout early: stop quietly, as other command-line tools do.
+for (const stream of [process.stdout, process.stderr])
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+
 buildProgram()
   .parseAsync(process.argv)
   .catch((e: unknown) => {

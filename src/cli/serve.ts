@@ -9,7 +9,7 @@ export interface ServeOptions {
   port?: string;
 }
 
-function port(p: string | undefined): number {
+export function port(p: string | undefined): number {
   const n = Number(p ?? 8080);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new OkitError('INVALID_INPUT', 'port: must be an integer from 0 to 65535');
   return n;

@@ -1,4 +1,12 @@
+import { OkitError } from '../errors.js';
 import { EmbeddedPostgres, okitHome } from './embedded.js';
+
+/** node-postgres reads anything as a connection string (`notaurl` becomes host `base`): refuse early. */
+export function checkDatabaseUrl(url: string): string {
+  if (!/^(postgres|postgresql|socket):/i.test(url) && !url.startsWith('/'))
+    throw new OkitError('INVALID_INPUT', 'DATABASE_URL must be a postgres:// or postgresql:// URL');
+  return url;
+}
 
 export interface Database {
   url: string;
@@ -17,7 +25,7 @@ export async function resolveDatabase(
   opts: { env?: NodeJS.ProcessEnv; log?: (s: string) => void; keep?: boolean } = {},
 ): Promise<Database> {
   const env = opts.env ?? process.env;
-  if (env.DATABASE_URL) return { url: env.DATABASE_URL, release: async () => undefined };
+  if (env.DATABASE_URL) return { url: checkDatabaseUrl(env.DATABASE_URL), release: async () => undefined };
   const embedded = new EmbeddedPostgres(okitHome(env), { log: opts.log });
   const started = await embedded.start();
   return {

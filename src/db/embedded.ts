@@ -154,6 +154,8 @@ export class EmbeddedPostgres {
       const id = createHash('sha256').update(this.home).digest('hex').slice(0, 12);
       this.pgDir = path.join(SYSTEM_DIR, 'clusters', id);
       fs.mkdirSync(path.join(SYSTEM_DIR, 'clusters'), { recursive: true, mode: 0o755 });
+      // Created earlier under another umask (0700 was seen): initdb, as the Postgres user, must enter.
+      for (const d of [SYSTEM_DIR, path.join(SYSTEM_DIR, 'clusters')]) fs.chmodSync(d, 0o755);
       fs.mkdirSync(this.home, { recursive: true, mode: 0o755 });
       fs.writeFileSync(path.join(this.home, 'pg.location'), this.pgDir + '\n');
     } else {

@@ -132,10 +132,18 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":{"code":"BAD_REQUEST","message":"malformed HTTP request"}}');
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 8080, o.host ?? '127.0.0.1', () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port ?? 8080, o.host ?? '127.0.0.1', () => resolve());
+    });
+  } catch (e) {
+    // A port in use or an address not ours is the caller's to fix; and without closing the
+    // LISTEN connection the process would never exit.
+    await listener.close();
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new OkitError('LISTEN_FAILED', `cannot listen on ${o.host ?? '127.0.0.1'}:${o.port ?? 8080}: ${code}`);
+  }
   const addr = server.address() as AddressInfo;
 
   // Leases of vanished workers go back to the queue (or dead-letter) without a worker's help.

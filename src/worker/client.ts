@@ -54,6 +54,14 @@ export class OkitClient {
   private readonly f: typeof fetch;
 
   constructor(o: ClientOptions) {
+    // A malformed URL is never "unreachable for now": refuse it here rather than retry forever.
+    let u: URL | undefined;
+    try {
+      u = new URL(o.url);
+    } catch {
+      u = undefined;
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new OkitError('INVALID_INPUT', `url: must be an http:// or https:// URL, got ${JSON.stringify(o.url)}`);
     this.base = o.url.replace(/\/+$/, '');
     this.token = o.token;
     this.timeoutMs = o.timeoutMs ?? 10_000;

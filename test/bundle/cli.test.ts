@@ -10,6 +10,7 @@ import { simulate } from '../../src/ledger/simulate.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { testKey, tmp } from './fixtures.js';
 import { entries, repack } from './tamper.js';
+import { noNetwork } from '../helpers/netns.js';
 
 const BIN = 'dist/cli/main.js';
 const SAMPLE = 'bundles/sample';
@@ -77,9 +78,10 @@ describe('okit keys / export / verify / replay', () => {
   });
 
   it('verify works with networking disabled (a network namespace without interfaces)', () => {
-    const probe = spawnSync('unshare', ['-n', 'true']);
-    expect(probe.status, 'unshare -n must be available (root)').toBe(0);
-    const r = okit(['verify', GOLDEN, '--pubkey', PUB], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, ['unshare', '-n']);
+    const probe = noNetwork(['true']);
+    expect(spawnSync(probe.cmd, probe.args).status, 'unshare (network namespace) must be available').toBe(0);
+    const ns = noNetwork([]);
+    const r = okit(['verify', GOLDEN, '--pubkey', PUB], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, [ns.cmd, ...ns.args]);
     expect(r.code).toBe(0);
     expect(r.out).toContain('VALID');
   });

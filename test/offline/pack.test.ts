@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { noNetwork } from '../helpers/netns.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'okit-kit-'));
@@ -43,13 +44,13 @@ describe('offline kit', () => {
     const home = path.join(work, 'home');
     const script = [
       'set -e',
-      'ip link set lo up',
       `test "$(ip -o link show | grep -vc ': lo:')" = 0`,
       `sh ${kit}/install.sh ${prefix}`,
       `cd ${work}`,
       `OKIT_HOME=${home} ${prefix}/bin/okit demo --out ${work}/bundles --step-ms 40`,
     ].join('\n');
-    const run = spawnSync('unshare', ['-n', 'sh', '-c', script], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, DATABASE_URL: '' } });
+    const ns = noNetwork(['sh', '-c', script]);
+    const run = spawnSync(ns.cmd, ns.args, { encoding: 'utf8', timeout: 240_000, env: { ...process.env, DATABASE_URL: '' } });
     expect(run.status, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/verify: valid/);
     expect(run.stdout).toMatch(/replay: identical/);
@@ -58,9 +59,8 @@ describe('offline kit', () => {
     const pub = fs.readdirSync(path.join(work, 'bundles')).find((f) => f.endsWith('.pub'));
     expect(bundle).toBeDefined();
     expect(pub).toBeDefined();
-    const sh = spawnSync('unshare', ['-n', 'sh', path.join(kit, 'scripts/verify-bundle.sh'), path.join(work, 'bundles', bundle), path.join(work, 'bundles', pub!)], {
-      encoding: 'utf8',
-    });
+    const verify = noNetwork(['sh', path.join(kit, 'scripts/verify-bundle.sh'), path.join(work, 'bundles', bundle), path.join(work, 'bundles', pub!)]);
+    const sh = spawnSync(verify.cmd, verify.args, { encoding: 'utf8' });
     expect(sh.status, sh.stdout + sh.stderr).toBe(0);
   }, 300_000);
 });
