@@ -29,6 +29,8 @@ export interface LedgerOptions {
   defaultLeaseSeconds?: number;
   backoffBaseSeconds?: number;
   backoffCapSeconds?: number;
+  /** Enqueue counts the jobs ahead up to this many; beyond, history records only "at least" (default 1000). */
+  queuePositionCap?: number;
   /** Bucket used when a throttle is reported for a host that has none configured. */
   defaultBucket?: { capacity: number; refillPerSec: number };
 }
@@ -86,8 +88,6 @@ interface Tx {
 }
 
 const MAX_NOTIFY_BYTES = 7000;
-/** Enqueue counts the jobs ahead up to this many; beyond, history records only "at least". */
-export const QUEUE_POSITION_CAP = 1000;
 
 export class Ledger {
   readonly pool: Pool;
@@ -105,6 +105,7 @@ export class Ledger {
       backoffBaseSeconds: opts.backoffBaseSeconds ?? 2,
       backoffCapSeconds: opts.backoffCapSeconds ?? 300,
       defaultBucket: opts.defaultBucket ?? { capacity: 10, refillPerSec: 5 },
+      queuePositionCap: opts.queuePositionCap ?? 1000,
     };
   }
 
@@ -356,11 +357,11 @@ export class Ledger {
           const { rows } = await t.c.query('SELECT tenant FROM okit.runs WHERE id = $1', [runId]);
           if (rows[0].tenant !== tenant) throw new OkitError('INVALID_INPUT', `run ${runId} belongs to another tenant`);
         }
-        // Counting is O(queue length), so it stops at QUEUE_POSITION_CAP: past that the signal
+        // Counting is O(queue length), so it stops at queuePositionCap: past that the signal
         // says "more than N ahead" rather than every enqueue paying for a long queue.
         const ahead = await t.c.query(
           `SELECT count(*)::int AS n FROM (SELECT 1 FROM okit.jobs WHERE tenant = $1 AND type = $2 AND state IN ('queued', 'throttled') LIMIT $3) q`,
-          [tenant, type, QUEUE_POSITION_CAP],
+          [tenant, type, this.opts.queuePositionCap],
         );
         const nAhead = Number(ahead.rows[0].n);
         const last = await t.c.query(
@@ -381,10 +382,10 @@ export class Ledger {
           payload_sha256: payloadSha,
           idempotency_key: key,
           not_before: nb,
-          queue_position: nAhead < QUEUE_POSITION_CAP ? nAhead + 1 : null,
+          queue_position: nAhead < this.opts.queuePositionCap ? nAhead + 1 : null,
           last_known_outcome: lko,
         };
-        if (nAhead >= QUEUE_POSITION_CAP) data.queue_ahead_at_least = QUEUE_POSITION_CAP;
+        if (nAhead >= this.opts.queuePositionCap) data.queue_ahead_at_least = this.opts.queuePositionCap;
         // The job row needs its first hash, so the history row is computed first.
         const pos = await this.nextPos(t);
         const base = {

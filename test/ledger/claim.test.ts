@@ -59,4 +59,18 @@ describe('claim order: priority, not-before, age; only the asked types', () => {
     }
     expect(new Set(claimed)).toEqual(ids);
   });
+  it('queue position counts the jobs ahead of the same type, up to the cap, then says "more than N ahead"', async () => {
+    const { ledger: capped } = ledgerAt(db.pool, { queuePositionCap: 3 });
+    const positions: unknown[] = [];
+    const summaries: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { job } = await capped.enqueue('capq', { type: 'capped' });
+      const [row] = await capped.history('capq', job.id);
+      positions.push(row!.data.queue_position);
+      summaries.push((await capped.getSnapshot('capq', job.id)).summary);
+    }
+    expect(positions).toEqual([1, 2, 3, null, null]);
+    expect(summaries[2]).toBe('Waiting in queue (position: 3)');
+    expect(summaries[4]).toBe('Waiting in queue (more than 3 ahead)');
+  });
 });

@@ -57,6 +57,12 @@ describe('project: history → first signal (pure)', () => {
     expect(s.created_at).toBe('2025-12-04T12:00:00.000000Z');
   });
 
+  it('queued behind a long queue: the capped count reads as "more than N ahead"', () => {
+    const s = new H().add('enqueued', null, 'queued', { type: 'scan', max_attempts: 3, queue_position: null, queue_ahead_at_least: 1000, run_id: null, last_known_outcome: null }, 0).snap;
+    expect(signalLine(s)).toBe('[queued] Waiting in queue (more than 1000 ahead)');
+    expect(s.diagnostics.queue_position).toBeNull();
+  });
+
   it('throttled: blocked, with the host and when the next slot comes', () => {
     const s = new H().enqueued().add('throttled', 'queued', 'throttled', { host: 'reg.example', throttled_until: '2025-12-04T12:00:12.000000Z', wait_seconds: 11.2, tokens: '0.5' }, 1).snap;
     expect(signalLine(s)).toBe('[blocked] Throttled by reg.example: next slot in 12s');
