@@ -45,37 +45,26 @@ function snapshotViews(s: Snapshot, v: Views): void {
   }
 }
 
-/** The compared values: the snapshot's fields and the job row's fields the projection determines. */
-function views(s: Snapshot, job: Job | undefined): Views {
+/** The job-row fields the projection determines, read from a job row… */
+function jobFacts(job: Job): Views {
+  return { state: job.state, type: job.type, run_id: job.run_id, attempt: job.attempt, max_attempts: job.max_attempts, history_n: job.history_n, last_hash: job.last_hash };
+}
+
+/** …and the same facts as a re-projected snapshot states them. */
+function projectedFacts(s: Snapshot): Views {
+  const d = s.diagnostics;
+  return { state: d.state, type: d.job_type, run_id: s.run_id, attempt: d.attempt, max_attempts: d.max_attempts, history_n: s.history_n, last_hash: s.history_hash };
+}
+
+/** The compared values: the snapshot's fields, plus the job row's when the bundle has the job. */
+function views(s: Snapshot, facts: Views | undefined): Views {
   const v: Views = {};
   snapshotViews(s, v);
-  if (job) {
-    v['job.state'] = job.state;
-    v['job.type'] = job.type;
-    v['job.run_id'] = job.run_id;
-    v['job.attempt'] = job.attempt;
-    v['job.max_attempts'] = job.max_attempts;
-    v['job.history_n'] = job.history_n;
-    v['job.last_hash'] = job.last_hash;
-  }
+  if (facts) for (const [k, x] of Object.entries(facts)) v[`job.${k}`] = x;
   return v;
 }
 
-function replayViews(s: Snapshot, job: Job | undefined): Views {
-  const v: Views = {};
-  snapshotViews(s, v);
-  if (job) {
-    const d = s.diagnostics;
-    v['job.state'] = d.state;
-    v['job.type'] = d.job_type;
-    v['job.run_id'] = s.run_id;
-    v['job.attempt'] = d.attempt;
-    v['job.max_attempts'] = d.max_attempts;
-    v['job.history_n'] = s.history_n;
-    v['job.last_hash'] = s.history_hash;
-  }
-  return v;
-}
+const replayViews = (s: Snapshot, job: Job | undefined): Views => views(s, job && projectedFacts(s));
 
 export function replay(d: BundleData, earlier: readonly HistoryRow[] = []): ReplayResult {
   const byJob = new Map<string, HistoryRow[]>();
@@ -105,7 +94,7 @@ export function replay(d: BundleData, earlier: readonly HistoryRow[] = []): Repl
     }
     res.compared++;
     const job = jobs.get(s.job_id);
-    const want = views(live, job);
+    const want = views(live, job && jobFacts(job));
     const got = replayViews(s, job);
     const fields = [...new Set([...Object.keys(want), ...Object.keys(got)])].sort().filter((k) => want[k] !== got[k]);
     if (fields.length === 0) {
