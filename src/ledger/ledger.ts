@@ -10,7 +10,7 @@ import { withTx, type Pool, type PoolClient } from '../db/pool.js';
 import { canonicalize, type Json } from '../util/canonical.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { sha256Hex } from '../util/hash.js';
-import { formatMicros, parseMicros, SECOND, type Micros } from '../util/time.js';
+import { formatMicros, parseMicros, SECOND, microsToSeconds, secondsToMicros, type Micros } from '../util/time.js';
 import { project } from '../signals/projection.js';
 import { rowHash } from './chain.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, toHistory, toJob, toSnapshot, ts } from './rows.js';
@@ -133,11 +133,7 @@ export class Ledger {
 
   /** Takes the tenant's next ledger position. Holds the head row lock to commit: positions are in commit order. */
   private async nextPos(t: Tx): Promise<string> {
-    const { rows } = await t.c.query(
-      `INSERT INTO okit.ledger_heads (tenant, pos) VALUES ($1, 1)
-       ON CONFLICT (tenant) DO UPDATE SET pos = okit.ledger_heads.pos + 1 RETURNING pos`,
-      [t.tenant],
-    );
+    const { rows } = await t.c.query(NEXT_POS, [t.tenant]);
     return String(rows[0].pos);
   }
 
@@ -150,53 +146,36 @@ export class Ledger {
 
   /**
    * Appends one history row for `job`, rewrites its snapshot and updates the job row.
-   * `set` carries the other job columns this transition changes.
+   * `set` carries the other job columns this transition changes; `history` is the job's
+   * history when the caller has already read it.
    */
   private async transition(
     t: Tx,
-    job: Job | null,
-    jobId: string,
+    job: Job,
     event: JobEvent,
     to: JobState,
     data: { [k: string]: Json },
     now: Micros,
     set: Record<string, unknown> = {},
+    history?: HistoryRow[],
   ): Promise<{ row: HistoryRow; snapshot: Snapshot }> {
-    const from = job ? job.state : null;
-    if (!isAllowed(event, from, to))
-      throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId}: ${event} is not allowed from ${from ?? 'nothing'} to ${to}`, {
-        job_id: jobId,
+    if (!isAllowed(event, job.state, to))
+      throw new OkitError('ILLEGAL_TRANSITION', `job ${job.id}: ${event} is not allowed from ${job.state} to ${to}`, {
+        job_id: job.id,
         event,
-        from,
+        from: job.state,
         to,
       });
     // Everything that needs no ledger position happens before the head is locked.
-    const history = job ? await this.readHistory(t.c, jobId) : [];
-    const pos = await this.nextPos(t);
-    const base = {
-      tenant: t.tenant,
-      pos,
-      job_id: jobId,
-      n: job ? job.history_n + 1 : 1,
-      at: formatMicros(now),
-      event,
-      from_state: from,
-      to_state: to,
-      data: JSON.parse(canonicalize(data)) as { [k: string]: Json },
-      prev_hash: job ? job.last_hash : null,
-    };
-    const row: HistoryRow = { ...base, hash: rowHash(base) };
-    const snapshot = project([...history, row]);
+    const hist = history ?? (await this.readHistory(t.c, job.id));
+    const row = chainRow(t.tenant, await this.nextPos(t), job.id, job, event, to, data, now);
+    const snapshot = project([...hist, row]);
     const cols = { ...set, state: to, updated_at: row.at, history_n: row.n, last_hash: row.hash };
     const keys = Object.keys(cols);
     const params: unknown[] = [...historyParams(row), ...snapshotParams(snapshot), ...keys.map((k) => (cols as Record<string, unknown>)[k])];
     // History row, job row and snapshot in one statement: one round trip while the head is locked.
-    await t.c.query(
-      `WITH h AS (${INSERT_HISTORY}), s AS (${UPSERT_SNAPSHOT.replace(/\$(\d+)/g, (_, d) => '$' + (Number(d) + 11))})
-       UPDATE okit.jobs SET ${keys.map((k, i) => `${k} = $${i + 27}`).join(', ')} WHERE id = $3`,
-      params,
-    );
-    t.changed.add(jobId);
+    await t.c.query(`${WITH_ROW_AND_SNAPSHOT} UPDATE okit.jobs SET ${keys.map((k, i) => `${k} = $${i + 27}`).join(', ')} WHERE id = $3`, params);
+    t.changed.add(job.id);
     return { row, snapshot };
   }
 
@@ -255,10 +234,11 @@ export class Ledger {
   }
 
   private async throttleEvent(t: Tx, host: string, event: string, data: { [k: string]: Json }, now: Micros): Promise<void> {
-    const pos = await this.nextPos(t);
+    // No hash depends on a throttle event's position: take it and insert in one round trip.
     await t.c.query(
-      'INSERT INTO okit.throttle_events (tenant, pos, host, at, event, data) VALUES ($1, $2, $3, $4, $5, $6)',
-      [t.tenant, pos, host, formatMicros(now), event, canonicalize(data)],
+      `WITH p AS (${NEXT_POS})
+       INSERT INTO okit.throttle_events (tenant, pos, host, at, event, data) VALUES ($1, (SELECT pos FROM p), $2, $3, $4, $5)`,
+      [t.tenant, host, formatMicros(now), event, canonicalize(data)],
     );
   }
 
@@ -287,20 +267,22 @@ export class Ledger {
     const host = v.host(hostName);
     const retryAfter = v.num(input.retryAfterSeconds, 'retry_after_seconds', 0, 86400);
     const status = v.int(input.status, 'status', 100, 599, 429);
+    const worker = input.workerId ? v.workerId(input.workerId) : undefined;
     const now = this.clock.now();
     await this.tx(tenant, async (t) => {
       let b = await this.lockBucket(t, host);
       if (!b) {
         const d = this.opts.defaultBucket;
         await t.c.query(
+          // Two first reports for a new host may race: the loser locks the winner's row.
           `INSERT INTO okit.throttles (tenant, host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at)
-           VALUES ($1, $2, $3, $4, $4, $3, $5)`,
+           VALUES ($1, $2, $3, $4, $4, $3, $5) ON CONFLICT (tenant, host) DO NOTHING`,
           [tenant, host, d.capacity, d.refillPerSec, formatMicros(now)],
         );
         b = (await this.lockBucket(t, host))!;
       }
       const before = b.refill;
-      const after = penalise(b, now, BigInt(Math.round(retryAfter * 1e6)));
+      const after = penalise(b, now, secondsToMicros(retryAfter));
       await this.saveBucket(t, host, after);
       await this.throttleEvent(
         t,
@@ -312,7 +294,7 @@ export class Ledger {
           refill_before: fromMicroUnits(before),
           refill_after: fromMicroUnits(after.refill),
           penalty_until: formatMicros(after.penaltyUntil!),
-          ...(input.workerId ? { worker_id: v.workerId(input.workerId) } : {}),
+          ...(worker ? { worker_id: worker } : {}),
         },
         now,
       );
@@ -371,7 +353,6 @@ export class Ledger {
           [tenant, type],
         );
         const lko = last.rows[0] ? { job_id: last.rows[0].id, status: last.rows[0].state, finished_at: ts(last.rows[0].updated_at) } : null;
-        const at = formatMicros(now);
         const nb = formatMicros(notBefore ?? now);
         const data: { [k: string]: Json } = {
           type,
@@ -387,22 +368,9 @@ export class Ledger {
         };
         if (nAhead >= this.opts.queuePositionCap) data.queue_ahead_at_least = this.opts.queuePositionCap;
         // The job row needs its first hash, so the history row is computed first.
-        const pos = await this.nextPos(t);
-        const base = {
-          tenant,
-          pos,
-          job_id: id,
-          n: 1,
-          at,
-          event: 'enqueued' as const,
-          from_state: null,
-          to_state: 'queued' as const,
-          data: JSON.parse(canonicalize(data)),
-          prev_hash: null,
-        };
-        const row: HistoryRow = { ...base, hash: rowHash(base) };
+        const row = chainRow(tenant, await this.nextPos(t), id, null, 'enqueued', 'queued', data, now);
         const { rows } = await t.c.query(
-          `WITH h AS (${INSERT_HISTORY}), s AS (${UPSERT_SNAPSHOT.replace(/\$(\d+)/g, (_, d) => '$' + (Number(d) + 11))})
+          `${WITH_ROW_AND_SNAPSHOT}
            INSERT INTO okit.jobs (id, tenant, run_id, source_id, type, payload, payload_sha256, idempotency_key, priority,
              max_attempts, attempt, state, not_before, created_at, updated_at, history_n, last_hash)
            VALUES ($3, $1, $27, $28, $29, $30, $31, $32, $33, $34, 0, 'queued', $35, $5, $5, 1, $11) RETURNING ${JOB_COLUMNS}`,
@@ -451,7 +419,7 @@ export class Ledger {
       const now = this.clock.now();
       const out = await this.tx(tenant, async (t): Promise<ClaimedJob | null | 'again'> => {
         const { rows } = await t.c.query(
-          `SELECT ${JOB_COLUMNS.split(', ').map((c) => 'j.' + c).join(', ')}, s.host
+          `SELECT ${CLAIM_COLUMNS}, s.host
            FROM okit.jobs j LEFT JOIN okit.sources s ON s.id = j.source_id
            WHERE j.tenant = $1 AND j.type = ANY($2) AND j.state IN ('queued', 'throttled') AND j.not_before <= $3
            ORDER BY j.priority DESC, j.not_before, j.created_at, j.id
@@ -461,6 +429,8 @@ export class Ledger {
         if (!rows[0]) return null;
         const job = toJob(rows[0]);
         const host: string | null = rows[0].host ?? null;
+        // Read before any position is taken: a restored bucket's event takes the head lock first.
+        const history = await this.readHistory(t.c, job.id);
         if (host) {
           const bucket = await this.lockBucket(t, host);
           if (bucket) {
@@ -471,17 +441,17 @@ export class Ledger {
               await this.transition(
                 t,
                 job,
-                job.id,
                 'throttled',
                 'throttled',
                 {
                   host,
                   throttled_until: formatMicros(until),
-                  wait_seconds: Number(r.waitUs) / 1e6,
+                  wait_seconds: microsToSeconds(r.waitUs),
                   tokens: fromMicroUnits(r.bucket.tokens),
                 },
                 now,
                 { not_before: formatMicros(until) },
+                history,
               );
               return 'again';
             }
@@ -491,11 +461,16 @@ export class Ledger {
         }
         const attempt = job.attempt + 1;
         const leaseUntil = formatMicros(now + BigInt(leaseSeconds) * SECOND);
-        const { row } = await this.transition(t, job, job.id, 'claimed', 'running', { worker_id: worker, attempt, lease_expires_at: leaseUntil }, now, {
-          attempt,
-          lease_owner: worker,
-          lease_expires_at: leaseUntil,
-        });
+        const { row } = await this.transition(
+          t,
+          job,
+          'claimed',
+          'running',
+          { worker_id: worker, attempt, lease_expires_at: leaseUntil },
+          now,
+          { attempt, lease_owner: worker, lease_expires_at: leaseUntil },
+          history,
+        );
         return {
           job: { ...job, state: 'running', attempt, lease_owner: worker, lease_expires_at: leaseUntil, history_n: row.n, last_hash: row.hash, updated_at: row.at },
           leaseExpiresAt: leaseUntil,
@@ -543,7 +518,7 @@ export class Ledger {
     const now = this.clock.now();
     return this.tx(tenant, async (t) => {
       const job = await this.lockLease(t, jobId, worker);
-      return (await this.transition(t, job, jobId, 'progress', 'running', data, now)).snapshot;
+      return (await this.transition(t, job, 'progress', 'running', data, now)).snapshot;
     });
   }
 
@@ -560,7 +535,7 @@ export class Ledger {
     const now = this.clock.now();
     return this.tx(tenant, async (t) => {
       const job = await this.lockLease(t, jobId, worker);
-      return (await this.transition(t, job, jobId, 'succeeded', 'succeeded', data, now, { lease_owner: null, lease_expires_at: null })).snapshot;
+      return (await this.transition(t, job, 'succeeded', 'succeeded', data, now, { lease_owner: null, lease_expires_at: null })).snapshot;
     });
   }
 
@@ -587,23 +562,23 @@ export class Ledger {
         const delay = this.backoffMicros(jobId, job.attempt);
         const retryAt = formatMicros(now + delay);
         return (
-          await this.transition(t, job, jobId, 'retry_scheduled', 'queued', { ...base, retry_at: retryAt, backoff_seconds: Number(delay) / 1e6 }, now, {
+          await this.transition(t, job, 'retry_scheduled', 'queued', { ...base, retry_at: retryAt, backoff_seconds: microsToSeconds(delay) }, now, {
             ...clear,
             not_before: retryAt,
           })
         ).snapshot;
       }
-      const signature = await this.matchSignature(t, job, error.code);
+      const history = await this.readHistory(t.c, job.id);
+      const signature = await this.matchSignature(t, job, error.code, history);
       const data: { [k: string]: Json } = { ...base, retryable };
       if (signature) data.signature = signature;
       const event = retryable ? 'dead_lettered' : 'failed';
-      return (await this.transition(t, job, jobId, event, retryable ? 'dead_letter' : 'failed', data, now, clear)).snapshot;
+      return (await this.transition(t, job, event, retryable ? 'dead_letter' : 'failed', data, now, clear, history)).snapshot;
     });
   }
 
   /** The most confident enabled failure signature whose pattern the failure's facts contain. */
-  private async matchSignature(t: Tx, job: Job, code: string): Promise<{ [k: string]: Json } | null> {
-    const history = await this.readHistory(t.c, job.id);
+  private async matchSignature(t: Tx, job: Job, code: string, history: HistoryRow[]): Promise<{ [k: string]: Json } | null> {
     const lastPhase = [...history].reverse().find((r) => r.event === 'progress')?.data.phase ?? 'unknown';
     const facts = { error_code: code, phase: lastPhase, type: job.type };
     const { rows } = await t.c.query(
@@ -644,7 +619,7 @@ export class Ledger {
       if (TERMINAL_STATES.has(job.state))
         throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is already ${job.state}`, { job_id: jobId, state: job.state });
       return (
-        await this.transition(t, job, jobId, 'canceled', 'canceled', { actor, reason }, now, { lease_owner: null, lease_expires_at: null })
+        await this.transition(t, job, 'canceled', 'canceled', { actor, reason }, now, { lease_owner: null, lease_expires_at: null })
       ).snapshot;
     });
   }
@@ -671,7 +646,6 @@ export class Ledger {
         await this.transition(
           t,
           job,
-          job.id,
           'lease_expired',
           last ? 'dead_letter' : 'queued',
           { worker_id: job.lease_owner, attempt: job.attempt, lease_expires_at: job.lease_expires_at },
@@ -733,6 +707,31 @@ function rethrowIdTaken(e: unknown, id: string): never {
   throw e;
 }
 
+/** Takes the tenant's next ledger position (and with it the head row lock, held to commit). */
+const NEXT_POS = `INSERT INTO okit.ledger_heads (tenant, pos) VALUES ($1, 1)
+  ON CONFLICT (tenant) DO UPDATE SET pos = okit.ledger_heads.pos + 1 RETURNING pos`;
+
+const CLAIM_COLUMNS = JOB_COLUMNS.split(', ')
+  .map((c) => 'j.' + c)
+  .join(', ');
+
+/** The next history row of a job (`prev` null for its first), hash-chained to the one before. */
+function chainRow(tenant: string, pos: string, jobId: string, prev: Job | null, event: JobEvent, to: JobState, data: { [k: string]: Json }, now: Micros): HistoryRow {
+  const base = {
+    tenant,
+    pos,
+    job_id: jobId,
+    n: prev ? prev.history_n + 1 : 1,
+    at: formatMicros(now),
+    event,
+    from_state: prev ? prev.state : null,
+    to_state: to,
+    data: JSON.parse(canonicalize(data)) as { [k: string]: Json },
+    prev_hash: prev ? prev.last_hash : null,
+  };
+  return { ...base, hash: rowHash(base) };
+}
+
 const INSERT_HISTORY = `INSERT INTO okit.job_history (${HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`;
 
 function historyParams(row: HistoryRow): unknown[] {
@@ -743,6 +742,9 @@ const UPSERT_SNAPSHOT = `INSERT INTO okit.first_signal_snapshots (${SNAPSHOT_COL
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
   ON CONFLICT (job_id) DO UPDATE SET kind = $4, phase = $5, summary = $6, eta_seconds = $7, last_known_outcome = $8,
     next_actions = $9, diagnostics = $10, source = $11, history_n = $12, history_hash = $13, updated_at = $15`;
+
+/** History row ($1..$11) and snapshot ($12..$26) as CTEs; the statement that follows numbers its own parameters from $27. */
+const WITH_ROW_AND_SNAPSHOT = `WITH h AS (${INSERT_HISTORY}), s AS (${UPSERT_SNAPSHOT.replace(/\$(\d+)/g, (_, d) => '$' + (Number(d) + 11))})`;
 
 function snapshotParams(s: Snapshot): unknown[] {
   return [
