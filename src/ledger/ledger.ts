@@ -599,14 +599,16 @@ export class Ledger {
     const outcome = v.payload(input.outcome, 'outcome');
     const id = input.id ? v.uuid(input.id) : this.ids();
     const confidence = input.confidence === undefined ? 0.5 : v.num(input.confidence, 'confidence', 0, 1);
-    await this.pool
+    // The same pattern again updates the stored signature, which keeps its id: return that one.
+    const { rows } = await this.pool
       .query(
         `INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, signature_sha256) DO UPDATE SET outcome = EXCLUDED.outcome, confidence = EXCLUDED.confidence`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, signature_sha256) DO UPDATE SET outcome = EXCLUDED.outcome, confidence = EXCLUDED.confidence
+         RETURNING id`,
         [id, tenant, sha256Hex(pattern.canonical), pattern.canonical, outcome.canonical, confidence, formatMicros(this.clock.now())],
       )
       .catch((e) => rethrowIdTaken(e, id));
-    return id;
+    return rows[0].id;
   }
 
   async cancel(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {

@@ -103,4 +103,15 @@ describe('retries with backoff and jitter', () => {
     const s2 = await ledger.fail(TEN, j2.id, W, { code: 'LAYER_EXTRACT_FAILED', message: 'layer 3', retryable: false });
     expect(s2.source).toBe('snapshot');
   });
+
+  it('adding a known pattern again updates that signature and returns its id', async () => {
+    const pattern = { error_code: 'DISK_FULL' };
+    const first = await ledger.addFailureSignature(TEN, { pattern, outcome: { likely_cause: 'disk full' } });
+    const again = await ledger.addFailureSignature(TEN, { pattern, outcome: { likely_cause: 'the scratch disk is full' } });
+    expect(again).toBe(first);
+    const { rows } = await db.pool.query('SELECT id, outcome FROM okit.failure_signatures WHERE tenant = $1 AND pattern = $2::jsonb', [TEN, JSON.stringify(pattern)]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0].id).toBe(first);
+    expect(JSON.parse(rows[0].outcome).likely_cause).toBe('the scratch disk is full');
+  });
 });
