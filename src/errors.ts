@@ -24,6 +24,10 @@ export type ErrorCode =
   | 'KEY_INVALID'
   | 'IO_ERROR'
   | 'LISTEN_FAILED'
+  | 'SHUTTING_DOWN'
+  | 'SERVER_UNREACHABLE'
+  | 'TIMEOUT'
+  | 'INTERNAL'
   | (string & {});
 
 const STATUS: Record<string, number> = {
@@ -41,6 +45,8 @@ const STATUS: Record<string, number> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   DB_UNAVAILABLE: 503,
+  SHUTTING_DOWN: 503,
+  INTERNAL: 500,
 };
 
 export class OkitError extends Error {

@@ -16,7 +16,7 @@ export interface DbContext {
  * this command started is stopped again unless `keep`.
  */
 export async function withDb<T>(io: Io, fn: (ctx: DbContext) => Promise<T>, opts: { ledger?: LedgerOptions; keep?: boolean; poolMax?: number } = {}): Promise<T> {
-  const db = await resolveDatabase({ env: io.env, log: (s) => io.err(`okit: ${s}`), keep: opts.keep });
+  const db = await resolveDatabase({ env: io.env, cwd: io.cwd, log: (s) => io.err(`okit: ${s}`), keep: opts.keep });
   let pool: Pool | undefined;
   try {
     await migrate(db.url);

@@ -40,7 +40,7 @@ export async function runDb(cmd: 'start' | 'stop' | 'status' | 'url' | 'migrate'
       return EXIT.OK;
     }
     case 'migrate': {
-      const db = await resolveDatabase({ env: io.env, log: (s) => io.err(`okit: ${s}`) });
+      const db = await resolveDatabase({ env: io.env, cwd: io.cwd, log: (s) => io.err(`okit: ${s}`) });
       try {
         const r = await migrate(db.url);
         io.out(r.applied.length ? `applied ${r.applied.join(', ')}` : `up to date (version ${r.current})`);

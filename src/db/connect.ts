@@ -22,11 +22,11 @@ export interface Database {
  * (`okit db start` keeps it).
  */
 export async function resolveDatabase(
-  opts: { env?: NodeJS.ProcessEnv; log?: (s: string) => void; keep?: boolean } = {},
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; log?: (s: string) => void; keep?: boolean } = {},
 ): Promise<Database> {
   const env = opts.env ?? process.env;
   if (env.DATABASE_URL) return { url: checkDatabaseUrl(env.DATABASE_URL), release: async () => undefined };
-  const embedded = new EmbeddedPostgres(okitHome(env), { log: opts.log });
+  const embedded = new EmbeddedPostgres(okitHome(env, opts.cwd), { log: opts.log });
   const started = await embedded.start();
   return {
     url: embedded.url(),

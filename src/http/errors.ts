@@ -24,12 +24,6 @@ export function toOkitError(e: unknown): OkitError {
   return new OkitError('INTERNAL', 'internal error');
 }
 
-export function statusOf(e: OkitError): number {
-  if (e.code === 'INTERNAL') return 500;
-  if (e.code === 'SHUTTING_DOWN') return 503;
-  return e.status;
-}
-
 export function errorBody(e: OkitError): string {
   return JSON.stringify({ error: e.toJSON() });
 }

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { errorBody, statusOf, toOkitError } from './errors.js';
+import { errorBody, toOkitError } from './errors.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -19,6 +19,6 @@ export function sendError(res: ServerResponse, e: unknown): void {
   if (err.code === 'UNAUTHORIZED') headers['WWW-Authenticate'] = 'Bearer';
   if (err.code === 'DB_UNAVAILABLE') headers['Retry-After'] = '1';
   const text = errorBody(err);
-  res.writeHead(statusOf(err), { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
+  res.writeHead(err.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
   res.end(text);
 }
