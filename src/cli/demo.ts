@@ -10,6 +10,7 @@ import { createToken } from '../http/tokens.js';
 import { portFree } from '../db/embedded.js';
 import { OkitClient } from '../worker/client.js';
 import { followJob } from '../worker/follow.js';
+import { signalLine } from '../signals/projection.js';
 import { JOBS, runWorker, setUp, type DemoJob, type WorkerStats } from '../demo/workload.js';
 import { bundleStep, type BundleReport } from '../demo/bundle.js';
 import { withDb } from './context.js';
@@ -90,8 +91,15 @@ export async function runDemo(opts: DemoOptions, io: Io, stop?: Promise<unknown>
         const stats: WorkerStats = { claims: 0, retries: 0, upstream429: 0 };
         const workers = ['worker-1', 'worker-2', 'worker-3'].map((w) => runWorker(workerClient, ledger, tenant, w, stepMs, () => allDone, stats));
         const watcher = (async () => {
-          while (!(allDone = await finished())) await new Promise((r) => setTimeout(r, 200));
+          while (!allDone && !(allDone = await finished())) await new Promise((r) => setTimeout(r, 200));
         })();
+        // A worker that fails must end the run (with its error), not leave the follower waiting.
+        const stopFollow = new AbortController();
+        const background = Promise.all([watcher, ...workers]);
+        background.catch(() => {
+          allDone = true;
+          stopFollow.abort();
+        });
 
         step(4, `following job ${followed.id} as \`okit job status ${followed.id} --watch\` prints it:`);
         const follow = await followJob(readClient, followed.id, {
@@ -99,10 +107,10 @@ export async function runDemo(opts: DemoOptions, io: Io, stop?: Promise<unknown>
           waitSeconds: 2,
           out: (l) => io.out(`      ${l}`),
           onSignal: () => signals++,
+          signal: stopFollow.signal,
         });
         io.out(`      time to first signal: ${ms(follow.ttfsMs ?? NaN)}; ${follow.requests} requests for ${signals} signals`);
-        await watcher;
-        await Promise.all(workers);
+        await background;
 
         const { rows: states } = await pool.query('SELECT state, count(*)::int AS n FROM okit.jobs WHERE tenant = $1 GROUP BY state ORDER BY state', [tenant]);
         const { rows: hist } = await pool.query(
@@ -114,7 +122,7 @@ export async function runDemo(opts: DemoOptions, io: Io, stop?: Promise<unknown>
         io.out(`      all jobs settled: ${states.map((r) => `${r.state}=${r.n}`).join(' ')}; ${hist[0].n} history rows, ${hist[0].throttled} throttled signals, ${stats.retries} retries, ${stats.upstream429} upstream 429`);
         if (brokenSignal.status === 200) {
           io.out(`      the failed job's signal (X-Signal-Source: ${brokenSignal.source}):`);
-          io.out(`        [${brokenSignal.signal.kind}] ${brokenSignal.signal.summary}`);
+          io.out(`        ${signalLine(brokenSignal.signal)}`);
           for (const a of brokenSignal.signal.next_actions ?? []) io.out(`        next: ${a.label}${a.command ? ` (\`${a.command}\`)` : ''}`);
         }
 

@@ -79,7 +79,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     onState: (up) => log(up ? 'ready: LISTEN is up' : 'not ready: LISTEN connection lost'),
   });
   // LISTEN first, then serve reads: the documented order for not missing a change.
-  await listener.start();
+  try {
+    await listener.start();
+  } catch (e) {
+    await listener.close(); // else its reconnect loop and probe outlive the failed start
+    throw e;
+  }
 
   const signals: SignalDeps = {
     store,

@@ -13,6 +13,7 @@ export class SnapshotCache<T> {
   private readonly entries = new Map<string, CacheEntry<T>>();
   private readonly gens = new Map<string, number>();
   private epoch = 0;
+  private lastSweep = -Infinity;
   hits = 0;
   misses = 0;
 
@@ -57,6 +58,7 @@ export class SnapshotCache<T> {
     this.entries.delete(k);
     // Only keys someone might be reading need a generation; bounded by the sweep below.
     this.gens.set(k, (this.gens.get(k) ?? 0) + 1);
+    this.sweep();
   }
 
   invalidateTenant(tenant: string): void {
@@ -75,13 +77,20 @@ export class SnapshotCache<T> {
     return this.entries.size;
   }
 
+  /**
+   * Keeps both maps bounded: generations are reset wholesale (a new epoch makes every
+   * outstanding ticket stale, which only costs a cache miss); expired entries are walked at
+   * most once per TTL, so a large cache of fresh entries is not rescanned on every set.
+   */
   private sweep(): void {
-    if (this.entries.size < 10_000 && this.gens.size < 10_000) return;
-    const t = this.now();
-    for (const [k, e] of this.entries) if (t - e.at > this.ttlMs) this.entries.delete(k);
     if (this.gens.size >= 10_000) {
       this.gens.clear();
       this.epoch++;
     }
+    if (this.entries.size < 10_000) return;
+    const t = this.now();
+    if (t - this.lastSweep < this.ttlMs) return;
+    this.lastSweep = t;
+    for (const [k, e] of this.entries) if (t - e.at > this.ttlMs) this.entries.delete(k);
   }
 }

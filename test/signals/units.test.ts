@@ -58,6 +58,16 @@ describe('snapshot cache', () => {
     c.set('t', 'j', 'stale', t2);
     expect(c.get('t', 'j')).toBeUndefined();
   });
+
+  it('stays bounded under invalidations alone (a server that mostly sees worker writes)', () => {
+    const c = new SnapshotCache<string>(1000, () => 0);
+    const ticket = c.ticket('t', 'watched');
+    for (let i = 0; i < 25_000; i++) c.invalidate('t', `j${i}`);
+    expect((c as unknown as { gens: Map<string, number> }).gens.size).toBeLessThan(10_000);
+    // The reset makes outstanding tickets stale: a miss, never a stale value.
+    c.set('t', 'watched', 'v', ticket);
+    expect(c.get('t', 'watched')).toBeUndefined();
+  });
 });
 
 describe('request parsing', () => {
