@@ -1,8 +1,8 @@
 /** Line schemas of the four data files: exact field sets and types (format v1). */
-import { isTimestamp } from '../util/time.js';
+import { isUuid } from '../ledger/validate.js';
+import { isCanonicalTimestamp } from '../util/time.js';
 
 type O = Record<string, unknown>;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const POS = /^[1-9][0-9]{0,18}$/;
 
@@ -10,10 +10,10 @@ const str = (v: unknown) => typeof v === 'string';
 const strOrNull = (v: unknown) => v === null || typeof v === 'string';
 const int = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v);
 const obj = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
-const uuid = (v: unknown) => typeof v === 'string' && UUID.test(v);
+const uuid = isUuid;
 const uuidOrNull = (v: unknown) => v === null || uuid(v);
 const hex = (v: unknown) => typeof v === 'string' && HEX64.test(v);
-const ts = (v: unknown) => typeof v === 'string' && isTimestamp(v);
+const ts = isCanonicalTimestamp;
 const tsOrNull = (v: unknown) => v === null || ts(v);
 const pos = (v: unknown) => typeof v === 'string' && POS.test(v);
 const any = () => true;
@@ -40,9 +40,9 @@ export const SNAPSHOT_SCHEMA: Schema = {
 export function schemaProblem(v: unknown, schema: Schema): string | null {
   if (!obj(v)) return 'not an object';
   const o = v as O;
-  for (const k of Object.keys(o)) if (!(k in schema)) return `unexpected field ${k}`;
+  for (const k of Object.keys(o)) if (!Object.hasOwn(schema, k)) return `unexpected field ${k}`;
   for (const [k, ok] of Object.entries(schema)) {
-    if (!(k in o)) return `missing field ${k}`;
+    if (!Object.hasOwn(o, k)) return `missing field ${k}`;
     if (!ok(o[k])) return `field ${k} has the wrong type or form`;
   }
   return null;

@@ -1,6 +1,6 @@
 /** Pure manifest building, rendering and parsing. */
 import { canonicalize } from '../util/canonical.js';
-import { isTimestamp } from '../util/time.js';
+import { isCanonicalTimestamp } from '../util/time.js';
 import { FORMAT_ID, FORMAT_VERSION, LISTED_FILES, type FileEntry, type Manifest } from './format.js';
 
 export function renderManifest(m: Manifest): Buffer {
@@ -32,9 +32,9 @@ export function manifestProblems(v: unknown): string[] {
     if (typeof w.from_pos !== 'string' || !POS.test(w.from_pos) || w.from_pos === '0') p.push('window.from_pos invalid');
     if (typeof w.to_pos !== 'string' || !POS.test(w.to_pos)) p.push('window.to_pos invalid');
     else if (typeof w.from_pos === 'string' && POS.test(w.from_pos) && BigInt(w.to_pos) < BigInt(w.from_pos) - 1n) p.push('window.to_pos before from_pos - 1');
-    for (const k of ['from', 'to'] as const) if (w[k] !== null && !isTimestamp(w[k])) p.push(`window.${k} invalid`);
+    for (const k of ['from', 'to'] as const) if (w[k] !== null && !isCanonicalTimestamp(w[k])) p.push(`window.${k} invalid`);
   }
-  if (!isTimestamp(v.as_of)) p.push('as_of invalid');
+  if (!isCanonicalTimestamp(v.as_of)) p.push('as_of invalid');
   const c = v.counts;
   if (!isObj(c) || !keysAre(c, ['jobs', 'history', 'throttles', 'snapshots']) || !Object.values(c).every(isCount)) p.push('counts invalid');
   const f = v.files;

@@ -345,7 +345,7 @@ class Verifier {
     const expected = renderSums(m.files.slice(1));
     const e = m.files[0]!;
     const sha = createHash('sha256').update(b).digest('hex');
-    if (!b.equals(expected) || sha !== e.sha256 || b.length !== e.bytes)
+    if (!b.equals(expected) || sha !== e.sha256 || b.length !== e.bytes || e.lines !== m.files.length - 1)
       this.add('SUMS_MISMATCH', 'SHA256SUMS does not list exactly the data files and hashes of the manifest');
   }
 

@@ -49,6 +49,11 @@ export function normalizeTimestamp(text: string): string {
   return formatMicros(parseMicros(text));
 }
 
+/** Exactly the form okit writes: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (what bundles must carry). */
+export function isCanonicalTimestamp(text: unknown): text is string {
+  return isTimestamp(text) && normalizeTimestamp(text) === text;
+}
+
 export function isTimestamp(text: unknown): text is string {
   if (typeof text !== 'string') return false;
   try {

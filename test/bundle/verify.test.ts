@@ -175,6 +175,29 @@ describe('tampered history re-signed with the right key is still caught', () => 
   });
 });
 
+describe('signed but off-spec content is still refused', () => {
+  const e = entries(golden);
+  it('a manifest whose SHA256SUMS line count is wrong', async () => {
+    const r = await verify(repack(golden, testKey, { manifest: (m) => void (m.files[0]!.lines = 99) }));
+    expect(codes(r)).toContain('SUMS_MISMATCH');
+  });
+
+  it('an extra field named like a built-in object property', async () => {
+    const jobs = parse<Record<string, unknown>>(e.get('jobs.jsonl')!).map((j, k) => (k === 0 ? { ...j, constructor: 1 } : j));
+    const r = await verify(repack(golden, testKey, { data: { 'jobs.jsonl': jsonl(jobs) } }));
+    expect(r.ok).toBe(false);
+    expect(r.problems.map((p) => p.message).join('\n')).toMatch(/unexpected field constructor/);
+  });
+
+  it('a timestamp in a valid RFC 3339 form other than okit\'s (UTC Z, six fraction digits)', async () => {
+    const t = parse<Record<string, unknown>>(e.get('throttles.jsonl')!).map((x, k) => (k === 0 ? { ...x, at: String(x.at).replace('Z', '+00:00') } : x));
+    const r = await verify(repack(golden, testKey, { data: { 'throttles.jsonl': jsonl(t) } }));
+    expect(r.ok).toBe(false);
+    const m = await verify(repack(golden, testKey, { manifest: (mm) => void (mm.as_of = mm.as_of.replace('Z', '+00:00')) }));
+    expect(m.ok).toBe(false);
+  });
+});
+
 describe('keys', () => {
   it('an unknown key is refused; several --pubkey (rotation) accept the right one', async () => {
     const r = await verify(golden, otherPub);
