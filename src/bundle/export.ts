@@ -14,11 +14,12 @@ import { OkitError } from '../errors.js';
 import { rowHash } from '../ledger/chain.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, json, toHistory, toJob, toSnapshot, ts } from '../ledger/rows.js';
 import { canonicalize } from '../util/canonical.js';
-import { formatMicros, parseMicros } from '../util/time.js';
+import { normalizeTimestamp, parseMicros } from '../util/time.js';
 import { DATA_FILES, EPOCH_AS_OF, FORMAT_ID, FORMAT_VERSION, MANIFEST, SIGNATURE, SUMS, type DataFile, type FileEntry, type Manifest } from './format.js';
 import { sign, type SigningKey } from './keys.js';
 import { renderManifest, renderSums } from './manifest.js';
 import { END_BYTES, padding, tarHeader } from './tar.js';
+import { sha256Hex } from '../util/hash.js';
 
 export interface PreviousRef {
   manifest: Manifest;
@@ -153,8 +154,8 @@ async function resolveWindow(c: pg.PoolClient, o: ExportOptions): Promise<{ from
 
 export async function exportBundle(pool: Pool, o: ExportOptions): Promise<ExportResult> {
   const batch = o.batch ?? 2000;
-  const from = o.from ? formatMicros(parseMicros(o.from)) : null;
-  const to = o.to ? formatMicros(parseMicros(o.to)) : null;
+  const from = o.from ? normalizeTimestamp(o.from) : null;
+  const to = o.to ? normalizeTimestamp(o.to) : null;
   if (o.previous && from) throw new OkitError('INVALID_INPUT', '--from and --previous are exclusive: --previous sets where the bundle starts');
   if (o.previous && o.previous.manifest.tenant !== o.tenant)
     throw new OkitError('INVALID_INPUT', `the previous bundle is for tenant ${o.previous.manifest.tenant}, not ${o.tenant}`);
@@ -249,7 +250,7 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
       window: { from_pos: String(fromPos), to_pos: String(toPos), from, to },
       as_of: asOf,
       counts: { jobs: entries[0]!.lines, history: entries[1]!.lines, throttles: entries[2]!.lines, snapshots: entries[3]!.lines },
-      files: [{ name: SUMS, bytes: sums.length, lines: entries.length, sha256: createHash('sha256').update(sums).digest('hex') }, ...entries],
+      files: [{ name: SUMS, bytes: sums.length, lines: entries.length, sha256: sha256Hex(sums) }, ...entries],
       key_id: o.key.keyId,
       previous: o.previous?.manifestSha256 ?? null,
     };

@@ -104,12 +104,4 @@ export const ERROR_CODES = {
 } as const;
 export type VerifyCode = keyof typeof ERROR_CODES;
 
-/** Sort key of each data file. */
-export const SORT_KEYS: Record<DataFile, string> = {
-  'jobs.jsonl': 'id',
-  'history.jsonl': 'pos (numeric)',
-  'throttles.jsonl': 'pos (numeric)',
-  'snapshots.jsonl': 'job_id',
-};
-
 export const EPOCH_AS_OF = '1970-01-01T00:00:00.000000Z';

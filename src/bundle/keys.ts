@@ -6,6 +6,7 @@
 import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { OkitError } from '../errors.js';
+import { sha256Hex } from '../util/hash.js';
 
 ed.hashes.sha512 = (m: Uint8Array) => new Uint8Array(createHash('sha512').update(m).digest());
 
@@ -41,7 +42,7 @@ export function spkiDer(publicKey: Uint8Array): Buffer {
 }
 
 export function keyIdOf(publicKey: Uint8Array): string {
-  return createHash('sha256').update(spkiDer(publicKey)).digest('hex');
+  return sha256Hex(spkiDer(publicKey));
 }
 
 export function signingKeyFromSeed(seed: Uint8Array): SigningKey {

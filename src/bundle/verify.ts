@@ -17,6 +17,7 @@ import { verifySignature, type PublicKey } from './keys.js';
 import { isV1, manifestProblems, renderSums } from './manifest.js';
 import { HISTORY_SCHEMA, JOB_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
 import { TarReader } from './tar.js';
+import { sha256Hex } from '../util/hash.js';
 
 export interface Finding {
   code: VerifyCode;
@@ -128,9 +129,8 @@ class Verifier {
   private lastKey: string | bigint | null = null;
   private readonly tar: TarReader;
   private keyLabel: string | null = null;
-  readonly entriesSeen: string[] = [];
   // content state
-  private readonly jobs = new Map<string, { history_n: number; last_hash: string; state: string; rows: number }>();
+  private readonly jobs = new Map<string, { history_n: number; last_hash: string; state: string }>();
   readonly heads: Map<string, ChainHead>;
   private readonly inBundle = new Map<string, ChainHead>();
   private readonly snapshotFor = new Set<string>();
@@ -160,9 +160,6 @@ class Verifier {
     );
   }
 
-  has(code: VerifyCode): boolean {
-    return this.codes.has(code);
-  }
 
   private stopped = false;
   private deferred: Buffer[] = [];
@@ -186,7 +183,6 @@ class Verifier {
   }
 
   private entry(name: string): void {
-    this.entriesSeen.push(name);
     this.small = [];
     if ((DATA_FILES as readonly string[]).includes(name)) {
       this.file = name as DataFile;
@@ -294,7 +290,7 @@ class Verifier {
 
   private onManifest(b: Buffer): void {
     this.manifestBytes = b;
-    this.manifestSha256 = createHash('sha256').update(b).digest('hex');
+    this.manifestSha256 = sha256Hex(b);
     let v: unknown;
     try {
       v = JSON.parse(b.toString('utf8'));
@@ -344,7 +340,7 @@ class Verifier {
     if (!m) return;
     const expected = renderSums(m.files.slice(1));
     const e = m.files[0]!;
-    const sha = createHash('sha256').update(b).digest('hex');
+    const sha = sha256Hex(b);
     if (!b.equals(expected) || sha !== e.sha256 || b.length !== e.bytes || e.lines !== m.files.length - 1)
       this.add('SUMS_MISMATCH', 'SHA256SUMS does not list exactly the data files and hashes of the manifest');
   }
@@ -388,7 +384,7 @@ class Verifier {
   }
 
   private onJob(j: Job): void {
-    this.jobs.set(j.id, { history_n: j.history_n, last_hash: j.last_hash, state: j.state, rows: 0 });
+    this.jobs.set(j.id, { history_n: j.history_n, last_hash: j.last_hash, state: j.state });
     this.data?.jobs.push(j);
   }
 
@@ -400,7 +396,6 @@ class Verifier {
     addToRanges(this.histRanges, pos);
     const job = this.jobs.get(r.job_id);
     if (!job) this.add('JOB_MISSING', `history.jsonl line ${ln}: job ${r.job_id} is not in jobs.jsonl`, at);
-    else job.rows++;
     let h = '';
     try {
       h = rowHash(r);
@@ -584,7 +579,7 @@ export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Prom
     sha256: v.whole.digest('hex'),
     manifest: m,
     manifestSha256: v.manifestSha256,
-    evidence: m && ok ? v.evidence(prevLine) : m ? v.evidence(prevLine) : [],
+    evidence: m ? v.evidence(prevLine) : [],
     problems: v.problems,
     moreProblems: v.moreProblems,
     notes: v.notes,
