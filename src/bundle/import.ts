@@ -14,6 +14,7 @@ import { writeSnapshot } from '../ledger/ledger.js';
 import { canonicalize } from '../util/canonical.js';
 import type { Manifest } from './format.js';
 import type { BundleData } from './verify.js';
+import { historyParams, INSERT_HISTORY } from '../ledger/rows.js';
 
 async function isEmpty(c: pg.PoolClient): Promise<boolean> {
   const { rows } = await c.query(
@@ -60,11 +61,7 @@ export async function importBundle(pool: Pool, manifest: Manifest, manifestSha25
     for (const r of d.history) {
       if (!seen.has(r.job_id) && r.n > 1 && r.prev_hash) await anchor(r.job_id, r.n - 1, r.prev_hash);
       seen.set(r.job_id, r.n);
-      await c.query(
-        `INSERT INTO okit.job_history (tenant, pos, job_id, n, at, event, from_state, to_state, data, prev_hash, hash)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
-        [r.tenant, r.pos, r.job_id, r.n, r.at, r.event, r.from_state, r.to_state, canonicalize(r.data), r.prev_hash, r.hash],
-      );
+      await c.query(INSERT_HISTORY, historyParams(r));
     }
     // Jobs whose latest row lies beyond the window (cut by --to).
     for (const j of d.jobs) if ((seen.get(j.id) ?? 0) < j.history_n) await anchor(j.id, j.history_n, j.last_hash);

@@ -13,7 +13,7 @@ import { sha256Hex } from '../util/hash.js';
 import { formatMicros, parseMicros, SECOND, microsToSeconds, secondsToMicros, type Micros } from '../util/time.js';
 import { project } from '../signals/projection.js';
 import { rowHash } from './chain.js';
-import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, toHistory, toJob, toSnapshot, ts } from './rows.js';
+import { HISTORY_COLUMNS, historyParams, INSERT_HISTORY, JOB_COLUMNS, SNAPSHOT_COLUMNS, toHistory, toJob, toSnapshot, ts } from './rows.js';
 import { isAllowed, TERMINAL_STATES, type JobEvent, type JobState } from './states.js';
 import { consumeToken, fromMicroUnits, penalise, type Bucket, toBucket } from './throttle.js';
 import type { HistoryRow, Job, Phase, Snapshot } from './types.js';
@@ -732,12 +732,6 @@ function chainRow(tenant: string, pos: string, jobId: string, prev: Job | null, 
     prev_hash: prev ? prev.last_hash : null,
   };
   return { ...base, hash: rowHash(base) };
-}
-
-const INSERT_HISTORY = `INSERT INTO okit.job_history (${HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`;
-
-function historyParams(row: HistoryRow): unknown[] {
-  return [row.tenant, row.pos, row.job_id, row.n, row.at, row.event, row.from_state, row.to_state, canonicalize(row.data), row.prev_hash, row.hash];
 }
 
 const UPSERT_SNAPSHOT = `INSERT INTO okit.first_signal_snapshots (${SNAPSHOT_COLUMNS})

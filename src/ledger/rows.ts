@@ -1,5 +1,5 @@
 /** Mapping raw Postgres text (see db/pool.ts exactTypes) to ledger types. */
-import type { Json } from '../util/canonical.js';
+import { canonicalize, type Json } from '../util/canonical.js';
 import { normalizeTimestamp } from '../util/time.js';
 import type { HistoryRow, Job, Snapshot } from './types.js';
 
@@ -10,6 +10,13 @@ export const tsOrNull = (v: unknown): string | null => (v === null || v === unde
 export const json = <T = Json>(v: unknown): T => (v === null || v === undefined ? (null as T) : (JSON.parse(String(v)) as T));
 
 export const HISTORY_COLUMNS = 'tenant, pos, job_id, n, at, event, from_state, to_state, data, prev_hash, hash';
+
+/** Inserts one history row; parameters from historyParams(). */
+export const INSERT_HISTORY = `INSERT INTO okit.job_history (${HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`;
+
+export function historyParams(row: HistoryRow): unknown[] {
+  return [row.tenant, row.pos, row.job_id, row.n, row.at, row.event, row.from_state, row.to_state, canonicalize(row.data), row.prev_hash, row.hash];
+}
 
 export function toHistory(r: Raw): HistoryRow {
   return {
