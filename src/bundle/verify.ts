@@ -525,9 +525,20 @@ async function runOne(src: BundleSource, opts: VerifyOptions, anchors: Map<strin
   return v;
 }
 
-/** Reads only the manifest of a bundle (no checks): for ordering a --previous chain and for export. */
+/**
+ * Reads only the manifest of a bundle (the first entry; no other checks, the rest is not
+ * read): for ordering a --previous chain and for export.
+ */
 export async function peekManifest(src: BundleSource): Promise<{ manifest: Manifest; sha256: string } | null> {
-  const v = await runOne(src, { pubkeys: [] }, new Map(), false);
+  const v = new Verifier({ pubkeys: [] }, new Map(), false);
+  try {
+    for await (const c of chunksOf(src)) {
+      v.write(c);
+      if (v.manifestBytes || v.problems.length) break;
+    }
+  } catch {
+    return null;
+  }
   return v.manifest && v.manifestSha256 ? { manifest: v.manifest, sha256: v.manifestSha256 } : null;
 }
 
