@@ -26,31 +26,47 @@ export interface LedgerReport {
 
 const BATCH = 5000;
 
-/** Yields each job's history rows (sorted by n), batch by batch. */
-export async function* jobHistories(pool: Pool, tenant?: string): AsyncGenerator<HistoryRow[]> {
+/** Where the job row says a job's history ends. */
+export interface JobHead {
+  history_n: number;
+  last_hash: string;
+  state: string;
+}
+
+const H_COLUMNS = HISTORY_COLUMNS.split(', ')
+  .map((c) => 'h.' + c)
+  .join(', ');
+
+/** Yields each job's history rows (sorted by n) with its job row's head, batch by batch. */
+export async function* jobHistories(pool: Pool, tenant?: string): AsyncGenerator<{ rows: HistoryRow[]; head: JobHead | null }> {
   let after: [string, number] = ['00000000-0000-0000-0000-000000000000', 0];
   let current: HistoryRow[] = [];
+  let head: JobHead | null = null;
   for (;;) {
     const params: unknown[] = [after[0], after[1], BATCH];
     if (tenant) params.push(tenant);
+    // The job row comes along (LEFT JOIN: a missing job row must not hide its history).
     const { rows } = await pool.query(
-      `SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE (job_id, n) > ($1::uuid, $2::int) ${tenant ? 'AND tenant = $4' : ''}
-       ORDER BY job_id, n LIMIT $3`,
+      `SELECT ${H_COLUMNS}, j.history_n AS head_n, j.last_hash AS head_hash, j.state AS head_state
+       FROM okit.job_history h LEFT JOIN okit.jobs j ON j.id = h.job_id
+       WHERE (h.job_id, h.n) > ($1::uuid, $2::int) ${tenant ? 'AND h.tenant = $4' : ''}
+       ORDER BY h.job_id, h.n LIMIT $3`,
       params,
     );
     for (const raw of rows) {
       const r = toHistory(raw);
       if (current.length && current[0]!.job_id !== r.job_id) {
-        yield current;
+        yield { rows: current, head };
         current = [];
       }
+      if (!current.length) head = raw.head_n === null ? null : { history_n: Number(raw.head_n), last_hash: String(raw.head_hash), state: String(raw.head_state) };
       current.push(r);
     }
     if (rows.length < BATCH) break;
     const last = rows[rows.length - 1];
     after = [String(last.job_id), Number(last.n)];
   }
-  if (current.length) yield current;
+  if (current.length) yield { rows: current, head };
 }
 
 export async function checkLedger(pool: Pool, opts: { tenant?: string; jobIds?: Iterable<string> } = {}): Promise<LedgerReport> {
@@ -58,23 +74,22 @@ export async function checkLedger(pool: Pool, opts: { tenant?: string; jobIds?: 
   let jobs = 0;
   let rows = 0;
   const only = opts.jobIds ? new Set(opts.jobIds) : null;
-  for await (const hist of jobHistories(pool, opts.tenant)) {
+  for await (const { rows: hist, head } of jobHistories(pool, opts.tenant)) {
     const first = hist[0]!;
     if (only && !only.has(first.job_id)) continue;
     jobs++;
     rows += hist.length;
     for (const p of checkChain(hist)) problems.push({ ...p, tenant: first.tenant });
     const last = hist[hist.length - 1]!;
-    const { rows: jr } = await pool.query('SELECT history_n, last_hash, state FROM okit.jobs WHERE id = $1', [first.job_id]);
     // The job row must be where its history ends: same length, same last hash, same state.
-    if (jr[0] && (Number(jr[0].history_n) !== last.n || jr[0].last_hash !== last.hash || jr[0].state !== last.to_state))
+    if (head && (head.history_n !== last.n || head.last_hash !== last.hash || head.state !== last.to_state))
       problems.push({
         code: 'CHAIN_HEAD_MISMATCH',
         tenant: first.tenant,
         job_id: first.job_id,
         n: last.n,
         pos: last.pos,
-        message: `job ${first.job_id} records ${jr[0].history_n} rows ending in ${String(jr[0].last_hash).slice(0, 12)}… in state ${jr[0].state}, its history ends at n=${last.n} (${last.hash.slice(0, 12)}…) in state ${last.to_state}`,
+        message: `job ${first.job_id} records ${head.history_n} rows ending in ${head.last_hash.slice(0, 12)}… in state ${head.state}, its history ends at n=${last.n} (${last.hash.slice(0, 12)}…) in state ${last.to_state}`,
       });
   }
   // A job whose every history row is gone has no chain to walk: find it from the job rows.
