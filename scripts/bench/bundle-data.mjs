@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { rowHash } from '../../dist/ledger/chain.js';
-import { project } from '../../dist/signals/projection.js';
+import { project } from '../../dist/ledger/projection.js';
 import { canonicalize } from '../../dist/util/canonical.js';
 import { formatMicros, parseMicros } from '../../dist/util/time.js';
 import { SIM_EPOCH } from '../../dist/ledger/simulate.js';

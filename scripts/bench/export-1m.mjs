@@ -18,7 +18,7 @@ import { EmbeddedPostgres, tempHome } from '../../dist/db/embedded.js';
 import { migrate } from '../../dist/db/migrate.js';
 import { createPool } from '../../dist/db/pool.js';
 import { rowHash } from '../../dist/ledger/chain.js';
-import { project } from '../../dist/signals/projection.js';
+import { project } from '../../dist/ledger/projection.js';
 import { canonicalize } from '../../dist/util/canonical.js';
 import { sha256Hex } from '../../dist/util/hash.js';
 import { formatMicros, parseMicros } from '../../dist/util/time.js';

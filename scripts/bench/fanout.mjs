@@ -13,7 +13,7 @@ import http from 'node:http';
 import { createPool, createClient } from '../../dist/db/pool.js';
 import { Ledger } from '../../dist/ledger/ledger.js';
 import { createToken } from '../../dist/http/tokens.js';
-import { etagOf } from '../../dist/signals/projection.js';
+import { etagOf } from '../../dist/signals/signal.js';
 import { createDatabase, procRss, round, sleep, spawnServer, startPostgres, summary, table, until, writeResult } from './lib.mjs';
 
 const N = Number(process.argv[2] ?? 10_000);

@@ -18,7 +18,7 @@ import pg from 'pg';
 import { createPool, createClient } from '../../dist/db/pool.js';
 import { Ledger } from '../../dist/ledger/ledger.js';
 import { createToken } from '../../dist/http/tokens.js';
-import { etagOf } from '../../dist/signals/projection.js';
+import { etagOf } from '../../dist/signals/signal.js';
 import { createDatabase, round, spawnServer, stampCommits, startPostgres, summary, table, until, writeResult, sleep } from './lib.mjs';
 
 const COUNTS = (process.argv[2] ?? '1,100,1000').split(',').map(Number);

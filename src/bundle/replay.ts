@@ -5,7 +5,7 @@
  * field stays equal to its final value (the row that set the value the bundle disagrees with).
  */
 import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
-import { project } from '../signals/projection.js';
+import { project } from '../ledger/projection.js';
 import { canonicalize } from '../util/canonical.js';
 import type { BundleData } from './verify.js';
 

@@ -10,7 +10,7 @@ import { createToken } from '../http/tokens.js';
 import { portFree } from '../db/embedded.js';
 import { OkitClient } from '../worker/client.js';
 import { followJob } from '../worker/follow.js';
-import { signalLine } from '../signals/projection.js';
+import { signalLine } from '../signals/signal.js';
 import { JOBS, runWorker, setUp, type DemoJob, type WorkerStats } from '../demo/workload.js';
 import { bundleStep, type BundleReport } from '../demo/bundle.js';
 import { withDb } from './context.js';

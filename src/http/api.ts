@@ -6,7 +6,7 @@ import { OkitError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Snapshot } from '../ledger/types.js';
 import * as v from '../ledger/validate.js';
-import { etagOf } from '../signals/projection.js';
+import { etagOf } from '../signals/signal.js';
 import { firstSignal, signalBody, stream, type SignalDeps } from '../signals/handlers.js';
 import { readJson } from './body.js';
 import { Router, type Ctx } from './router.js';

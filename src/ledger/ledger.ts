@@ -11,7 +11,7 @@ import { canonicalize, type Json } from '../util/canonical.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { sha256Hex } from '../util/hash.js';
 import { formatMicros, parseMicros, SECOND, microsToSeconds, secondsToMicros, type Micros } from '../util/time.js';
-import { project } from '../signals/projection.js';
+import { project } from './projection.js';
 import { rowHash } from './chain.js';
 import { HISTORY_COLUMNS, historyParams, INSERT_HISTORY, JOB_COLUMNS, SNAPSHOT_COLUMNS, toHistory, toJob, toSnapshot, ts } from './rows.js';
 import { isAllowed, TERMINAL_STATES, type JobEvent, type JobState } from './states.js';

@@ -9,7 +9,7 @@ import * as v from '../ledger/validate.js';
 import type { Ctx } from '../http/router.js';
 import { canonicalize } from '../util/canonical.js';
 import type { Snapshot } from '../ledger/types.js';
-import { signalOf } from './projection.js';
+import { signalOf } from './signal.js';
 import { isTerminal, type Current, type SignalStore } from './store.js';
 import type { Waiters } from './waiters.js';
 

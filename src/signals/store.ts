@@ -8,7 +8,8 @@ import * as v from '../ledger/validate.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Snapshot } from '../ledger/types.js';
 import { SnapshotCache } from './cache.js';
-import { etagOf, project, TERMINAL_KINDS } from './projection.js';
+import { project } from '../ledger/projection.js';
+import { etagOf, TERMINAL_KINDS } from './signal.js';
 
 export type SignalSource = 'snapshot' | 'cold_start' | 'failure_index';
 

@@ -5,7 +5,7 @@
  * is retried with capped backoff (a watcher outlives a Postgres restart).
  */
 import type { Signal } from '../ledger/types.js';
-import { signalLine, TERMINAL_KINDS } from '../signals/projection.js';
+import { signalLine, TERMINAL_KINDS } from '../signals/signal.js';
 import { isRetryable, type OkitClient } from './client.js';
 
 export interface FollowOptions {

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NOTIFY_CHANNEL, type Ledger } from '../../src/ledger/ledger.js';
-import { project } from '../../src/signals/projection.js';
+import { project } from '../../src/ledger/projection.js';
 import { SECOND } from '../../src/util/time.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { ledgerAt } from '../helpers/ledger.js';

@@ -9,7 +9,7 @@ import { migrate } from '../../src/db/migrate.js';
 import { createPool } from '../../src/db/pool.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import type { Signal } from '../../src/ledger/types.js';
-import { etagOf, signalOf } from '../../src/signals/projection.js';
+import { etagOf, signalOf } from '../../src/signals/signal.js';
 import { OkitClient } from '../../src/worker/client.js';
 import { followJob, type FollowResult } from '../../src/worker/follow.js';
 import { startTestServer } from '../helpers/serve.js';

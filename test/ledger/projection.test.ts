@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { rowHash } from '../../src/ledger/chain.js';
 import type { JobEvent, JobState } from '../../src/ledger/states.js';
 import type { HistoryRow } from '../../src/ledger/types.js';
-import { ETA_WINDOW, etagOf, formatDuration, project, signalLine, signalOf, TERMINAL_KINDS } from '../../src/signals/projection.js';
+import { ETA_WINDOW, formatDuration, project } from '../../src/ledger/projection.js';
+import { etagOf, signalLine, signalOf, TERMINAL_KINDS } from '../../src/signals/signal.js';
 import type { Json } from '../../src/util/canonical.js';
 import { formatMicros, parseMicros, SECOND } from '../../src/util/time.js';
 

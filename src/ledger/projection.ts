@@ -1,12 +1,13 @@
 /**
  * History → first signal. A pure fold: it reads neither the clock nor the database, so the
- * live ledger (writing snapshots) and the offline replay tool (checking them) agree exactly.
- * Everything it needs is in the history rows' data.
+ * live ledger (writing snapshots), the bundle importer and the offline replay tool (checking
+ * them) agree exactly. Everything it needs is in the history rows' data. It lives beside the
+ * ledger, below everything that uses it; how a snapshot is shown is src/signals/signal.ts.
  */
 import type { Json } from '../util/canonical.js';
 import { parseMicros } from '../util/time.js';
-import type { HistoryRow, NextAction, Phase, Signal, SignalKind, Snapshot } from '../ledger/types.js';
-import { PHASES } from '../ledger/types.js';
+import type { HistoryRow, NextAction, Phase, Signal, SignalKind, Snapshot } from './types.js';
+import { PHASES } from './types.js';
 
 type Obj = { [k: string]: Json };
 
@@ -278,29 +279,3 @@ export function project(rows: readonly HistoryRow[]): Snapshot {
     updated_at: last.at,
   };
 }
-
-/** The client-facing body of a snapshot. */
-export function signalOf(s: Snapshot): Signal {
-  return {
-    kind: s.kind,
-    phase: s.phase,
-    summary: s.summary,
-    eta_seconds: s.eta_seconds,
-    last_known_outcome: s.last_known_outcome,
-    next_actions: s.next_actions,
-    diagnostics: s.diagnostics,
-  };
-}
-
-/** The opaque ETag of a snapshot: changes with every history row, so two changes in a millisecond differ. */
-export function etagOf(s: Pick<Snapshot, 'history_n' | 'history_hash'>): string {
-  return `"${s.history_n}-${s.history_hash.slice(0, 16)}"`;
-}
-
-/** One CLI line per signal: `[queued] Waiting in queue (position: 3)`. */
-export function signalLine(s: Pick<Signal, 'kind' | 'phase' | 'summary'>): string {
-  const tag = s.kind === 'phase' ? `phase:${s.phase}` : s.kind;
-  return `[${tag}] ${s.summary}`;
-}
-
-export const TERMINAL_KINDS: ReadonlySet<SignalKind> = new Set(['succeeded', 'failed', 'canceled']);
