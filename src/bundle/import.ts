@@ -10,7 +10,7 @@
 import type pg from 'pg';
 import { withTx, type Pool } from '../db/pool.js';
 import { OkitError } from '../errors.js';
-import { writeSnapshot } from '../ledger/ledger.js';
+import { writeSnapshot } from '../ledger/rows.js';
 import { canonicalize } from '../util/canonical.js';
 import type { Manifest } from './format.js';
 import type { BundleData } from './verify.js';

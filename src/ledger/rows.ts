@@ -1,5 +1,6 @@
 /** Mapping raw Postgres text (see db/pool.ts exactTypes) to ledger types. */
 import { canonicalize, type Json } from '../util/canonical.js';
+import type { Queryable } from '../db/pool.js';
 import { normalizeTimestamp } from '../util/time.js';
 import type { HistoryRow, Job, Snapshot } from './types.js';
 
@@ -82,4 +83,34 @@ export function toSnapshot(r: Raw): Snapshot {
     created_at: ts(r.created_at),
     updated_at: ts(r.updated_at),
   };
+}
+
+const UPSERT_SNAPSHOT = `INSERT INTO okit.first_signal_snapshots (${SNAPSHOT_COLUMNS})
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+  ON CONFLICT (job_id) DO UPDATE SET kind = $4, phase = $5, summary = $6, eta_seconds = $7, last_known_outcome = $8,
+    next_actions = $9, diagnostics = $10, source = $11, history_n = $12, history_hash = $13, updated_at = $15`;
+
+function snapshotParams(s: Snapshot): unknown[] {
+  return [
+    s.job_id,
+    s.tenant,
+    s.run_id,
+    s.kind,
+    s.phase,
+    s.summary,
+    s.eta_seconds,
+    s.last_known_outcome === null ? null : canonicalize(s.last_known_outcome),
+    s.next_actions === null ? null : canonicalize(s.next_actions as unknown as Json),
+    canonicalize(s.diagnostics),
+    s.source,
+    s.history_n,
+    s.history_hash,
+    s.created_at,
+    s.updated_at,
+  ];
+}
+
+/** Writes one snapshot as it is (the bundle importer; the ledger writes its own in batches). */
+export async function writeSnapshot(c: Queryable, s: Snapshot): Promise<void> {
+  await c.query(UPSERT_SNAPSHOT, snapshotParams(s));
 }

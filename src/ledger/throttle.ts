@@ -86,3 +86,19 @@ export function penalise(b0: Bucket, now: Micros, retryAfterUs: Micros): Bucket 
   const until = now + retryAfterUs;
   return { ...b, tokens: 0n, refill: half > floor ? half : floor, penaltyUntil: until > now ? until : now, updatedAt: now };
 }
+
+/**
+ * A JS number as Postgres stores it in numeric(12, scale) (scale ≤ 6), in millionths: the
+ * number's shortest decimal text rounded half away from zero, as `numeric` rounds. Lets the
+ * ledger hold a just-configured bucket in memory exactly as the database will.
+ */
+export function numericMicroUnits(n: number, scale: number): bigint {
+  const text = String(n);
+  if (!/^-?\d+(\.\d+)?$/.test(text)) throw new RangeError(`not a plain decimal: ${text}`);
+  const neg = text.startsWith('-');
+  const [int, frac = ''] = text.replace('-', '').split('.');
+  const kept = BigInt(int! + (frac + '0'.repeat(scale)).slice(0, scale));
+  const up = (frac[scale] ?? '0') >= '5' ? 1n : 0n;
+  const v = (kept + up) * 10n ** BigInt(6 - scale);
+  return neg ? -v : v;
+}

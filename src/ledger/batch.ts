@@ -1,0 +1,698 @@
+/**
+ * One batch transaction's working state, seen by its units (the job operations of
+ * src/ledger/jobs.ts and src/ledger/sources.ts) and sealed by the writer (src/ledger/writer.ts).
+ *
+ * Units run concurrently inside the batch. They read through the loaders below, which gather
+ * every read the units ask for in one event-loop turn into one query per kind (the jobs all
+ * units touch are locked in one statement, their histories read in one more), so a batch's
+ * reads cost a few round trips whatever its size; all of them happen before the tenant's head is
+ * locked. Units record their changes in memory (`transition`, `enqueue`, `throttleEvent`,
+ * `setBucket`): each check and the change it guards run in one synchronous step, so a unit sees
+ * the changes of units recorded before it, exactly as if they had run one after another.
+ * Positions, hashes and snapshots are computed at `seal()`, once the writer holds the head.
+ */
+import { OkitError } from '../errors.js';
+import type { PoolClient } from '../db/pool.js';
+import { canonicalize, type Json } from '../util/canonical.js';
+import { formatMicros, type Micros } from '../util/time.js';
+import { rowHash } from './chain.js';
+import { project } from './projection.js';
+import { HISTORY_COLUMNS, JOB_COLUMNS, toHistory, toJob, ts } from './rows.js';
+import { isAllowed, type JobEvent, type JobState } from './states.js';
+import { fromMicroUnits, toBucket, type Bucket } from './throttle.js';
+import type { HistoryRow, Job, Snapshot } from './types.js';
+
+/** A job as this batch sees it: loaded and row-locked, or created by this batch. */
+export interface Slot {
+  job: Job;
+  isNew: boolean;
+  /** Canonical payload text, for a job this batch creates. */
+  payloadText?: string;
+  /** The job's source host, for claim candidates. */
+  host: string | null;
+  /** Committed rows, then (after seal) this batch's. */
+  history: HistoryRow[];
+  /** This batch's rows for the job, in order. */
+  rows: PendingRow[];
+  lastHash: string | null;
+}
+
+interface PendingRow {
+  slot: Slot;
+  event: JobEvent;
+  from: JobState | null;
+  to: JobState;
+  data: { [k: string]: Json };
+  at: string;
+  n: number;
+  row?: HistoryRow;
+  /** The job's history length up to and including this row, after seal. */
+  upto?: number;
+  /** The job row just after this change (its last_hash is this row's hash, known at seal). */
+  jobAfter: Job;
+}
+
+interface PendingEvent {
+  host: string;
+  event: string;
+  at: string;
+  data: string;
+  pos?: string;
+}
+
+type Entry = { row: PendingRow; event?: undefined } | { event: PendingEvent; row?: undefined };
+
+/** A recorded transition; its row and snapshot exist once the batch is sealed. */
+export class Change {
+  constructor(private readonly p: PendingRow) {}
+  get row(): HistoryRow {
+    return this.p.row!;
+  }
+  /** The job row as this change left it. */
+  get job(): Job {
+    return { ...this.p.jobAfter, last_hash: this.p.row!.hash };
+  }
+  /** The job's snapshot just after this row. */
+  snapshot(): Snapshot {
+    return snapshotUpTo(this.p.slot, this.p.upto!);
+  }
+}
+
+export interface LastOutcome {
+  job_id: string;
+  status: string;
+  finished_at: string;
+}
+
+export interface SourceRow {
+  id: string;
+  tenant: string;
+  name: string;
+  host: string;
+  created_at: string;
+}
+
+/** Values for a bucket row that may not exist yet (inserted if absent, before it is locked). */
+export interface BucketSeed {
+  capacity: number;
+  refillPerSec: number;
+  now: Micros;
+}
+
+/** Thrown by a unit that must run in a later batch (it collides with another unit of this one). */
+export class Deferred extends Error {
+  constructor() {
+    super('deferred to the next batch');
+  }
+}
+
+type Flushable = { pending(): boolean; flush(): Promise<void> };
+
+/** Memoised keyed reads, fetched together when the batch flushes. */
+class Loader<K, V> implements Flushable {
+  private readonly memo = new Map<K, Promise<V>>();
+  private queue: Array<{ k: K; resolve: (v: V) => void; reject: (e: unknown) => void }> = [];
+  constructor(
+    private readonly batch: Batch,
+    private readonly fetch: (keys: K[]) => Promise<Map<K, V>>,
+    private readonly missing: V,
+  ) {}
+  load(k: K): Promise<V> {
+    let p = this.memo.get(k);
+    if (!p) {
+      p = new Promise<V>((resolve, reject) => this.queue.push({ k, resolve, reject }));
+      this.memo.set(k, p);
+      this.batch.schedule();
+    }
+    return p;
+  }
+  pending(): boolean {
+    return this.queue.length > 0;
+  }
+  async flush(): Promise<void> {
+    const q = this.queue;
+    this.queue = [];
+    try {
+      const got = await this.fetch(q.map((x) => x.k));
+      for (const x of q) x.resolve(got.has(x.k) ? got.get(x.k)! : this.missing);
+    } catch (e) {
+      for (const x of q) x.reject(e);
+    }
+  }
+}
+
+interface CandidateRequest {
+  types: string[];
+  now: Micros;
+  want: number;
+  resolve: (s: Slot[]) => void;
+  reject: (e: unknown) => void;
+}
+
+const CLAIM_COLUMNS = JOB_COLUMNS.split(', ')
+  .map((c) => 'j.' + c)
+  .join(', ');
+
+export class Batch {
+  readonly tenant: string;
+  private readonly c: PoolClient;
+  private readonly slots = new Map<string, Slot>();
+  private readonly entries: Entry[] = [];
+  private readonly changed: string[] = [];
+  private readonly buckets = new Map<string, { bucket: Bucket; dirty: boolean }>();
+  private readonly keys = new Map<string, unknown>();
+  private readonly enqueuedOfType = new Map<string, number>();
+  private scheduled = false;
+  private candidateQueue: CandidateRequest[] = [];
+
+  private readonly jobLoader: Loader<string, Slot | null>;
+  private readonly skipLockedLoader: Loader<string, Slot | null>;
+  private readonly bucketLoader: Loader<string, Bucket | null>;
+  private readonly seededBucketLoader: Loader<string, Bucket | null>;
+  private readonly bucketSeeds = new Map<string, BucketSeed>();
+  private readonly sourceLoader: Loader<string, SourceRow | null>;
+  private readonly runLoader: Loader<string, string | null>;
+  private readonly runSeeds = new Map<string, { sourceId: string | null; now: Micros }>();
+  private readonly aheadLoader: Loader<string, number>;
+  private readonly lastLoader: Loader<string, LastOutcome | null>;
+  private readonly signatureLoader: Loader<string, { [k: string]: Json } | null>;
+  /** Flush order: locks are taken jobs first, then buckets, then runs, in every batch. */
+  private readonly flushOrder: Flushable[];
+
+  constructor(c: PoolClient, tenant: string, private readonly queuePositionCap: number) {
+    this.c = c;
+    this.tenant = tenant;
+    this.jobLoader = new Loader(this, (ids) => this.lockJobs(ids, 'FOR UPDATE'), null);
+    this.skipLockedLoader = new Loader(this, (ids) => this.lockJobs(ids, 'FOR UPDATE SKIP LOCKED'), null);
+    this.bucketLoader = new Loader(this, (hosts) => this.lockBuckets(hosts, false), null);
+    this.seededBucketLoader = new Loader(this, (hosts) => this.lockBuckets(hosts, true), null);
+    this.sourceLoader = new Loader(this, (ids) => this.readSources(ids), null);
+    this.runLoader = new Loader(this, (ids) => this.upsertRuns(ids), null);
+    this.aheadLoader = new Loader(this, (types) => this.countAhead(types), 0);
+    this.lastLoader = new Loader(this, (types) => this.lastOutcomes(types), null);
+    this.signatureLoader = new Loader(this, (facts) => this.matchSignatures(facts), null);
+    this.flushOrder = [
+      this.jobLoader,
+      this.skipLockedLoader,
+      { pending: () => this.candidateQueue.length > 0, flush: () => this.flushCandidates() },
+      this.seededBucketLoader,
+      this.bucketLoader,
+      this.sourceLoader,
+      this.runLoader,
+      this.aheadLoader,
+      this.lastLoader,
+      this.signatureLoader,
+    ];
+  }
+
+  /** A unit's window on the batch: the same reads and changes, counting the changes it records. */
+  view(): UnitView {
+    return new UnitView(this);
+  }
+
+  // ------------------------------------------------------------ reads (before the head lock)
+
+  /** Runs every read asked for in this event-loop turn; reads asked for meanwhile go in the next round. */
+  schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => void this.flushAll());
+  }
+
+  private async flushAll(): Promise<void> {
+    for (const l of this.flushOrder) if (l.pending()) await l.flush();
+    this.scheduled = false;
+    if (this.flushOrder.some((l) => l.pending())) this.schedule();
+  }
+
+  /** The job, row-locked, with its history; null when the tenant has no such job. */
+  job(id: string): Promise<Slot | null> {
+    const known = this.slots.get(id);
+    return known ? Promise.resolve(known) : this.jobLoader.load(id);
+  }
+
+  /** Like job(), but null also when another transaction holds the row. */
+  jobIfFree(id: string): Promise<Slot | null> {
+    const known = this.slots.get(id);
+    return known ? Promise.resolve(known) : this.skipLockedLoader.load(id);
+  }
+
+  /**
+   * Up to `want` claimable jobs of these types, best first, row-locked with FOR UPDATE SKIP
+   * LOCKED, never one this batch already holds. Requests for the same types in one round share
+   * one query, and are served in the order they were made.
+   */
+  candidates(types: string[], now: Micros, want: number): Promise<Slot[]> {
+    return new Promise((resolve, reject) => {
+      this.candidateQueue.push({ types, now, want, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** The host's bucket, row-locked (inserted first from `seed` when absent); null when it has none. */
+  async bucket(host: string, seed?: BucketSeed): Promise<Bucket | null> {
+    const known = this.buckets.get(host);
+    if (known) return known.bucket;
+    if (seed && !this.bucketSeeds.has(host)) this.bucketSeeds.set(host, seed);
+    const b = await (seed ? this.seededBucketLoader : this.bucketLoader).load(host);
+    if (!b) return null;
+    if (!this.buckets.has(host)) this.buckets.set(host, { bucket: b, dirty: false });
+    return this.buckets.get(host)!.bucket;
+  }
+
+  /** The bucket as this batch holds it now (after bucket() loaded it); changes since are in it. */
+  bucketNow(host: string): Bucket | null {
+    return this.buckets.get(host)?.bucket ?? null;
+  }
+
+  source(id: string): Promise<SourceRow | null> {
+    return this.sourceLoader.load(id);
+  }
+
+  /** Creates the run if new (with this source and time); answers the tenant that owns it. */
+  ensureRun(runId: string, sourceId: string | null, now: Micros): Promise<string | null> {
+    if (!this.runSeeds.has(runId)) this.runSeeds.set(runId, { sourceId, now });
+    return this.runLoader.load(runId);
+  }
+
+  /** Queued or throttled jobs of the type, counted once per batch, up to the cap. */
+  queueAhead(type: string): Promise<number> {
+    return this.aheadLoader.load(type);
+  }
+
+  lastOutcome(type: string): Promise<LastOutcome | null> {
+    return this.lastLoader.load(type);
+  }
+
+  /** The most confident enabled failure signature whose pattern the facts contain. */
+  signature(facts: { [k: string]: Json }): Promise<{ [k: string]: Json } | null> {
+    return this.signatureLoader.load(canonicalize(facts));
+  }
+
+  private slotOf(r: Record<string, unknown>, history: HistoryRow[], host: string | null): Slot {
+    const job = toJob(r);
+    const s: Slot = { job, isNew: false, host, history, rows: [], lastHash: job.last_hash };
+    this.slots.set(job.id, s);
+    return s;
+  }
+
+  private async histories(ids: string[]): Promise<Map<string, HistoryRow[]>> {
+    const out = new Map<string, HistoryRow[]>(ids.map((id) => [id, []]));
+    if (ids.length === 0) return out;
+    const { rows } = await this.c.query(`SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, n`, [ids]);
+    for (const r of rows) out.get(String(r.job_id))!.push(toHistory(r));
+    return out;
+  }
+
+  private async lockJobs(ids: string[], lock: string): Promise<Map<string, Slot>> {
+    // One statement, in id order: two batches locking overlapping jobs wait, never deadlock.
+    const { rows } = await this.c.query(`SELECT ${JOB_COLUMNS} FROM okit.jobs WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id ${lock}`, [this.tenant, ids]);
+    // The history is read after the lock, in a statement of its own: it sees every row committed before.
+    const hist = await this.histories(rows.map((r) => String(r.id)));
+    const out = new Map<string, Slot>();
+    for (const r of rows) out.set(String(r.id), this.slots.get(String(r.id)) ?? this.slotOf(r, hist.get(String(r.id))!, null));
+    return out;
+  }
+
+  private async flushCandidates(): Promise<void> {
+    const q = this.candidateQueue;
+    this.candidateQueue = [];
+    const groups = new Map<string, CandidateRequest[]>();
+    for (const r of q) {
+      const k = r.types.join('\u0000');
+      if (!groups.has(k)) groups.set(k, []);
+      groups.get(k)!.push(r);
+    }
+    for (const reqs of groups.values()) {
+      try {
+        const now = reqs.reduce((m, r) => (r.now < m ? r.now : m), reqs[0]!.now);
+        const want = reqs.reduce((n, r) => n + r.want, 0);
+        const { rows } = await this.c.query(
+          `SELECT ${CLAIM_COLUMNS}, s.host
+           FROM okit.jobs j LEFT JOIN okit.sources s ON s.id = j.source_id
+           WHERE j.tenant = $1 AND j.type = ANY($2) AND j.state IN ('queued', 'throttled') AND j.not_before <= $3 AND NOT (j.id = ANY($5::uuid[]))
+           ORDER BY j.priority DESC, j.not_before, j.created_at, j.id
+           LIMIT $4 FOR UPDATE OF j SKIP LOCKED`,
+          [this.tenant, reqs[0]!.types, formatMicros(now), want, [...this.slots.keys()]],
+        );
+        const hist = await this.histories(rows.map((r) => String(r.id)));
+        const slots = rows.map((r) => this.slotOf(r, hist.get(String(r.id))!, (r.host as string | null) ?? null));
+        let i = 0;
+        for (const r of reqs) {
+          r.resolve(slots.slice(i, i + r.want));
+          i += r.want;
+        }
+      } catch (e) {
+        for (const r of reqs) r.reject(e);
+      }
+    }
+  }
+
+  private async lockBuckets(hosts: string[], seeded: boolean): Promise<Map<string, Bucket>> {
+    const sorted = [...hosts].sort();
+    const seeds = seeded ? sorted : [];
+    if (seeds.length > 0) {
+      // Two first reports for a new host may race: the loser then locks the winner's row.
+      await this.c.query(
+        `INSERT INTO okit.throttles (tenant, host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at)
+         SELECT $1, x.host, x.capacity, x.refill, x.refill, x.capacity, x.at
+         FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::timestamptz[]) AS x(host, capacity, refill, at)
+         ON CONFLICT (tenant, host) DO NOTHING`,
+        [
+          this.tenant,
+          seeds,
+          seeds.map((h) => String(this.bucketSeeds.get(h)!.capacity)),
+          seeds.map((h) => String(this.bucketSeeds.get(h)!.refillPerSec)),
+          seeds.map((h) => formatMicros(this.bucketSeeds.get(h)!.now)),
+        ],
+      );
+    }
+    const { rows } = await this.c.query(
+      `SELECT host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at, penalty_until
+       FROM okit.throttles WHERE tenant = $1 AND host = ANY($2::text[]) ORDER BY host FOR UPDATE`,
+      [this.tenant, sorted],
+    );
+    return new Map(rows.map((r) => [String(r.host), toBucket(r)]));
+  }
+
+  private async readSources(ids: string[]): Promise<Map<string, SourceRow>> {
+    const { rows } = await this.c.query('SELECT id, tenant, name, host, created_at FROM okit.sources WHERE tenant = $1 AND id = ANY($2::uuid[])', [this.tenant, ids]);
+    return new Map(rows.map((r) => [String(r.id), { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) }]));
+  }
+
+  private async upsertRuns(ids: string[]): Promise<Map<string, string>> {
+    const sorted = [...ids].sort();
+    await this.c.query(
+      `INSERT INTO okit.runs (id, tenant, source_id, created_at)
+       SELECT x.id, $1, x.source_id, x.at FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[]) AS x(id, source_id, at)
+       ON CONFLICT (id) DO NOTHING`,
+      [this.tenant, sorted, sorted.map((id) => this.runSeeds.get(id)!.sourceId), sorted.map((id) => formatMicros(this.runSeeds.get(id)!.now))],
+    );
+    const { rows } = await this.c.query('SELECT id, tenant FROM okit.runs WHERE id = ANY($1::uuid[])', [sorted]);
+    return new Map(rows.map((r) => [String(r.id), String(r.tenant)]));
+  }
+
+  private async countAhead(types: string[]): Promise<Map<string, number>> {
+    // Counting is O(queue length), so it stops at the cap: past that the signal says
+    // "more than N ahead" rather than every enqueue paying for a long queue.
+    const { rows } = await this.c.query(
+      `SELECT x.type, (SELECT count(*)::int FROM (SELECT 1 FROM okit.jobs WHERE tenant = $1 AND type = x.type AND state IN ('queued', 'throttled') LIMIT $3) q) AS n
+       FROM unnest($2::text[]) AS x(type)`,
+      [this.tenant, types, this.queuePositionCap],
+    );
+    return new Map(rows.map((r) => [String(r.type), Number(r.n)]));
+  }
+
+  private async lastOutcomes(types: string[]): Promise<Map<string, LastOutcome>> {
+    const { rows } = await this.c.query(
+      `SELECT x.type, l.id, l.state, l.updated_at FROM unnest($2::text[]) AS x(type)
+       JOIN LATERAL (SELECT id, state, updated_at FROM okit.jobs
+         WHERE tenant = $1 AND type = x.type AND state IN ('succeeded', 'failed', 'dead_letter', 'canceled')
+         ORDER BY updated_at DESC, id DESC LIMIT 1) l ON true`,
+      [this.tenant, types],
+    );
+    return new Map(rows.map((r) => [String(r.type), { job_id: String(r.id), status: String(r.state), finished_at: ts(r.updated_at) }]));
+  }
+
+  private async matchSignatures(facts: string[]): Promise<Map<string, { [k: string]: Json }>> {
+    const { rows } = await this.c.query(
+      `SELECT x.facts, m.id, m.outcome FROM unnest($2::text[]) AS x(facts)
+       JOIN LATERAL (SELECT id, outcome FROM okit.failure_signatures
+         WHERE tenant = $1 AND enabled AND x.facts::jsonb @> pattern ORDER BY confidence DESC, id LIMIT 1) m ON true`,
+      [this.tenant, facts],
+    );
+    return new Map(rows.map((r) => [String(r.facts), { id: r.id, ...(JSON.parse(r.outcome) as { [k: string]: Json }) }]));
+  }
+
+  // ------------------------------------------------------------ changes (in memory)
+
+  /** Claims an idempotency key for this batch; false when another unit of the batch holds it. */
+  reserveKey(key: string, owner: unknown): boolean {
+    const held = this.keys.get(key);
+    if (held !== undefined && held !== owner) return false;
+    this.keys.set(key, owner);
+    return true;
+  }
+
+  /** Appends a transition of `slot` (checked against the state machine first: nothing is recorded when refused). */
+  transition(slot: Slot, event: JobEvent, to: JobState, data: { [k: string]: Json }, now: Micros, set: Partial<Job> = {}): Change {
+    const from = slot.job.state;
+    if (!isAllowed(event, from, to))
+      throw new OkitError('ILLEGAL_TRANSITION', `job ${slot.job.id}: ${event} is not allowed from ${from} to ${to}`, { job_id: slot.job.id, event, from, to });
+    return this.append(slot, event, from, to, data, now, set);
+  }
+
+  /** A new job and its `enqueued` row. */
+  enqueue(job: Omit<Job, 'state' | 'attempt' | 'lease_owner' | 'lease_expires_at' | 'created_at' | 'updated_at' | 'history_n' | 'last_hash'>, payloadText: string, data: { [k: string]: Json }, now: Micros): Change {
+    const at = formatMicros(now);
+    const full: Job = { ...job, attempt: 0, state: 'queued', lease_owner: null, lease_expires_at: null, created_at: at, updated_at: at, history_n: 0, last_hash: '' };
+    const slot: Slot = { job: full, isNew: true, payloadText, host: null, history: [], rows: [], lastHash: null };
+    this.slots.set(job.id, slot);
+    this.enqueuedOfType.set(job.type, (this.enqueuedOfType.get(job.type) ?? 0) + 1);
+    return this.append(slot, 'enqueued', null, 'queued', data, now, {});
+  }
+
+  /** How many jobs of the type this batch has enqueued so far (they queue behind the counted ones). */
+  enqueuedSoFar(type: string): number {
+    return this.enqueuedOfType.get(type) ?? 0;
+  }
+
+  hasJob(id: string): boolean {
+    return this.slots.has(id);
+  }
+
+  private append(slot: Slot, event: JobEvent, from: JobState | null, to: JobState, data: { [k: string]: Json }, now: Micros, set: Partial<Job>): Change {
+    const at = formatMicros(now);
+    const n = slot.job.history_n + 1;
+    slot.job = { ...slot.job, ...set, state: to, updated_at: at, history_n: n };
+    const p: PendingRow = { slot, event, from, to, data: JSON.parse(canonicalize(data)) as { [k: string]: Json }, at, n, jobAfter: slot.job };
+    if (slot.rows.length === 0) this.changed.push(slot.job.id);
+    slot.rows.push(p);
+    this.entries.push({ row: p });
+    return new Change(p);
+  }
+
+  /** A throttle event: it takes a ledger position like a history row, but signals nobody. */
+  throttleEvent(host: string, event: string, data: { [k: string]: Json }, now: Micros): void {
+    this.entries.push({ event: { host, event, at: formatMicros(now), data: canonicalize(data) } });
+  }
+
+  setBucket(host: string, bucket: Bucket): void {
+    this.buckets.set(host, { bucket, dirty: true });
+  }
+
+  // ------------------------------------------------------------ sealing (head locked)
+
+  /** Positions this batch takes: one per history row and throttle event. */
+  get positions(): number {
+    return this.entries.length;
+  }
+
+  /** Job ids whose signal this batch changes, in the order they first changed. */
+  get changedJobs(): readonly string[] {
+    return this.changed;
+  }
+
+  /** Assigns positions first..first+positions-1 in recording order and chains every row. */
+  seal(first: bigint): void {
+    let pos = first;
+    for (const e of this.entries) {
+      if (e.row) {
+        const p = e.row;
+        const s = p.slot;
+        const base = {
+          tenant: this.tenant,
+          pos: String(pos),
+          job_id: s.job.id,
+          n: p.n,
+          at: p.at,
+          event: p.event,
+          from_state: p.from,
+          to_state: p.to,
+          data: p.data,
+          prev_hash: s.lastHash,
+        };
+        p.row = { ...base, hash: rowHash(base) };
+        s.lastHash = p.row.hash;
+        s.history.push(p.row);
+        p.upto = s.history.length;
+      } else e.event.pos = String(pos);
+      pos++;
+    }
+    for (const s of this.slots.values()) if (s.rows.length > 0) s.job = { ...s.job, last_hash: s.lastHash! };
+  }
+
+  /** The first entry, to recognise this batch in the ledger after a lost COMMIT acknowledgement. */
+  get marker(): { table: 'job_history'; pos: string; hash: string } | { table: 'throttle_events'; pos: string; host: string; event: string; at: string; data: string } | null {
+    const e = this.entries[0];
+    if (!e) return null;
+    if (e.row) return { table: 'job_history', pos: e.row.row!.pos, hash: e.row.row!.hash };
+    return { table: 'throttle_events', pos: e.event.pos!, host: e.event.host, event: e.event.event, at: e.event.at, data: e.event.data };
+  }
+
+  /** Parameters of WRITE_BATCH (writer.ts), after seal. */
+  writeParams(notify: string | null): unknown[] {
+    const rows = this.entries.flatMap((e) => (e.row ? [e.row.row!] : []));
+    const events = this.entries.flatMap((e) => (e.event ? [e.event] : []));
+    const touched = [...this.slots.values()].filter((s) => s.rows.length > 0);
+    const created = touched.filter((s) => s.isNew).map((s) => s.job);
+    const updated = touched.filter((s) => !s.isNew).map((s) => s.job);
+    const snaps = touched.map((s) => snapshotUpTo(s, s.history.length));
+    const dirty = [...this.buckets.entries()].filter(([, b]) => b.dirty);
+    const col = <T, V>(xs: T[], f: (x: T) => V) => xs.map(f);
+    const json = (v: Json | null) => (v === null ? null : canonicalize(v));
+    return [
+      this.tenant,
+      // job_history $2..$11
+      col(rows, (r) => r.pos),
+      col(rows, (r) => r.job_id),
+      col(rows, (r) => r.n),
+      col(rows, (r) => r.at),
+      col(rows, (r) => r.event),
+      col(rows, (r) => r.from_state),
+      col(rows, (r) => r.to_state),
+      col(rows, (r) => canonicalize(r.data)),
+      col(rows, (r) => r.prev_hash),
+      col(rows, (r) => r.hash),
+      // throttle_events $12..$16
+      col(events, (e) => e.pos),
+      col(events, (e) => e.host),
+      col(events, (e) => e.at),
+      col(events, (e) => e.event),
+      col(events, (e) => e.data),
+      // new jobs $17..$34
+      col(created, (j) => j.id),
+      col(created, (j) => j.run_id),
+      col(created, (j) => j.source_id),
+      col(created, (j) => j.type),
+      col(created, (j) => this.slots.get(j.id)!.payloadText!),
+      col(created, (j) => j.payload_sha256),
+      col(created, (j) => j.idempotency_key),
+      col(created, (j) => j.priority),
+      col(created, (j) => j.max_attempts),
+      col(created, (j) => j.attempt),
+      col(created, (j) => j.state),
+      col(created, (j) => j.not_before),
+      col(created, (j) => j.lease_owner),
+      col(created, (j) => j.lease_expires_at),
+      col(created, (j) => j.created_at),
+      col(created, (j) => j.updated_at),
+      col(created, (j) => j.history_n),
+      col(created, (j) => j.last_hash),
+      // changed jobs $35..$43
+      col(updated, (j) => j.id),
+      col(updated, (j) => j.attempt),
+      col(updated, (j) => j.state),
+      col(updated, (j) => j.not_before),
+      col(updated, (j) => j.lease_owner),
+      col(updated, (j) => j.lease_expires_at),
+      col(updated, (j) => j.updated_at),
+      col(updated, (j) => j.history_n),
+      col(updated, (j) => j.last_hash),
+      // snapshots $44..$57
+      col(snaps, (s) => s.job_id),
+      col(snaps, (s) => s.run_id),
+      col(snaps, (s) => s.kind),
+      col(snaps, (s) => s.phase),
+      col(snaps, (s) => s.summary),
+      col(snaps, (s) => s.eta_seconds),
+      col(snaps, (s) => json(s.last_known_outcome)),
+      col(snaps, (s) => json(s.next_actions as Json | null)),
+      col(snaps, (s) => canonicalize(s.diagnostics)),
+      col(snaps, (s) => s.source),
+      col(snaps, (s) => s.history_n),
+      col(snaps, (s) => s.history_hash),
+      col(snaps, (s) => s.created_at),
+      col(snaps, (s) => s.updated_at),
+      // buckets $58..$64
+      col(dirty, ([h]) => h),
+      col(dirty, ([, b]) => fromMicroUnits(b.bucket.capacity)),
+      col(dirty, ([, b]) => fromMicroUnits(b.bucket.baseRefill)),
+      col(dirty, ([, b]) => fromMicroUnits(b.bucket.refill)),
+      col(dirty, ([, b]) => fromMicroUnits(b.bucket.tokens)),
+      col(dirty, ([, b]) => formatMicros(b.bucket.updatedAt)),
+      col(dirty, ([, b]) => (b.bucket.penaltyUntil === null ? null : formatMicros(b.bucket.penaltyUntil))),
+      notify,
+    ];
+  }
+}
+
+const snapshotCache = new WeakMap<Slot, Map<number, Snapshot>>();
+
+function snapshotUpTo(slot: Slot, upto: number): Snapshot {
+  let m = snapshotCache.get(slot);
+  if (!m) snapshotCache.set(slot, (m = new Map()));
+  let s = m.get(upto);
+  if (!s) m.set(upto, (s = project(slot.history.slice(0, upto))));
+  return s;
+}
+
+/**
+ * What one unit sees of its batch. It counts the unit's recorded changes: a unit that throws
+ * before recording anything is refused alone; one that throws after has half-done work in the
+ * batch, which is then rolled back and retried unit by unit.
+ */
+export class UnitView {
+  changes = 0;
+  constructor(private readonly b: Batch) {}
+  get tenant(): string {
+    return this.b.tenant;
+  }
+  job(id: string): Promise<Slot | null> {
+    return this.b.job(id);
+  }
+  jobIfFree(id: string): Promise<Slot | null> {
+    return this.b.jobIfFree(id);
+  }
+  candidates(types: string[], now: Micros, want: number): Promise<Slot[]> {
+    return this.b.candidates(types, now, want);
+  }
+  bucket(host: string, seed?: BucketSeed): Promise<Bucket | null> {
+    return this.b.bucket(host, seed);
+  }
+  bucketNow(host: string): Bucket | null {
+    return this.b.bucketNow(host);
+  }
+  source(id: string): Promise<SourceRow | null> {
+    return this.b.source(id);
+  }
+  ensureRun(runId: string, sourceId: string | null, now: Micros): Promise<string | null> {
+    return this.b.ensureRun(runId, sourceId, now);
+  }
+  queueAhead(type: string): Promise<number> {
+    return this.b.queueAhead(type);
+  }
+  lastOutcome(type: string): Promise<LastOutcome | null> {
+    return this.b.lastOutcome(type);
+  }
+  signature(facts: { [k: string]: Json }): Promise<{ [k: string]: Json } | null> {
+    return this.b.signature(facts);
+  }
+  reserveKey(key: string): boolean {
+    return this.b.reserveKey(key, this);
+  }
+  enqueuedSoFar(type: string): number {
+    return this.b.enqueuedSoFar(type);
+  }
+  hasJob(id: string): boolean {
+    return this.b.hasJob(id);
+  }
+  transition(slot: Slot, event: JobEvent, to: JobState, data: { [k: string]: Json }, now: Micros, set?: Partial<Job>): Change {
+    const c = this.b.transition(slot, event, to, data, now, set);
+    this.changes++;
+    return c;
+  }
+  enqueue(...args: Parameters<Batch['enqueue']>): Change {
+    const c = this.b.enqueue(...args);
+    this.changes++;
+    return c;
+  }
+  throttleEvent(host: string, event: string, data: { [k: string]: Json }, now: Micros): void {
+    this.b.throttleEvent(host, event, data, now);
+    this.changes++;
+  }
+  setBucket(host: string, bucket: Bucket): void {
+    this.b.setBucket(host, bucket);
+    this.changes++;
+  }
+}

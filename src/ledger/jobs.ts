@@ -1,0 +1,548 @@
+/**
+ * Job operations: enqueue (one or many), claim (one or many), leases, progress, complete,
+ * fail, cancel, lease expiry. Each validates its input here, then hands the batching writer
+ * (writer.ts) a unit that reads what it needs, checks the job's state and records its
+ * transitions (batch.ts). Refusals (ILLEGAL_TRANSITION, LEASE_NOT_HELD, JOB_NOT_FOUND, ...)
+ * are raised before anything is recorded, so they fail only their own caller.
+ */
+import { createHash } from 'node:crypto';
+import { withTx, type Pool } from '../db/pool.js';
+import { isOkitError, OkitError } from '../errors.js';
+import type { Json } from '../util/canonical.js';
+import type { Clock } from '../util/clock.js';
+import { sha256Hex } from '../util/hash.js';
+import { formatMicros, microsToSeconds, parseMicros, SECOND, type Micros } from '../util/time.js';
+import { Deferred, type Change, type Slot, type UnitView } from './batch.js';
+import { JOB_COLUMNS, toJob } from './rows.js';
+import { TERMINAL_STATES } from './states.js';
+import { consumeToken, fromMicroUnits } from './throttle.js';
+import type { HistoryRow, Job, Phase, Snapshot } from './types.js';
+import * as v from './validate.js';
+import type { BatchWriter, Unit } from './writer.js';
+
+export interface EnqueueInput {
+  type: string;
+  payload?: unknown;
+  sourceId?: string | null;
+  runId?: string | null;
+  priority?: number;
+  maxAttempts?: number;
+  idempotencyKey?: string | null;
+  notBefore?: string | null;
+  id?: string;
+}
+
+export interface ClaimInput {
+  workerId: string;
+  types: string[];
+  leaseSeconds?: number;
+  /** Claim up to this many jobs at once (1..100); the answer is then a list. */
+  limit?: number;
+}
+
+export interface ClaimedJob {
+  job: Job;
+  leaseExpiresAt: string;
+  attempt: number;
+}
+
+export interface ProgressInput {
+  phase: Phase | string;
+  summary?: string | null;
+  itemsDone?: number | null;
+  itemsTotal?: number | null;
+}
+
+export interface FailInput {
+  code: string;
+  message: string;
+  retryable?: boolean;
+}
+
+export interface Enqueued {
+  job: Job;
+  created: boolean;
+}
+
+/** Jobs per enqueueMany call (and per POST /jobs array), at most. */
+export const MAX_ENQUEUE_BATCH = 1000;
+/** Jobs per claim, at most. */
+export const MAX_CLAIM_LIMIT = 100;
+/** Candidates a claim looks at past throttled ones before it answers with what it has. */
+const CLAIM_TRIES = 25;
+
+/** What the job operations need of the ledger. */
+export interface LedgerCore {
+  readonly pool: Pool;
+  readonly clock: Clock;
+  readonly ids: () => string;
+  readonly writer: BatchWriter;
+  readonly opts: {
+    defaultMaxAttempts: number;
+    defaultLeaseSeconds: number;
+    backoffBaseSeconds: number;
+    backoffCapSeconds: number;
+    queuePositionCap: number;
+  };
+}
+
+/** One validated job to enqueue. */
+interface Item {
+  id: string;
+  type: string;
+  payload: Json;
+  canonical: string;
+  payloadSha: string;
+  priority: number;
+  maxAttempts: number;
+  key: string | null;
+  sourceId: string | null;
+  runId: string | null;
+  notBefore: Micros | null;
+  callerId: boolean;
+}
+
+export class JobOps {
+  constructor(private readonly l: LedgerCore) {}
+
+  private item(input: EnqueueInput, at = ''): Item {
+    if (!input || typeof input !== 'object') throw new OkitError('INVALID_INPUT', `${at || 'job'}: must be an object`, { field: at || 'job' });
+    const f = (name: string) => (at ? `${at}.${name}` : name);
+    // Field names in errors carry the item's index in a batch: jobs[3].type.
+    const named = <T>(fn: () => T): T => {
+      try {
+        return fn();
+      } catch (e) {
+        if (at && isOkitError(e) && e.code === 'INVALID_INPUT' && typeof e.details?.field === 'string') {
+          const field = f(e.details.field);
+          throw new OkitError('INVALID_INPUT', e.message.replace(/^[^:]+:/, `${field}:`), { ...e.details, field });
+        }
+        throw e;
+      }
+    };
+    return named(() => {
+      const type = v.jobType(input.type);
+      const { value: payload, canonical } = v.payload(input.payload);
+      return {
+        type,
+        payload,
+        canonical,
+        payloadSha: sha256Hex(canonical),
+        priority: v.int(input.priority, 'priority', -1000, 1000, 0),
+        maxAttempts: v.int(input.maxAttempts, 'max_attempts', 1, 100, this.l.opts.defaultMaxAttempts),
+        key: v.text(input.idempotencyKey, 'idempotency_key', 200, true),
+        sourceId: input.sourceId ? v.uuid(input.sourceId, 'source_id') : null,
+        runId: input.runId ? v.uuid(input.runId, 'run_id') : null,
+        id: input.id ? v.uuid(input.id) : this.l.ids(),
+        notBefore: input.notBefore ? parseMicros(v.timestamp(input.notBefore, 'not_before')) : null,
+        callerId: !!input.id,
+      };
+    });
+  }
+
+  async enqueue(tenant: string, input: EnqueueInput): Promise<Enqueued> {
+    v.tenant(tenant);
+    const item = this.item(input);
+    return (await this.enqueueItems(tenant, [item]))[0]!;
+  }
+
+  /**
+   * Enqueues up to 1,000 jobs in one transaction: all of them or none. Idempotency works per
+   * item (a key seen before answers its existing job with created: false); the answer lists
+   * each job in input order. Queue positions are counted once per type for the whole call.
+   */
+  async enqueueMany(tenant: string, inputs: EnqueueInput[]): Promise<Enqueued[]> {
+    v.tenant(tenant);
+    if (!Array.isArray(inputs) || inputs.length === 0 || inputs.length > MAX_ENQUEUE_BATCH)
+      throw new OkitError('INVALID_INPUT', `jobs: must list 1 to ${MAX_ENQUEUE_BATCH} jobs`, { field: 'jobs' });
+    const items = inputs.map((x, i) => this.item(x, `jobs[${i}]`));
+    const ids = new Set<string>();
+    items.forEach((it, i) => {
+      if (ids.has(it.id)) throw new OkitError('INVALID_INPUT', `jobs[${i}].id: appears twice in the batch`, { field: `jobs[${i}].id` });
+      ids.add(it.id);
+    });
+    return this.enqueueItems(tenant, items);
+  }
+
+  private async enqueueItems(tenant: string, items: Item[]): Promise<Enqueued[]> {
+    for (let attempt = 1; ; attempt++) {
+      const known = await this.byKeys(tenant, items);
+      const fresh = items.filter((it) => !known.has(it.id));
+      if (fresh.length === 0) return items.map((it) => ({ job: known.get(it.id)!, created: false }));
+      const now = this.l.clock.now();
+      try {
+        const made = await this.l.writer.submit(tenant, this.enqueueUnit(fresh, now));
+        return items.map((it) => known.has(it.id) ? { job: known.get(it.id)!, created: false } : made.get(it.id)!);
+      } catch (e) {
+        // Another unit of the same batch held one of the keys: look again, then retry.
+        if (e instanceof Deferred && attempt < 100) continue;
+        if (isOkitError(e) && e.code === 'WRITE_REFUSED' && e.details?.sqlstate === '23505') {
+          // Lost a race on an idempotency key: the winner's job is the answer.
+          if (String(e.details.constraint ?? '').includes('idempotency') && items.some((it) => it.key) && attempt < 3) continue;
+          if (String(e.details.constraint ?? '').endsWith('_pkey') && items.some((it) => it.callerId)) {
+            const taken = items.find((it) => it.callerId)!;
+            throw new OkitError('INVALID_INPUT', `job id ${items.length === 1 ? taken.id : '(one of the given ids)'} already exists`, items.length === 1 ? { job_id: taken.id } : { field: 'id' });
+          }
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** Items whose idempotency key is already used: their jobs (IDEMPOTENCY_CONFLICT when the payload differs). */
+  private async byKeys(tenant: string, items: Item[]): Promise<Map<string, Job>> {
+    const out = new Map<string, Job>();
+    const keyed = items.filter((it) => it.key);
+    if (keyed.length === 0) return out;
+    const { rows } = await this.l.pool.query(`SELECT ${JOB_COLUMNS} FROM okit.jobs WHERE tenant = $1 AND idempotency_key = ANY($2::text[])`, [
+      tenant,
+      [...new Set(keyed.map((it) => it.key!))],
+    ]);
+    const byKey = new Map(rows.map((r) => [String(r.idempotency_key), toJob(r)]));
+    for (const it of keyed) {
+      const job = byKey.get(it.key!);
+      if (!job) continue;
+      if (job.payload_sha256 !== it.payloadSha)
+        throw new OkitError('IDEMPOTENCY_CONFLICT', `idempotency key ${JSON.stringify(it.key)} was used for job ${job.id} with a different payload`, { job_id: job.id });
+      out.set(it.id, job);
+    }
+    return out;
+  }
+
+  private enqueueUnit(items: Item[], now: Micros): Unit<Map<string, Enqueued>> {
+    const cap = this.l.opts.queuePositionCap;
+    return {
+      weight: items.length,
+      async run(b: UnitView) {
+        // The same key twice in one call is one job; in two units of one batch, the later waits a batch.
+        const firstOfKey = new Map<string, Item>();
+        for (const it of items) {
+          if (!it.key) continue;
+          const first = firstOfKey.get(it.key);
+          if (first && first.payloadSha !== it.payloadSha)
+            throw new OkitError('IDEMPOTENCY_CONFLICT', `idempotency key ${JSON.stringify(it.key)} appears twice in the batch with different payloads`, {
+              field: 'idempotency_key',
+            });
+          if (!first) firstOfKey.set(it.key, it);
+          if (!b.reserveKey(it.key)) throw new Deferred();
+        }
+        const sources = await Promise.all(items.map((it) => (it.sourceId ? b.source(it.sourceId) : null)));
+        items.forEach((it, i) => {
+          if (it.sourceId && !sources[i]) throw new OkitError('SOURCE_NOT_FOUND', `source ${it.sourceId} not found`);
+        });
+        const owners = await Promise.all(items.map((it) => (it.runId ? b.ensureRun(it.runId, it.sourceId, now) : null)));
+        items.forEach((it, i) => {
+          if (it.runId && owners[i] !== b.tenant) throw new OkitError('INVALID_INPUT', `run ${it.runId} belongs to another tenant`);
+        });
+        const types = [...new Set(items.map((it) => it.type))];
+        const [ahead, last] = await Promise.all([Promise.all(types.map((t) => b.queueAhead(t))), Promise.all(types.map((t) => b.lastOutcome(t)))]);
+        const aheadOf = new Map(types.map((t, i) => [t, ahead[i]!]));
+        const lastOf = new Map(types.map((t, i) => [t, last[i]!]));
+        for (const it of items) if (b.hasJob(it.id)) throw new OkitError('INVALID_INPUT', `job id ${it.id} already exists`, { job_id: it.id });
+        const out = new Map<string, Enqueued>();
+        const changes: Array<{ id: string; change: Change }> = [];
+        items.forEach((it, i) => {
+          const first = it.key ? firstOfKey.get(it.key)! : it;
+          if (first !== it) return;
+          const source = sources[i];
+          const nAhead = Math.min(cap, aheadOf.get(it.type)! + b.enqueuedSoFar(it.type));
+          const nb = formatMicros(it.notBefore ?? now);
+          const data: { [k: string]: Json } = {
+            type: it.type,
+            priority: it.priority,
+            max_attempts: it.maxAttempts,
+            run_id: it.runId,
+            source: source ? { id: source.id, name: source.name, host: source.host } : null,
+            payload_sha256: it.payloadSha,
+            idempotency_key: it.key,
+            not_before: nb,
+            queue_position: nAhead < cap ? nAhead + 1 : null,
+            last_known_outcome: (lastOf.get(it.type) ?? null) as Json,
+          };
+          if (nAhead >= cap) data.queue_ahead_at_least = cap;
+          const change = b.enqueue(
+            {
+              id: it.id,
+              tenant: b.tenant,
+              run_id: it.runId,
+              source_id: it.sourceId,
+              type: it.type,
+              payload: it.payload,
+              payload_sha256: it.payloadSha,
+              idempotency_key: it.key,
+              priority: it.priority,
+              max_attempts: it.maxAttempts,
+              not_before: nb,
+            },
+            it.canonical,
+            data,
+            now,
+          );
+          changes.push({ id: it.id, change });
+        });
+        return () => {
+          for (const ch of changes) out.set(ch.id, { job: ch.change.job, created: true });
+          for (const it of items) if (!out.has(it.id)) out.set(it.id, { job: out.get(firstOfKey.get(it.key!)!.id)!.job, created: false });
+          return out;
+        };
+      },
+    };
+  }
+
+  /**
+   * Claims the best ready jobs of the given types (priority, then not_before, then age) with
+   * FOR UPDATE SKIP LOCKED: one, or up to `limit` in one transaction. A job whose source host
+   * has an empty token bucket is moved to throttled (with the expected wait) and the next
+   * candidate is tried.
+   */
+  async claim(tenant: string, input: ClaimInput & { limit: number }): Promise<ClaimedJob[]>;
+  async claim(tenant: string, input: ClaimInput): Promise<ClaimedJob | null>;
+  async claim(tenant: string, input: ClaimInput): Promise<ClaimedJob | ClaimedJob[] | null> {
+    v.tenant(tenant);
+    const worker = v.workerId(input.workerId);
+    if (!Array.isArray(input.types) || input.types.length === 0 || input.types.length > 50)
+      throw new OkitError('INVALID_INPUT', 'types: must list 1 to 50 job types', { field: 'types' });
+    const types = input.types.map((x) => v.jobType(x, 'types'));
+    const leaseSeconds = v.int(input.leaseSeconds, 'lease_seconds', 1, 3600, this.l.opts.defaultLeaseSeconds);
+    const limit = input.limit === undefined ? undefined : v.int(input.limit, 'limit', 1, MAX_CLAIM_LIMIT);
+    const now = this.l.clock.now();
+    const out = await this.l.writer.submit(tenant, claimUnit(worker, types, leaseSeconds, limit ?? 1, now));
+    return limit === undefined ? (out[0] ?? null) : out;
+  }
+
+  /** Extends a lease. Not a signal change: no history row, no position, no NOTIFY. */
+  async heartbeat(tenant: string, jobId: string, workerIdIn: string, leaseSecondsIn?: number): Promise<{ leaseExpiresAt: string }> {
+    v.tenant(tenant);
+    const worker = v.workerId(workerIdIn);
+    const leaseSeconds = v.int(leaseSecondsIn, 'lease_seconds', 1, 3600, this.l.opts.defaultLeaseSeconds);
+    v.uuid(jobId, 'job_id');
+    const now = this.l.clock.now();
+    return withTx(this.l.pool, async (c) => {
+      const { rows } = await c.query(`SELECT ${JOB_COLUMNS} FROM okit.jobs WHERE id = $1 AND tenant = $2 FOR UPDATE`, [jobId, tenant]);
+      if (rows.length === 0) throw new OkitError('JOB_NOT_FOUND', `job ${jobId} not found`, { job_id: jobId });
+      const job = toJob(rows[0]);
+      checkLease(job, worker);
+      if (job.lease_expires_at && parseMicros(job.lease_expires_at) < now)
+        throw new OkitError('LEASE_NOT_HELD', `job ${jobId}: the lease expired at ${job.lease_expires_at}`, { job_id: jobId });
+      const until = formatMicros(now + BigInt(leaseSeconds) * SECOND);
+      await c.query('UPDATE okit.jobs SET lease_expires_at = $2 WHERE id = $1', [jobId, until]);
+      return { leaseExpiresAt: until };
+    });
+  }
+
+  async progress(tenant: string, jobId: string, workerIdIn: string, input: ProgressInput): Promise<Snapshot> {
+    v.tenant(tenant);
+    const worker = v.workerId(workerIdIn);
+    const data: { [k: string]: Json } = { worker_id: worker, phase: v.phase(input.phase) };
+    const summary = v.text(input.summary, 'summary', 500, true);
+    if (summary) data.summary = summary;
+    if (input.itemsTotal !== undefined && input.itemsTotal !== null) data.items_total = v.int(input.itemsTotal, 'items_total', 0, 1e12);
+    if (input.itemsDone !== undefined && input.itemsDone !== null) data.items_done = v.int(input.itemsDone, 'items_done', 0, 1e12);
+    v.uuid(jobId, 'job_id');
+    const now = this.l.clock.now();
+    return this.l.writer.submit(tenant, {
+      weight: 1,
+      async run(b) {
+        const slot = leased(await b.job(jobId), jobId, worker);
+        const ch = b.transition(slot, 'progress', 'running', data, now);
+        return () => ch.snapshot();
+      },
+    });
+  }
+
+  async complete(tenant: string, jobId: string, workerIdIn: string, result?: unknown): Promise<Snapshot> {
+    v.tenant(tenant);
+    const worker = v.workerId(workerIdIn);
+    const data: { [k: string]: Json } = { worker_id: worker };
+    if (result !== undefined && result !== null) {
+      const r = v.payload(result, 'result');
+      if (typeof r.value !== 'object' || Array.isArray(r.value)) throw new OkitError('INVALID_INPUT', 'result: must be a JSON object', { field: 'result' });
+      if (r.canonical.length > 4096) throw new OkitError('INVALID_INPUT', 'result: must be at most 4096 bytes (it travels in history)', { field: 'result' });
+      data.result = r.value;
+    }
+    v.uuid(jobId, 'job_id');
+    const now = this.l.clock.now();
+    return this.l.writer.submit(tenant, {
+      weight: 1,
+      async run(b) {
+        const slot = leased(await b.job(jobId), jobId, worker);
+        const ch = b.transition(slot, 'succeeded', 'succeeded', data, now, { lease_owner: null, lease_expires_at: null });
+        return () => ch.snapshot();
+      },
+    });
+  }
+
+  /** Retry delay: base·2^(attempt-1) capped, with ±10 % jitter derived from (job, attempt) so replays agree. */
+  backoffMicros(jobId: string, attempt: number): Micros {
+    const raw = Math.min(this.l.opts.backoffCapSeconds, this.l.opts.backoffBaseSeconds * 2 ** Math.max(0, attempt - 1));
+    const h = createHash('sha256').update(`${jobId}:${attempt}`).digest();
+    const jitter = (h.readUInt32BE(0) / 0xffffffff) * 0.2 - 0.1;
+    return BigInt(Math.round(raw * (1 + jitter) * 1e6));
+  }
+
+  async fail(tenant: string, jobId: string, workerIdIn: string, input: FailInput): Promise<Snapshot> {
+    v.tenant(tenant);
+    const worker = v.workerId(workerIdIn);
+    const error = { code: v.errorCode(input?.code), message: v.text(input?.message, 'error.message', 2000)! };
+    const retryable = input.retryable === undefined ? true : input.retryable;
+    if (typeof retryable !== 'boolean') throw new OkitError('INVALID_INPUT', 'retryable: must be a boolean', { field: 'retryable' });
+    v.uuid(jobId, 'job_id');
+    const now = this.l.clock.now();
+    const backoff = (attempt: number) => this.backoffMicros(jobId, attempt);
+    return this.l.writer.submit(tenant, {
+      weight: 1,
+      async run(b) {
+        const slot = leased(await b.job(jobId), jobId, worker);
+        const clear = { lease_owner: null, lease_expires_at: null };
+        const base = { worker_id: worker, attempt: slot.job.attempt, error };
+        if (retryable && slot.job.attempt < slot.job.max_attempts) {
+          const delay = backoff(slot.job.attempt);
+          const retryAt = formatMicros(now + delay);
+          const ch = b.transition(slot, 'retry_scheduled', 'queued', { ...base, retry_at: retryAt, backoff_seconds: microsToSeconds(delay) }, now, {
+            ...clear,
+            not_before: retryAt,
+          });
+          return () => ch.snapshot();
+        }
+        const signature = await b.signature({ error_code: error.code, phase: lastPhase(slot), type: slot.job.type });
+        checkLease(slot.job, worker); // another unit of the batch may have moved the job meanwhile
+        const data: { [k: string]: Json } = { ...base, attempt: slot.job.attempt, retryable };
+        if (signature) data.signature = signature;
+        const ch = b.transition(slot, retryable ? 'dead_lettered' : 'failed', retryable ? 'dead_letter' : 'failed', data, now, clear);
+        return () => ch.snapshot();
+      },
+    });
+  }
+
+  async cancel(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
+    v.tenant(tenant);
+    const actor = v.text(input?.actor, 'actor', 100)!;
+    const reason = v.text(input?.reason, 'reason', 500, true);
+    v.uuid(jobId, 'job_id');
+    const now = this.l.clock.now();
+    return this.l.writer.submit(tenant, {
+      weight: 1,
+      async run(b) {
+        const slot = found(await b.job(jobId), jobId);
+        if (TERMINAL_STATES.has(slot.job.state))
+          throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is already ${slot.job.state}`, { job_id: jobId, state: slot.job.state });
+        const ch = b.transition(slot, 'canceled', 'canceled', { actor, reason }, now, { lease_owner: null, lease_expires_at: null });
+        return () => ch.snapshot();
+      },
+    });
+  }
+
+  /**
+   * Returns running jobs whose lease ran out to the queue (the attempt stays counted), or
+   * dead-letters them when that was their last attempt. A tenant's expiries go to the writer
+   * together (one batch, in lease order); a job another transaction holds is left for next time.
+   */
+  async expireLeases(opts: { tenant?: string; limit?: number } = {}): Promise<number> {
+    const now = this.l.clock.now();
+    const { rows } = await this.l.pool.query(
+      `SELECT id, tenant FROM okit.jobs WHERE state = 'running' AND lease_expires_at < $1 ${opts.tenant ? 'AND tenant = $3' : ''}
+       ORDER BY lease_expires_at, id LIMIT $2`,
+      opts.tenant ? [formatMicros(now), opts.limit ?? 500, v.tenant(opts.tenant)] : [formatMicros(now), opts.limit ?? 500],
+    );
+    const settled = await Promise.allSettled(
+      rows.map((r) =>
+        this.l.writer.submit<boolean>(String(r.tenant), {
+          weight: 1,
+          async run(b) {
+            const slot = await b.jobIfFree(String(r.id));
+            const job = slot?.job;
+            if (!slot || !job || job.state !== 'running' || !job.lease_expires_at || parseMicros(job.lease_expires_at) >= now) return () => false;
+            const last = job.attempt >= job.max_attempts;
+            b.transition(
+              slot,
+              'lease_expired',
+              last ? 'dead_letter' : 'queued',
+              { worker_id: job.lease_owner, attempt: job.attempt, lease_expires_at: job.lease_expires_at },
+              now,
+              { lease_owner: null, lease_expires_at: null, ...(last ? {} : { not_before: formatMicros(now) }) },
+            );
+            return () => true;
+          },
+        }),
+      ),
+    );
+    const failed = settled.find((s) => s.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    return settled.filter((s) => s.status === 'fulfilled' && s.value).length;
+  }
+}
+
+function claimUnit(worker: string, types: string[], leaseSeconds: number, limit: number, now: Micros): Unit<ClaimedJob[]> {
+  return {
+    weight: limit,
+    async run(b) {
+      const got: Array<{ change: Change; attempt: number; leaseUntil: string }> = [];
+      for (let tries = 0; tries < CLAIM_TRIES && got.length < limit; tries++) {
+        const cands = await b.candidates(types, now, limit - got.length);
+        if (cands.length === 0) break;
+        const hosts = [...new Set(cands.map((c) => c.host).filter((h): h is string => !!h))];
+        await Promise.all(hosts.map((h) => b.bucket(h)));
+        for (const slot of cands) {
+          const job = slot.job;
+          // Another unit of this batch may have moved it (a cancel): not claimable any more.
+          if (job.state !== 'queued' && job.state !== 'throttled') continue;
+          if (slot.host) {
+            const bucket = b.bucketNow(slot.host);
+            if (bucket) {
+              const r = consumeToken(bucket, now);
+              b.setBucket(slot.host, r.bucket);
+              if (!r.ok) {
+                const until = now + r.waitUs;
+                b.transition(
+                  slot,
+                  'throttled',
+                  'throttled',
+                  { host: slot.host, throttled_until: formatMicros(until), wait_seconds: microsToSeconds(r.waitUs), tokens: fromMicroUnits(r.bucket.tokens) },
+                  now,
+                  { not_before: formatMicros(until) },
+                );
+                continue;
+              }
+              if (r.restored) b.throttleEvent(slot.host, 'refill_restored', { refill_per_sec: fromMicroUnits(r.bucket.refill) }, now);
+            }
+          }
+          const attempt = job.attempt + 1;
+          const leaseUntil = formatMicros(now + BigInt(leaseSeconds) * SECOND);
+          const change = b.transition(slot, 'claimed', 'running', { worker_id: worker, attempt, lease_expires_at: leaseUntil }, now, {
+            attempt,
+            lease_owner: worker,
+            lease_expires_at: leaseUntil,
+          });
+          got.push({ change, attempt, leaseUntil });
+        }
+      }
+      return () => got.map((g) => ({ job: g.change.job, leaseExpiresAt: g.leaseUntil, attempt: g.attempt }));
+    },
+  };
+}
+
+// Checks and the change they guard run in one synchronous step after the last await: other
+// units of the batch run between awaits, and may have moved the job.
+
+function found(slot: Slot | null, jobId: string): Slot {
+  if (!slot) throw new OkitError('JOB_NOT_FOUND', `job ${jobId} not found`, { job_id: jobId });
+  return slot;
+}
+
+function checkLease(job: Job, worker: string): void {
+  if (job.state !== 'running') throw new OkitError('ILLEGAL_TRANSITION', `job ${job.id} is ${job.state}, not running`, { job_id: job.id, state: job.state });
+  if (job.lease_owner !== worker) throw new OkitError('LEASE_NOT_HELD', `job ${job.id} is leased by another worker`, { job_id: job.id });
+}
+
+/** The job, if `worker` holds its lease. */
+function leased(slot: Slot | null, jobId: string, worker: string): Slot {
+  checkLease(found(slot, jobId).job, worker);
+  return slot!;
+}
+
+/** The phase of the job's last progress row, this batch's rows included. */
+function lastPhase(slot: Slot): Json {
+  const rows: Array<Pick<HistoryRow, 'event' | 'data'>> = [...slot.history, ...slot.rows];
+  for (let i = rows.length - 1; i >= 0; i--) if (rows[i]!.event === 'progress') return rows[i]!.data.phase ?? 'unknown';
+  return 'unknown';
+}

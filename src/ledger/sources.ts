@@ -1,0 +1,152 @@
+/**
+ * Sources (what a job fetches from, per tenant, with a host) and their token buckets: creating
+ * and reading sources, configuring a host's bucket, and the upstream throttle reports that
+ * halve its refill. Bucket changes and their throttle events take ledger positions, so they go
+ * through the batching writer like job transitions; the arithmetic is in throttle.ts.
+ */
+import { OkitError } from '../errors.js';
+import type { Json } from '../util/canonical.js';
+import { sha256Hex } from '../util/hash.js';
+import { formatMicros, secondsToMicros } from '../util/time.js';
+import type { LedgerCore } from './jobs.js';
+import { ts } from './rows.js';
+import { fromMicroUnits, numericMicroUnits, penalise } from './throttle.js';
+import * as v from './validate.js';
+
+export interface Source {
+  id: string;
+  tenant: string;
+  name: string;
+  host: string;
+  created_at: string;
+}
+
+export interface SourceOptions {
+  /** Bucket used when a throttle is reported for a host that has none configured. */
+  defaultBucket: { capacity: number; refillPerSec: number };
+}
+
+export class SourceOps {
+  constructor(
+    private readonly l: LedgerCore,
+    private readonly o: SourceOptions,
+  ) {}
+
+  async createSource(tenant: string, input: { name: string; host: string; id?: string }): Promise<Source> {
+    v.tenant(tenant);
+    const name = v.text(input.name, 'name', 200)!;
+    const host = v.host(input.host);
+    const id = input.id ? v.uuid(input.id) : this.l.ids();
+    const at = formatMicros(this.l.clock.now());
+    const { rows } = await this.l.pool
+      .query(
+        `INSERT INTO okit.sources (id, tenant, name, host, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant, name) DO UPDATE SET name = EXCLUDED.name
+         RETURNING id, tenant, name, host, created_at`,
+        [id, tenant, name, host, at],
+      )
+      .catch((e) => rethrowIdTaken(e, id));
+    const r = rows[0];
+    if (r.host !== host) throw new OkitError('INVALID_INPUT', `source ${name} already exists with host ${r.host}`);
+    return { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) };
+  }
+
+  async getSource(tenant: string, id: string): Promise<Source> {
+    v.tenant(tenant);
+    v.uuid(id, 'source_id');
+    const { rows } = await this.l.pool.query('SELECT id, tenant, name, host, created_at FROM okit.sources WHERE id = $1 AND tenant = $2', [id, tenant]);
+    if (!rows[0]) throw new OkitError('SOURCE_NOT_FOUND', `source ${id} not found`);
+    return { ...rows[0], created_at: ts(rows[0].created_at) };
+  }
+
+  /** Sets a host's token bucket (capacity, refill per second); a full bucket to start. */
+  async configureThrottle(tenant: string, hostName: string, cfg: { capacity: number; refillPerSec: number }): Promise<void> {
+    v.tenant(tenant);
+    const host = v.host(hostName);
+    // Bounds of the columns: tokens and refill are numeric(12,6), so below 10^6.
+    const capacity = v.num(cfg.capacity, 'capacity', 1, 999999);
+    const refill = v.num(cfg.refillPerSec, 'refill_per_sec', 0.000001, 999999);
+    const now = this.l.clock.now();
+    await this.l.writer.submit(tenant, {
+      weight: 1,
+      async run(b) {
+        await b.bucket(host, { capacity, refillPerSec: refill, now });
+        const cur = b.bucketNow(host)!;
+        // As numeric(12,3) / numeric(12,6) store them; tokens are kept, but never above the new capacity.
+        const cap6 = numericMicroUnits(capacity, 6);
+        const rate = numericMicroUnits(refill, 6);
+        b.setBucket(host, {
+          capacity: numericMicroUnits(capacity, 3),
+          baseRefill: rate,
+          refill: rate,
+          tokens: cur.tokens < cap6 ? cur.tokens : cap6,
+          updatedAt: now,
+          penaltyUntil: null,
+        });
+        b.throttleEvent(host, 'configured', { capacity: String(capacity), refill_per_sec: String(refill) }, now);
+        return () => undefined;
+      },
+    });
+  }
+
+  /**
+   * A worker saw the upstream throttle us (an HTTP 429 with Retry-After, say): empty the bucket,
+   * pause refill for retryAfter, halve the refill rate (it recovers additively on later claims).
+   */
+  async reportThrottle(tenant: string, hostName: string, input: { retryAfterSeconds: number; status?: number; workerId?: string }): Promise<void> {
+    v.tenant(tenant);
+    const host = v.host(hostName);
+    const retryAfter = v.num(input.retryAfterSeconds, 'retry_after_seconds', 0, 86400);
+    const status = v.int(input.status, 'status', 100, 599, 429);
+    const worker = input.workerId ? v.workerId(input.workerId) : undefined;
+    const now = this.l.clock.now();
+    const d = this.o.defaultBucket;
+    await this.l.writer.submit(tenant, {
+      weight: 1,
+      async run(b) {
+        await b.bucket(host, { capacity: d.capacity, refillPerSec: d.refillPerSec, now });
+        const cur = b.bucketNow(host)!;
+        const after = penalise(cur, now, secondsToMicros(retryAfter));
+        b.setBucket(host, after);
+        const data: { [k: string]: Json } = {
+          status,
+          retry_after_seconds: String(retryAfter),
+          refill_before: fromMicroUnits(cur.refill),
+          refill_after: fromMicroUnits(after.refill),
+          penalty_until: formatMicros(after.penaltyUntil!),
+          ...(worker ? { worker_id: worker } : {}),
+        };
+        b.throttleEvent(host, 'upstream_throttled', data, now);
+        return () => undefined;
+      },
+    });
+  }
+
+  async addFailureSignature(
+    tenant: string,
+    input: { pattern: { [k: string]: Json }; outcome: { likely_cause: string; suggested_action?: string; mttr_p50_seconds?: number }; confidence?: number; id?: string },
+  ): Promise<string> {
+    v.tenant(tenant);
+    const pattern = v.payload(input.pattern, 'pattern');
+    const outcome = v.payload(input.outcome, 'outcome');
+    const id = input.id ? v.uuid(input.id) : this.l.ids();
+    const confidence = input.confidence === undefined ? 0.5 : v.num(input.confidence, 'confidence', 0, 1);
+    // The same pattern again updates the stored signature, which keeps its id: return that one.
+    const { rows } = await this.l.pool
+      .query(
+        `INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, signature_sha256) DO UPDATE SET outcome = EXCLUDED.outcome, confidence = EXCLUDED.confidence
+         RETURNING id`,
+        [id, tenant, sha256Hex(pattern.canonical), pattern.canonical, outcome.canonical, confidence, formatMicros(this.l.clock.now())],
+      )
+      .catch((e) => rethrowIdTaken(e, id));
+    return rows[0].id;
+  }
+}
+
+/** A caller-chosen id that is already a primary key (any tenant's) is bad input, not a crash. */
+function rethrowIdTaken(e: unknown, id: string): never {
+  const err = e as { code?: string; constraint?: string };
+  if (err.code === '23505' && err.constraint?.endsWith('_pkey')) throw new OkitError('INVALID_INPUT', `id ${id} is already taken`, { field: 'id' });
+  throw e;
+}
