@@ -12,6 +12,7 @@
  * Positions, hashes and snapshots are computed at `seal()`, once the writer holds the head.
  */
 import { OkitError } from '../errors.js';
+import { inline } from '../db/literal.js';
 import type { PoolClient } from '../db/pool.js';
 import { canonicalize, type Json } from '../util/canonical.js';
 import { formatMicros, type Micros } from '../util/time.js';
@@ -106,15 +107,33 @@ export class Deferred extends Error {
   }
 }
 
-type Flushable = { pending(): boolean; flush(): Promise<void> };
+type Rows = Array<Record<string, unknown>>;
 
-/** Memoised keyed reads, fetched together when the batch flushes. */
+/** One statement of a read round. */
+export interface Stmt {
+  text: string;
+  params: unknown[];
+}
+
+/** A loader's share of a read round: its statements, and what it makes of their results. */
+interface Part {
+  stmts: Stmt[];
+  take(results: Rows[]): Promise<void>;
+  fail(e: unknown): void;
+}
+
+interface Flushable {
+  pending(): boolean;
+  part(): Part;
+}
+
+/** Memoised keyed reads; every loader with pending keys sends its statements in the same message. */
 class Loader<K, V> implements Flushable {
   private readonly memo = new Map<K, Promise<V>>();
   private queue: Array<{ k: K; resolve: (v: V) => void; reject: (e: unknown) => void }> = [];
   constructor(
     private readonly batch: Batch,
-    private readonly fetch: (keys: K[]) => Promise<Map<K, V>>,
+    private readonly plan: (keys: K[]) => { stmts: Stmt[]; read(results: Rows[]): Map<K, V> | Promise<Map<K, V>> },
     private readonly missing: V,
   ) {}
   load(k: K): Promise<V> {
@@ -129,15 +148,20 @@ class Loader<K, V> implements Flushable {
   pending(): boolean {
     return this.queue.length > 0;
   }
-  async flush(): Promise<void> {
+  part(): Part {
     const q = this.queue;
     this.queue = [];
-    try {
-      const got = await this.fetch(q.map((x) => x.k));
-      for (const x of q) x.resolve(got.has(x.k) ? got.get(x.k)! : this.missing);
-    } catch (e) {
-      for (const x of q) x.reject(e);
-    }
+    const plan = this.plan(q.map((x) => x.k));
+    return {
+      stmts: plan.stmts,
+      take: async (results) => {
+        const got = await plan.read(results);
+        for (const x of q) x.resolve(got.has(x.k) ? got.get(x.k)! : this.missing);
+      },
+      fail: (e) => {
+        for (const x of q) x.reject(e);
+      },
+    };
   }
 }
 
@@ -153,6 +177,19 @@ const CLAIM_COLUMNS = JOB_COLUMNS.split(', ')
   .map((c) => 'j.' + c)
   .join(', ');
 
+/** Claim candidates, locked, each with its history rows (h_*) in the same statement. */
+const CANDIDATES = `WITH c AS MATERIALIZED (
+    SELECT ${CLAIM_COLUMNS}, s.host
+    FROM okit.jobs j LEFT JOIN okit.sources s ON s.id = j.source_id
+    WHERE j.tenant = $1 AND j.type = ANY($2::text[]) AND j.state IN ('queued', 'throttled') AND j.not_before <= $3::timestamptz
+      AND NOT (j.id = ANY($5::uuid[]))
+    ORDER BY j.priority DESC, j.not_before, j.created_at, j.id
+    LIMIT $4::int8 FOR UPDATE OF j SKIP LOCKED)
+  SELECT c.*, h.pos AS h_pos, h.n AS h_n, h.at AS h_at, h.event AS h_event, h.from_state AS h_from, h.to_state AS h_to,
+    h.data AS h_data, h.prev_hash AS h_prev, h.hash AS h_hash
+  FROM c LEFT JOIN okit.job_history h ON h.job_id = c.id
+  ORDER BY c.priority DESC, c.not_before, c.created_at, c.id, h.n`;
+
 export class Batch {
   readonly tenant: string;
   private readonly c: PoolClient;
@@ -163,6 +200,11 @@ export class Batch {
   private readonly keys = new Map<string, unknown>();
   private readonly enqueuedOfType = new Map<string, number>();
   private scheduled = false;
+  private begun = false;
+  /** Rows written before the head lock (a new run, a new host's bucket): the batch must not commit without its own rows. */
+  preWrites = false;
+  /** Messages sent to the database (round trips), for the breakdown benchmark. */
+  messages = 0;
   private candidateQueue: CandidateRequest[] = [];
 
   private readonly jobLoader: Loader<string, Slot | null>;
@@ -176,10 +218,16 @@ export class Batch {
   private readonly aheadLoader: Loader<string, number>;
   private readonly lastLoader: Loader<string, LastOutcome | null>;
   private readonly signatureLoader: Loader<string, { [k: string]: Json } | null>;
-  /** Flush order: locks are taken jobs first, then buckets, then runs, in every batch. */
+  /** Statement order within a round: locks are taken jobs first, then buckets, then runs, in every batch. */
   private readonly flushOrder: Flushable[];
 
-  constructor(c: PoolClient, tenant: string, private readonly queuePositionCap: number) {
+  constructor(
+    c: PoolClient,
+    tenant: string,
+    private readonly queuePositionCap: number,
+    /** Statements that open the transaction with its first message (after BEGIN). */
+    private readonly opening: Stmt[] = [],
+  ) {
     this.c = c;
     this.tenant = tenant;
     this.jobLoader = new Loader(this, (ids) => this.lockJobs(ids, 'FOR UPDATE'), null);
@@ -194,7 +242,7 @@ export class Batch {
     this.flushOrder = [
       this.jobLoader,
       this.skipLockedLoader,
-      { pending: () => this.candidateQueue.length > 0, flush: () => this.flushCandidates() },
+      { pending: () => this.candidateQueue.length > 0, part: () => this.candidatesPart() },
       this.seededBucketLoader,
       this.bucketLoader,
       this.sourceLoader,
@@ -210,9 +258,32 @@ export class Batch {
     return new UnitView(this);
   }
 
+  // ------------------------------------------------------------ I/O
+
+  /**
+   * Sends statements as one simple-query message: one round trip however many there are. The
+   * batch's first message also opens its transaction; `tail` (e.g. COMMIT) ends the message.
+   * Each statement still runs with its own snapshot, so a read after a lock sees what the lock waited for.
+   */
+  async send(stmts: Stmt[], tail?: string): Promise<Rows[]> {
+    const first = !this.begun;
+    this.begun = true;
+    const head = first ? ['BEGIN', ...this.opening.map((st) => inline(st.text, st.params))] : [];
+    const texts = [...head, ...stmts.map((st) => inline(st.text, st.params)), ...(tail ? [tail] : [])];
+    this.messages++;
+    const out = await this.c.query(texts.join(';\n'));
+    const results = (Array.isArray(out) ? out : [out]) as Array<{ rows: Rows }>;
+    return results.slice(head.length, head.length + stmts.length).map((r) => r.rows);
+  }
+
+  /** Whether the transaction is open (a batch with no reads opens it with its write). */
+  get open(): boolean {
+    return this.begun;
+  }
+
   // ------------------------------------------------------------ reads (before the head lock)
 
-  /** Runs every read asked for in this event-loop turn; reads asked for meanwhile go in the next round. */
+  /** Reads asked for in this event-loop turn go in one message; reads asked for meanwhile in the next. */
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -220,7 +291,24 @@ export class Batch {
   }
 
   private async flushAll(): Promise<void> {
-    for (const l of this.flushOrder) if (l.pending()) await l.flush();
+    const parts = this.flushOrder.filter((l) => l.pending()).map((l) => l.part());
+    let results: Rows[] | undefined;
+    try {
+      results = await this.send(parts.flatMap((p) => p.stmts));
+    } catch (e) {
+      for (const p of parts) p.fail(e);
+    }
+    if (results) {
+      let i = 0;
+      for (const p of parts) {
+        const mine = results.slice(i, (i += p.stmts.length));
+        try {
+          await p.take(mine);
+        } catch (e) {
+          p.fail(e);
+        }
+      }
+    }
     this.scheduled = false;
     if (this.flushOrder.some((l) => l.pending())) this.schedule();
   }
@@ -296,25 +384,29 @@ export class Batch {
     return s;
   }
 
-  private async histories(ids: string[]): Promise<Map<string, HistoryRow[]>> {
-    const out = new Map<string, HistoryRow[]>(ids.map((id) => [id, []]));
-    if (ids.length === 0) return out;
-    const { rows } = await this.c.query(`SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, n`, [ids]);
-    for (const r of rows) out.get(String(r.job_id))!.push(toHistory(r));
-    return out;
+  private lockJobs(ids: string[], lock: string) {
+    return {
+      stmts: [
+        // One statement, in id order: two batches locking overlapping jobs wait, never deadlock.
+        { text: `SELECT ${JOB_COLUMNS} FROM okit.jobs WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id ${lock}`, params: [this.tenant, ids] },
+        // Its own statement, so its snapshot comes after the locks: it sees every row committed before.
+        { text: `SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE tenant = $1 AND job_id = ANY($2::uuid[]) ORDER BY job_id, n`, params: [this.tenant, ids] },
+      ],
+      read: ([jobs, hist]: Rows[]) => {
+        const byJob = new Map<string, HistoryRow[]>();
+        for (const r of hist!) {
+          const h = toHistory(r);
+          if (!byJob.has(h.job_id)) byJob.set(h.job_id, []);
+          byJob.get(h.job_id)!.push(h);
+        }
+        const out = new Map<string, Slot>();
+        for (const r of jobs!) out.set(String(r.id), this.slots.get(String(r.id)) ?? this.slotOf(r, byJob.get(String(r.id)) ?? [], null));
+        return out;
+      },
+    };
   }
 
-  private async lockJobs(ids: string[], lock: string): Promise<Map<string, Slot>> {
-    // One statement, in id order: two batches locking overlapping jobs wait, never deadlock.
-    const { rows } = await this.c.query(`SELECT ${JOB_COLUMNS} FROM okit.jobs WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id ${lock}`, [this.tenant, ids]);
-    // The history is read after the lock, in a statement of its own: it sees every row committed before.
-    const hist = await this.histories(rows.map((r) => String(r.id)));
-    const out = new Map<string, Slot>();
-    for (const r of rows) out.set(String(r.id), this.slots.get(String(r.id)) ?? this.slotOf(r, hist.get(String(r.id))!, null));
-    return out;
-  }
-
-  private async flushCandidates(): Promise<void> {
+  private candidatesPart(): Part {
     const q = this.candidateQueue;
     this.candidateQueue = [];
     const groups = new Map<string, CandidateRequest[]>();
@@ -323,105 +415,138 @@ export class Batch {
       if (!groups.has(k)) groups.set(k, []);
       groups.get(k)!.push(r);
     }
-    for (const reqs of groups.values()) {
-      try {
-        const now = reqs.reduce((m, r) => (r.now < m ? r.now : m), reqs[0]!.now);
-        const want = reqs.reduce((n, r) => n + r.want, 0);
-        const { rows } = await this.c.query(
-          `SELECT ${CLAIM_COLUMNS}, s.host
-           FROM okit.jobs j LEFT JOIN okit.sources s ON s.id = j.source_id
-           WHERE j.tenant = $1 AND j.type = ANY($2) AND j.state IN ('queued', 'throttled') AND j.not_before <= $3 AND NOT (j.id = ANY($5::uuid[]))
-           ORDER BY j.priority DESC, j.not_before, j.created_at, j.id
-           LIMIT $4 FOR UPDATE OF j SKIP LOCKED`,
-          [this.tenant, reqs[0]!.types, formatMicros(now), want, [...this.slots.keys()]],
-        );
-        const hist = await this.histories(rows.map((r) => String(r.id)));
-        const slots = rows.map((r) => this.slotOf(r, hist.get(String(r.id))!, (r.host as string | null) ?? null));
-        let i = 0;
-        for (const r of reqs) {
-          r.resolve(slots.slice(i, i + r.want));
-          i += r.want;
+    const reqs = [...groups.values()];
+    const exclude = [...this.slots.keys()];
+    return {
+      stmts: reqs.map((g) => ({
+        text: CANDIDATES,
+        params: [this.tenant, g[0]!.types, formatMicros(g.reduce((m, r) => (r.now < m ? r.now : m), g[0]!.now)), g.reduce((n, r) => n + r.want, 0), exclude],
+      })),
+      take: async (results) => {
+        for (const [gi, g] of reqs.entries()) {
+          const rows = results[gi]!;
+          const jobs: Array<{ r: Record<string, unknown>; hist: HistoryRow[] }> = [];
+          for (const r of rows) {
+            if (jobs.length === 0 || jobs[jobs.length - 1]!.r.id !== r.id) jobs.push({ r, hist: [] });
+            if (r.h_n !== null && r.h_n !== undefined) jobs[jobs.length - 1]!.hist.push(toHistory({ ...r, tenant: r.tenant, pos: r.h_pos, job_id: r.id, n: r.h_n, at: r.h_at, event: r.h_event, from_state: r.h_from, to_state: r.h_to, data: r.h_data, prev_hash: r.h_prev, hash: r.h_hash }));
+          }
+          // A candidate locked after a concurrent commit is its newest version; its history, read
+          // in the same statement, may be older. The job row's head says; read such a history again.
+          const stale = jobs.filter(({ r, hist }) => hist.length !== Number(r.history_n) || hist[hist.length - 1]?.hash !== r.last_hash).map(({ r }) => String(r.id));
+          if (stale.length > 0) {
+            const [again] = await this.send([{ text: `SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE tenant = $1 AND job_id = ANY($2::uuid[]) ORDER BY job_id, n`, params: [this.tenant, stale] }]);
+            for (const j of jobs) if (stale.includes(String(j.r.id))) j.hist = again!.filter((h) => h.job_id === j.r.id).map(toHistory);
+          }
+          const slots = jobs.map(({ r, hist }) => this.slotOf(r, hist, (r.host as string | null) ?? null));
+          let i = 0;
+          for (const r of g) {
+            r.resolve(slots.slice(i, i + r.want));
+            i += r.want;
+          }
         }
-      } catch (e) {
-        for (const r of reqs) r.reject(e);
-      }
-    }
+      },
+      fail: (e) => {
+        for (const r of q) r.reject(e);
+      },
+    };
   }
 
-  private async lockBuckets(hosts: string[], seeded: boolean): Promise<Map<string, Bucket>> {
+  private lockBuckets(hosts: string[], seeded: boolean) {
     const sorted = [...hosts].sort();
-    const seeds = seeded ? sorted : [];
-    if (seeds.length > 0) {
+    const stmts: Stmt[] = [];
+    if (seeded) {
+      this.preWrites = true;
       // Two first reports for a new host may race: the loser then locks the winner's row.
-      await this.c.query(
-        `INSERT INTO okit.throttles (tenant, host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at)
-         SELECT $1, x.host, x.capacity, x.refill, x.refill, x.capacity, x.at
-         FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::timestamptz[]) AS x(host, capacity, refill, at)
-         ON CONFLICT (tenant, host) DO NOTHING`,
-        [
+      stmts.push({
+        text: `INSERT INTO okit.throttles (tenant, host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at)
+          SELECT $1, x.host, x.capacity, x.refill, x.refill, x.capacity, x.at
+          FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::timestamptz[]) AS x(host, capacity, refill, at)
+          ON CONFLICT (tenant, host) DO NOTHING`,
+        params: [
           this.tenant,
-          seeds,
-          seeds.map((h) => String(this.bucketSeeds.get(h)!.capacity)),
-          seeds.map((h) => String(this.bucketSeeds.get(h)!.refillPerSec)),
-          seeds.map((h) => formatMicros(this.bucketSeeds.get(h)!.now)),
+          sorted,
+          sorted.map((h) => String(this.bucketSeeds.get(h)!.capacity)),
+          sorted.map((h) => String(this.bucketSeeds.get(h)!.refillPerSec)),
+          sorted.map((h) => formatMicros(this.bucketSeeds.get(h)!.now)),
         ],
-      );
+      });
     }
-    const { rows } = await this.c.query(
-      `SELECT host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at, penalty_until
-       FROM okit.throttles WHERE tenant = $1 AND host = ANY($2::text[]) ORDER BY host FOR UPDATE`,
-      [this.tenant, sorted],
-    );
-    return new Map(rows.map((r) => [String(r.host), toBucket(r)]));
+    stmts.push({
+      text: `SELECT host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at, penalty_until
+        FROM okit.throttles WHERE tenant = $1 AND host = ANY($2::text[]) ORDER BY host FOR UPDATE`,
+      params: [this.tenant, sorted],
+    });
+    return { stmts, read: (res: Rows[]) => new Map(res[res.length - 1]!.map((r) => [String(r.host), toBucket(r)])) };
   }
 
-  private async readSources(ids: string[]): Promise<Map<string, SourceRow>> {
-    const { rows } = await this.c.query('SELECT id, tenant, name, host, created_at FROM okit.sources WHERE tenant = $1 AND id = ANY($2::uuid[])', [this.tenant, ids]);
-    return new Map(rows.map((r) => [String(r.id), { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) }]));
+  private readSources(ids: string[]) {
+    return {
+      stmts: [{ text: 'SELECT id, tenant, name, host, created_at FROM okit.sources WHERE tenant = $1 AND id = ANY($2::uuid[])', params: [this.tenant, ids] }],
+      read: ([rows]: Rows[]) =>
+        new Map(rows!.map((r) => [String(r.id), { id: String(r.id), tenant: String(r.tenant), name: String(r.name), host: String(r.host), created_at: ts(r.created_at) }])),
+    };
   }
 
-  private async upsertRuns(ids: string[]): Promise<Map<string, string>> {
+  private upsertRuns(ids: string[]) {
+    this.preWrites = true;
     const sorted = [...ids].sort();
-    await this.c.query(
-      `INSERT INTO okit.runs (id, tenant, source_id, created_at)
-       SELECT x.id, $1, x.source_id, x.at FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[]) AS x(id, source_id, at)
-       ON CONFLICT (id) DO NOTHING`,
-      [this.tenant, sorted, sorted.map((id) => this.runSeeds.get(id)!.sourceId), sorted.map((id) => formatMicros(this.runSeeds.get(id)!.now))],
-    );
-    const { rows } = await this.c.query('SELECT id, tenant FROM okit.runs WHERE id = ANY($1::uuid[])', [sorted]);
-    return new Map(rows.map((r) => [String(r.id), String(r.tenant)]));
+    return {
+      stmts: [
+        {
+          text: `INSERT INTO okit.runs (id, tenant, source_id, created_at)
+            SELECT x.id, $1, x.source_id, x.at FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[]) AS x(id, source_id, at)
+            ON CONFLICT (id) DO NOTHING`,
+          params: [this.tenant, sorted, sorted.map((id) => this.runSeeds.get(id)!.sourceId), sorted.map((id) => formatMicros(this.runSeeds.get(id)!.now))],
+        },
+        { text: 'SELECT id, tenant FROM okit.runs WHERE id = ANY($1::uuid[])', params: [sorted] },
+      ],
+      read: ([, rows]: Rows[]) => new Map(rows!.map((r) => [String(r.id), String(r.tenant)])),
+    };
   }
 
-  private async countAhead(types: string[]): Promise<Map<string, number>> {
+  private countAhead(types: string[]) {
     // Counting is O(queue length), so it stops at the cap: past that the signal says
     // "more than N ahead" rather than every enqueue paying for a long queue.
-    const { rows } = await this.c.query(
-      `SELECT x.type, (SELECT count(*)::int FROM (SELECT 1 FROM okit.jobs WHERE tenant = $1 AND type = x.type AND state IN ('queued', 'throttled') LIMIT $3) q) AS n
-       FROM unnest($2::text[]) AS x(type)`,
-      [this.tenant, types, this.queuePositionCap],
-    );
-    return new Map(rows.map((r) => [String(r.type), Number(r.n)]));
+    return {
+      stmts: [
+        {
+          text: `SELECT x.type, (SELECT count(*)::int FROM (SELECT 1 FROM okit.jobs WHERE tenant = $1 AND type = x.type AND state IN ('queued', 'throttled') LIMIT $3::int8) q) AS n
+            FROM unnest($2::text[]) AS x(type)`,
+          params: [this.tenant, types, this.queuePositionCap],
+        },
+      ],
+      read: ([rows]: Rows[]) => new Map(rows!.map((r) => [String(r.type), Number(r.n)])),
+    };
   }
 
-  private async lastOutcomes(types: string[]): Promise<Map<string, LastOutcome>> {
-    const { rows } = await this.c.query(
-      `SELECT x.type, l.id, l.state, l.updated_at FROM unnest($2::text[]) AS x(type)
-       JOIN LATERAL (SELECT id, state, updated_at FROM okit.jobs
-         WHERE tenant = $1 AND type = x.type AND state IN ('succeeded', 'failed', 'dead_letter', 'canceled')
-         ORDER BY updated_at DESC, id DESC LIMIT 1) l ON true`,
-      [this.tenant, types],
-    );
-    return new Map(rows.map((r) => [String(r.type), { job_id: String(r.id), status: String(r.state), finished_at: ts(r.updated_at) }]));
+  private lastOutcomes(types: string[]) {
+    return {
+      stmts: [
+        {
+          text: `SELECT x.type, l.id, l.state, l.updated_at FROM unnest($2::text[]) AS x(type)
+            JOIN LATERAL (SELECT id, state, updated_at FROM okit.jobs
+              WHERE tenant = $1 AND type = x.type AND state IN ('succeeded', 'failed', 'dead_letter', 'canceled')
+              ORDER BY updated_at DESC, id DESC LIMIT 1) l ON true`,
+          params: [this.tenant, types],
+        },
+      ],
+      read: ([rows]: Rows[]) => new Map(rows!.map((r) => [String(r.type), { job_id: String(r.id), status: String(r.state), finished_at: ts(r.updated_at) }])),
+    };
   }
 
-  private async matchSignatures(facts: string[]): Promise<Map<string, { [k: string]: Json }>> {
-    const { rows } = await this.c.query(
-      `SELECT x.facts, m.id, m.outcome FROM unnest($2::text[]) AS x(facts)
-       JOIN LATERAL (SELECT id, outcome FROM okit.failure_signatures
-         WHERE tenant = $1 AND enabled AND x.facts::jsonb @> pattern ORDER BY confidence DESC, id LIMIT 1) m ON true`,
-      [this.tenant, facts],
-    );
-    return new Map(rows.map((r) => [String(r.facts), { id: r.id, ...(JSON.parse(r.outcome) as { [k: string]: Json }) }]));
+  private matchSignatures(facts: string[]) {
+    return {
+      stmts: [
+        {
+          text: `SELECT x.facts, m.id, m.outcome FROM unnest($2::text[]) AS x(facts)
+            JOIN LATERAL (SELECT id, outcome FROM okit.failure_signatures
+              WHERE tenant = $1 AND enabled AND x.facts::jsonb @> pattern ORDER BY confidence DESC, id LIMIT 1) m ON true`,
+          params: [this.tenant, facts],
+        },
+      ],
+      read: ([rows]: Rows[]) =>
+        new Map<string, { [k: string]: Json }>(rows!.map((r) => [String(r.facts), { id: r.id as Json, ...(JSON.parse(String(r.outcome)) as { [k: string]: Json }) }])),
+    };
   }
 
   // ------------------------------------------------------------ changes (in memory)

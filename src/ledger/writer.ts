@@ -27,6 +27,7 @@
  * is lost during COMMIT, the writer looks for the batch's first row in the ledger (position and
  * hash) before it decides between "committed" and "retry": nothing is written twice or half.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { isOkitError, OkitError } from '../errors.js';
 import { isDbUnavailable } from '../db/errors.js';
 import type { Pool, PoolClient } from '../db/pool.js';
@@ -53,6 +54,8 @@ export interface BatchStats {
   txMs: number;
   /** From the head update to the end of COMMIT, ms (0 when nothing took a position). */
   lockedMs: number;
+  /** Messages (round trips) the transaction sent, BEGIN and COMMIT included. */
+  messages: number;
   /** true: rolled back; its units are retried one by one (each then reports a batch of its own). */
   failed: boolean;
   /** true for a batch that is a one-by-one retry. */
@@ -89,41 +92,25 @@ interface TenantQueue {
 const TAKE_POSITIONS = `INSERT INTO okit.ledger_heads (tenant, pos) VALUES ($1, $2::int8)
   ON CONFLICT (tenant) DO UPDATE SET pos = okit.ledger_heads.pos + $2::int8 RETURNING pos`;
 
-/** Every row of a batch in one statement; parameters from Batch.writeParams(). */
-const WRITE_BATCH = `WITH
-h AS (INSERT INTO okit.job_history (tenant, pos, job_id, n, at, event, from_state, to_state, data, prev_hash, hash)
-  SELECT $1, x.* FROM unnest($2::int8[], $3::uuid[], $4::int4[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::text[]) AS x),
-e AS (INSERT INTO okit.throttle_events (tenant, pos, host, at, event, data)
-  SELECT $1, x.* FROM unnest($12::int8[], $13::text[], $14::timestamptz[], $15::text[], $16::jsonb[]) AS x),
-ji AS (INSERT INTO okit.jobs (id, tenant, run_id, source_id, type, payload, payload_sha256, idempotency_key, priority, max_attempts, attempt,
-    state, not_before, lease_owner, lease_expires_at, created_at, updated_at, history_n, last_hash)
-  SELECT x.id, $1, x.run_id, x.source_id, x.type, x.payload, x.payload_sha256, x.idempotency_key, x.priority, x.max_attempts, x.attempt,
-    x.state, x.not_before, x.lease_owner, x.lease_expires_at, x.created_at, x.updated_at, x.history_n, x.last_hash
-  FROM unnest($17::uuid[], $18::uuid[], $19::uuid[], $20::text[], $21::jsonb[], $22::text[], $23::text[], $24::int4[], $25::int4[], $26::int4[],
-    $27::text[], $28::timestamptz[], $29::text[], $30::timestamptz[], $31::timestamptz[], $32::timestamptz[], $33::int4[], $34::text[])
-    AS x(id, run_id, source_id, type, payload, payload_sha256, idempotency_key, priority, max_attempts, attempt,
-      state, not_before, lease_owner, lease_expires_at, created_at, updated_at, history_n, last_hash)),
-ju AS (UPDATE okit.jobs j SET attempt = x.attempt, state = x.state, not_before = x.not_before, lease_owner = x.lease_owner,
-    lease_expires_at = x.lease_expires_at, updated_at = x.updated_at, history_n = x.history_n, last_hash = x.last_hash
-  FROM unnest($35::uuid[], $36::int4[], $37::text[], $38::timestamptz[], $39::text[], $40::timestamptz[], $41::timestamptz[], $42::int4[], $43::text[])
-    AS x(id, attempt, state, not_before, lease_owner, lease_expires_at, updated_at, history_n, last_hash)
-  WHERE j.id = x.id),
-s AS (INSERT INTO okit.first_signal_snapshots (job_id, tenant, run_id, kind, phase, summary, eta_seconds, last_known_outcome, next_actions,
-    diagnostics, source, history_n, history_hash, created_at, updated_at)
-  SELECT x.job_id, $1, x.run_id, x.kind, x.phase, x.summary, x.eta_seconds, x.last_known_outcome, x.next_actions,
-    x.diagnostics, x.source, x.history_n, x.history_hash, x.created_at, x.updated_at
-  FROM unnest($44::uuid[], $45::uuid[], $46::text[], $47::text[], $48::text[], $49::int4[], $50::jsonb[], $51::jsonb[], $52::jsonb[],
-    $53::text[], $54::int4[], $55::text[], $56::timestamptz[], $57::timestamptz[])
-    AS x(job_id, run_id, kind, phase, summary, eta_seconds, last_known_outcome, next_actions, diagnostics, source, history_n, history_hash, created_at, updated_at)
-  ON CONFLICT (job_id) DO UPDATE SET kind = EXCLUDED.kind, phase = EXCLUDED.phase, summary = EXCLUDED.summary, eta_seconds = EXCLUDED.eta_seconds,
-    last_known_outcome = EXCLUDED.last_known_outcome, next_actions = EXCLUDED.next_actions, diagnostics = EXCLUDED.diagnostics,
-    source = EXCLUDED.source, history_n = EXCLUDED.history_n, history_hash = EXCLUDED.history_hash, updated_at = EXCLUDED.updated_at),
-b AS (UPDATE okit.throttles t SET capacity = x.capacity, base_refill_per_sec = x.base, refill_per_sec = x.refill, tokens = x.tokens,
-    updated_at = x.updated_at, penalty_until = x.penalty_until
-  FROM unnest($58::text[], $59::numeric[], $60::numeric[], $61::numeric[], $62::numeric[], $63::timestamptz[], $64::timestamptz[])
-    AS x(host, capacity, base, refill, tokens, updated_at, penalty_until)
-  WHERE t.tenant = $1 AND t.host = x.host)
-SELECT pg_notify('${NOTIFY_CHANNEL}', $65::text) WHERE $65::text IS NOT NULL`;
+/** okit.write_batch (migration 005) writes every row of a batch; its arguments in order, as Batch.writeParams() gives them after the first four. */
+const WRITE_ARGS = [
+  'text', 'boolean', 'int8', 'int8',
+  'int8[]', 'uuid[]', 'int4[]', 'timestamptz[]', 'text[]', 'text[]', 'text[]', 'jsonb[]', 'text[]', 'text[]',
+  'int8[]', 'text[]', 'timestamptz[]', 'text[]', 'jsonb[]',
+  'uuid[]', 'uuid[]', 'uuid[]', 'text[]', 'jsonb[]', 'text[]', 'text[]', 'int4[]', 'int4[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]',
+  'timestamptz[]', 'timestamptz[]', 'timestamptz[]', 'int4[]', 'text[]',
+  'uuid[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]', 'timestamptz[]', 'timestamptz[]', 'int4[]', 'text[]',
+  'uuid[]', 'uuid[]', 'text[]', 'text[]', 'text[]', 'int4[]', 'jsonb[]', 'jsonb[]', 'jsonb[]', 'text[]', 'int4[]', 'text[]', 'timestamptz[]', 'timestamptz[]',
+  'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'numeric[]', 'timestamptz[]', 'timestamptz[]',
+  'text',
+];
+const WRITE_BATCH = `SELECT okit.write_batch(${WRITE_ARGS.map((t, i) => `$${i + 1}::${t}`).join(', ')}) AS ok`;
+
+/** The write's statement: with `guess`, it moves the head from `expect` itself (and writes nothing if the head is elsewhere). */
+function writeStmt(b: Batch, tenant: string, guess: boolean, expect: bigint, notify: string | null): { text: string; params: unknown[] } {
+  const [, ...rows] = b.writeParams(notify);
+  return { text: WRITE_BATCH, params: [tenant, guess, String(expect), b.positions, ...rows] };
+}
 
 /** The ids of the jobs whose signal changed; "*" tells listeners to recheck the tenant when they do not fit. */
 export function notifyPayload(tenant: string, ids: readonly string[]): string | null {
@@ -152,8 +139,33 @@ export function typedDbError(e: unknown): unknown {
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
 const isRetryable = (e: unknown) => typeof (e as { code?: unknown })?.code === 'string' && /^40(001|P01)$/.test((e as { code: string }).code);
 
+/** Batches of a tenant that take the head lock first after a guess found the head moved. */
+const LOCKING_AFTER_MOVE = 8;
+/** Tenants whose head this process remembers, at most (beyond, it forgets and locks first again). */
+const MAX_KNOWN_HEADS = 10_000;
+
+/**
+ * What this process knows of a tenant's head. Batches seal in some order; each guessing batch
+ * expects the head where the previously sealed one leaves it, and waits (inside Postgres, on that
+ * batch's transaction-level advisory lock, taken with its BEGIN) until that one has finished:
+ * so a guess is wrong only if the previous batch failed or another process wrote in between.
+ */
+interface HeadState {
+  /** The last position taken by this process's latest sealed batch, if known. */
+  head: bigint | null;
+  /** That batch's advisory lock key, while its transaction may be open. */
+  sealedBy: number | null;
+  /** Sequence for advisory lock keys. */
+  seq: number;
+  /** Batches still to take the lock first after a wrong guess. */
+  lockingFor: number;
+}
+
 export class BatchWriter {
   private readonly queues = new Map<string, TenantQueue>();
+  private readonly heads = new Map<string, HeadState>();
+  /** First half of this process's advisory lock keys: distinct per process and tenant. */
+  private readonly keySalt = randomBytes(8).toString('hex');
   private readonly maxSize: number;
   private readonly maxWaitMs: number;
   private readonly inFlight: number;
@@ -223,29 +235,41 @@ export class BatchWriter {
   }
 
   private async runBatch(q: TenantQueue, members: Member[], retry: boolean): Promise<void> {
-    const outcome = await this.transact(q.tenant, members, retry);
+    let outcome = await this.transact(q.tenant, members, retry, true);
+    // The head had moved (another process wrote): the same batch again, taking the lock first.
+    if (outcome.kind === 'moved') outcome = await this.transact(q.tenant, members, retry, false);
     if (outcome.kind === 'done') return;
     if (outcome.kind === 'deferred') {
       for (const m of outcome.members) m.reject(new Deferred());
       return;
     }
-    // Rolled back (or not committed): one by one, so a bad unit fails alone.
-    // A lone unit gets one more try when the failure was the database's, not its own.
-    if (members.length > 1 || (!retry && (isRetryable(outcome.error) || isDbUnavailable(outcome.error)))) {
+    const error = outcome.kind === 'failed' ? outcome.error : new Error('the ledger head kept moving');
+    // Rolled back (or not committed): one by one, so a bad unit fails alone. A lone unit gets
+    // one more try when the failure was the database's (a lost connection, a deadlock), not its own.
+    if (members.length > 1 || (!retry && (isRetryable(error) || isDbUnavailable(error)))) {
       for (const m of members) await this.runBatch(q, [m], true);
       return;
     }
-    members[0]!.reject(typedDbError(outcome.error));
+    members[0]!.reject(typedDbError(error));
   }
 
+  /**
+   * One batch transaction. With `mayGuess`, a batch whose tenant this process has written
+   * recently expects the head where its last batch left it: positions, rows and COMMIT then go
+   * in one message, and the head is locked only while that message executes. The statement
+   * checks the guess; if another process moved the head, nothing is written ('moved') and the
+   * batch runs again the locking way, as the next few batches of the tenant do.
+   */
   private async transact(
     tenant: string,
     members: Member[],
     retry: boolean,
-  ): Promise<{ kind: 'done' } | { kind: 'failed'; error: unknown } | { kind: 'deferred'; members: Member[] }> {
+    mayGuess: boolean,
+  ): Promise<{ kind: 'done' } | { kind: 'moved' } | { kind: 'failed'; error: unknown } | { kind: 'deferred'; members: Member[] }> {
     const t0 = performance.now();
     let locked = NaN;
     let positions = 0;
+    let batch: Batch | undefined;
     const report = (failed: boolean) => {
       try {
         this.opts.onBatch?.({
@@ -254,6 +278,7 @@ export class BatchWriter {
           positions,
           txMs: performance.now() - t0,
           lockedMs: Number.isNaN(locked) ? 0 : performance.now() - locked,
+          messages: batch?.messages ?? 0,
           failed,
           retry,
         });
@@ -273,49 +298,87 @@ export class BatchWriter {
     let broken: Error | undefined;
     const onError = (e: Error) => (broken = e);
     c.on('error', onError);
-    const release = (destroy: boolean) => {
+    const release = () => {
       c.removeListener('error', onError);
-      c.release(broken ?? (destroy ? true : undefined));
+      c.release(broken);
     };
 
-    const batch = new Batch(c, tenant, this.queuePositionCap);
-    const views = members.map(() => batch.view());
+    const hs = this.headState(tenant);
+    const key = (hs.seq = (hs.seq % 0x7fffffff) + 1);
+    const lockKey = this.lockKey(tenant);
+    batch = new Batch(c, tenant, this.queuePositionCap, [{ text: 'SELECT pg_advisory_xact_lock($1::int4, $2::int4)', params: [lockKey, key] }]);
+    const b = batch;
+    const finished = () => {
+      if (hs.sealedBy === key) hs.sealedBy = null;
+    };
+    const views = members.map(() => b.view());
     const done: Array<{ m: Member; finish: () => unknown }> = [];
     const refused: Array<{ m: Member; error: unknown }> = [];
     const deferred: Member[] = [];
     let committing = false;
+    let sealed = false;
     try {
-      await c.query('BEGIN');
       const settled = await Promise.allSettled(members.map((m, i) => m.unit.run(views[i]!)));
       let failure: unknown;
-      settled.forEach((s, i) => {
+      settled.forEach((st, i) => {
         const m = members[i]!;
-        if (s.status === 'fulfilled') done.push({ m, finish: s.value });
-        else if (s.reason instanceof Deferred) deferred.push(m);
-        else if (isOkitError(s.reason) && views[i]!.changes === 0) refused.push({ m, error: s.reason });
-        else failure ??= s.reason;
+        if (st.status === 'fulfilled') done.push({ m, finish: st.value });
+        else if (st.reason instanceof Deferred) deferred.push(m);
+        else if (isOkitError(st.reason) && views[i]!.changes === 0) refused.push({ m, error: st.reason });
+        else failure ??= st.reason;
       });
       if (failure !== undefined) throw failure;
-      positions = batch.positions;
-      if (positions > 0) {
+      positions = b.positions;
+      const notify = () => notifyPayload(tenant, b.changedJobs);
+      if (positions === 0) {
+        committing = true;
+        await b.send([], 'COMMIT');
+      } else if (mayGuess && hs.head !== null && !b.preWrites && hs.lockingFor === 0) {
+        const after = hs.sealedBy;
+        const base = hs.head;
+        b.seal(base + 1n);
+        sealed = true;
+        hs.head = base + BigInt(positions);
+        hs.sealedBy = key;
         locked = performance.now();
-        const { rows } = await c.query(TAKE_POSITIONS, [tenant, positions]);
-        batch.seal(BigInt(rows[0].pos) - BigInt(positions) + 1n);
-        await c.query({ name: 'okit_write_batch', text: WRITE_BATCH, values: batch.writeParams(notifyPayload(tenant, batch.changedJobs)) });
+        committing = true;
+        const wait = after === null ? [] : [{ text: 'SELECT pg_advisory_xact_lock($1::int4, $2::int4)', params: [lockKey, after] }];
+        const res = await b.send([...wait, writeStmt(b, tenant, true, base, notify())], 'COMMIT');
+        if (res[res.length - 1]![0]!.ok !== true) {
+          hs.head = null;
+          hs.lockingFor = LOCKING_AFTER_MOVE;
+          finished();
+          release();
+          report(true);
+          return { kind: 'moved' };
+        }
+      } else {
+        if (hs.lockingFor > 0) hs.lockingFor--;
+        locked = performance.now();
+        const [head] = await b.send([{ text: TAKE_POSITIONS, params: [tenant, positions] }]);
+        const end = BigInt(String(head![0]!.pos));
+        b.seal(end - BigInt(positions) + 1n);
+        sealed = true;
+        hs.head = end;
+        hs.sealedBy = key;
+        committing = true;
+        await b.send([writeStmt(b, tenant, false, end - BigInt(positions), notify())], 'COMMIT');
       }
-      committing = true;
-      await c.query('COMMIT');
-      release(false);
+      finished();
+      release();
     } catch (e) {
-      if (!committing) {
-        if (!broken) await c.query('ROLLBACK').catch(() => undefined);
-        release(false);
+      if (sealed) hs.head = null;
+      finished();
+      // A statement's error (a CHECK, a deadlock) rolls back; a lost connection may have lost the
+      // answer to a COMMIT that went through: the batch's first row then says which.
+      const ambiguous = committing && (broken !== undefined || isDbUnavailable(e));
+      if (!broken && !isDbUnavailable(e)) await c.query('ROLLBACK').catch(() => undefined);
+      release();
+      if (!ambiguous) {
         report(true);
         return { kind: 'failed', error: e };
       }
-      release(true);
-      // The connection failed during COMMIT: did the batch commit? Its first row says.
-      const committed = await this.wasCommitted(tenant, batch).catch(() => undefined);
+      const committed = await this.wasCommitted(tenant, b).catch(() => undefined);
       if (committed === undefined) {
         report(true);
         const err = new OkitError('DB_UNAVAILABLE', 'the database connection was lost while committing; whether the change was written is unknown', {
@@ -339,6 +402,19 @@ export class BatchWriter {
     }
     for (const { m, error } of refused) m.reject(error);
     return deferred.length > 0 ? { kind: 'deferred', members: deferred } : { kind: 'done' };
+  }
+
+  private headState(tenant: string): HeadState {
+    let hs = this.heads.get(tenant);
+    if (!hs) {
+      if (this.heads.size >= MAX_KNOWN_HEADS) for (const [t, h] of this.heads) if (h.sealedBy === null) this.heads.delete(t);
+      this.heads.set(tenant, (hs = { head: null, sealedBy: null, seq: 0, lockingFor: 0 }));
+    }
+    return hs;
+  }
+
+  private lockKey(tenant: string): number {
+    return createHash('sha256').update(`${this.keySalt}\n${tenant}`).digest().readInt32BE(0);
   }
 
   private async wasCommitted(tenant: string, batch: Batch): Promise<boolean> {

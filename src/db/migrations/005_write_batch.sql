@@ -1,0 +1,78 @@
+-- The batch writer's one write (src/ledger/writer.ts): every row of a batch transaction, in
+-- arrays. A function so that Postgres plans its statements once per session (a statement this
+-- size costs milliseconds to parse and plan each time), and so that the call and COMMIT can
+-- travel in one message.
+--
+-- With p_guess, it first moves the tenant's ledger head from p_expect to p_expect + p_n, and
+-- writes nothing (returning false) when the head is not at p_expect: the caller guessed its
+-- positions, and another writer got there first. Without, the caller took the positions
+-- already (and holds the head row lock). p_notify, when not null, is the batch's one NOTIFY.
+CREATE FUNCTION okit.write_batch(
+  p_tenant text, p_guess boolean, p_expect bigint, p_n bigint,
+  h_pos bigint[], h_job uuid[], h_n integer[], h_at timestamptz[], h_event text[], h_from text[], h_to text[], h_data jsonb[], h_prev text[], h_hash text[],
+  e_pos bigint[], e_host text[], e_at timestamptz[], e_event text[], e_data jsonb[],
+  ji_id uuid[], ji_run uuid[], ji_source uuid[], ji_type text[], ji_payload jsonb[], ji_sha text[], ji_key text[], ji_priority integer[],
+  ji_max integer[], ji_attempt integer[], ji_state text[], ji_not_before timestamptz[], ji_owner text[], ji_lease timestamptz[],
+  ji_created timestamptz[], ji_updated timestamptz[], ji_n integer[], ji_hash text[],
+  ju_id uuid[], ju_attempt integer[], ju_state text[], ju_not_before timestamptz[], ju_owner text[], ju_lease timestamptz[],
+  ju_updated timestamptz[], ju_n integer[], ju_hash text[],
+  s_job uuid[], s_run uuid[], s_kind text[], s_phase text[], s_summary text[], s_eta integer[], s_outcome jsonb[], s_actions jsonb[],
+  s_diagnostics jsonb[], s_source text[], s_n integer[], s_hash text[], s_created timestamptz[], s_updated timestamptz[],
+  b_host text[], b_capacity numeric[], b_base numeric[], b_refill numeric[], b_tokens numeric[], b_updated timestamptz[], b_penalty timestamptz[],
+  p_notify text
+) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_guess THEN
+    UPDATE okit.ledger_heads SET pos = pos + p_n WHERE tenant = p_tenant AND pos = p_expect;
+    IF NOT FOUND THEN
+      RETURN false;
+    END IF;
+  END IF;
+  IF cardinality(ji_id) > 0 THEN
+    INSERT INTO okit.jobs (id, tenant, run_id, source_id, type, payload, payload_sha256, idempotency_key, priority, max_attempts, attempt,
+        state, not_before, lease_owner, lease_expires_at, created_at, updated_at, history_n, last_hash)
+      SELECT x.id, p_tenant, x.run_id, x.source_id, x.type, x.payload, x.sha, x.key, x.priority, x.max_attempts, x.attempt,
+        x.state, x.not_before, x.owner, x.lease, x.created, x.updated, x.n, x.hash
+      FROM unnest(ji_id, ji_run, ji_source, ji_type, ji_payload, ji_sha, ji_key, ji_priority, ji_max, ji_attempt, ji_state, ji_not_before,
+        ji_owner, ji_lease, ji_created, ji_updated, ji_n, ji_hash)
+        AS x(id, run_id, source_id, type, payload, sha, key, priority, max_attempts, attempt, state, not_before, owner, lease, created, updated, n, hash);
+  END IF;
+  IF cardinality(ju_id) > 0 THEN
+    UPDATE okit.jobs j SET attempt = x.attempt, state = x.state, not_before = x.not_before, lease_owner = x.owner,
+        lease_expires_at = x.lease, updated_at = x.updated, history_n = x.n, last_hash = x.hash
+      FROM unnest(ju_id, ju_attempt, ju_state, ju_not_before, ju_owner, ju_lease, ju_updated, ju_n, ju_hash)
+        AS x(id, attempt, state, not_before, owner, lease, updated, n, hash)
+      WHERE j.id = x.id;
+  END IF;
+  IF cardinality(h_pos) > 0 THEN
+    INSERT INTO okit.job_history (tenant, pos, job_id, n, at, event, from_state, to_state, data, prev_hash, hash)
+      SELECT p_tenant, x.* FROM unnest(h_pos, h_job, h_n, h_at, h_event, h_from, h_to, h_data, h_prev, h_hash) AS x;
+  END IF;
+  IF cardinality(e_pos) > 0 THEN
+    INSERT INTO okit.throttle_events (tenant, pos, host, at, event, data)
+      SELECT p_tenant, x.* FROM unnest(e_pos, e_host, e_at, e_event, e_data) AS x;
+  END IF;
+  IF cardinality(s_job) > 0 THEN
+    INSERT INTO okit.first_signal_snapshots (job_id, tenant, run_id, kind, phase, summary, eta_seconds, last_known_outcome, next_actions,
+        diagnostics, source, history_n, history_hash, created_at, updated_at)
+      SELECT x.job_id, p_tenant, x.run_id, x.kind, x.phase, x.summary, x.eta, x.outcome, x.actions, x.diagnostics, x.source, x.n, x.hash,
+        x.created, x.updated
+      FROM unnest(s_job, s_run, s_kind, s_phase, s_summary, s_eta, s_outcome, s_actions, s_diagnostics, s_source, s_n, s_hash, s_created, s_updated)
+        AS x(job_id, run_id, kind, phase, summary, eta, outcome, actions, diagnostics, source, n, hash, created, updated)
+      ON CONFLICT (job_id) DO UPDATE SET kind = EXCLUDED.kind, phase = EXCLUDED.phase, summary = EXCLUDED.summary,
+        eta_seconds = EXCLUDED.eta_seconds, last_known_outcome = EXCLUDED.last_known_outcome, next_actions = EXCLUDED.next_actions,
+        diagnostics = EXCLUDED.diagnostics, source = EXCLUDED.source, history_n = EXCLUDED.history_n,
+        history_hash = EXCLUDED.history_hash, updated_at = EXCLUDED.updated_at;
+  END IF;
+  IF cardinality(b_host) > 0 THEN
+    UPDATE okit.throttles t SET capacity = x.capacity, base_refill_per_sec = x.base, refill_per_sec = x.refill, tokens = x.tokens,
+        updated_at = x.updated, penalty_until = x.penalty
+      FROM unnest(b_host, b_capacity, b_base, b_refill, b_tokens, b_updated, b_penalty)
+        AS x(host, capacity, base, refill, tokens, updated, penalty)
+      WHERE t.tenant = p_tenant AND t.host = x.host;
+  END IF;
+  IF p_notify IS NOT NULL THEN
+    PERFORM pg_notify('okit_signal', p_notify);
+  END IF;
+  RETURN true;
+END $$;
