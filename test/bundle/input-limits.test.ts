@@ -75,6 +75,12 @@ describe('the deepest and largest accepted input round-trips through export, ver
     const tooBig = await post(`${A}/jobs`, { type: 'limits', payload: exactly(3, MAX_PAYLOAD_BYTES + 1) });
     expect(tooBig.status).toBe(400);
     expect(tooBig.body.error.message).toBe('payload: must be at most 65536 bytes of canonical JSON (the limit)');
+    // The result cap counts UTF-8 bytes: 2,100 'é' are 2,108 UTF-16 units but 4,210 bytes.
+    await t.ledger.enqueue('acme', { type: 'limits-result' });
+    const c = (await post(`${A}/workers/claim`, { worker_id: 'w', types: ['limits-result'] })).body;
+    const r = await post(`${A}/jobs/${c.job.id}/complete`, { worker_id: 'w', lease_token: c.lease_token, result: { s: 'é'.repeat(2100) } });
+    expect(r.status).toBe(400);
+    expect(r.body.error.message).toBe('result: must be at most 4096 bytes of canonical JSON (the limit)');
     // In-process callers get the same limits, and a deep value cannot overflow the stack.
     const e = await expectCode(() => t.ledger.enqueue('acme', { type: 'limits', payload: JSON.parse('['.repeat(50_000) + ']'.repeat(50_000)) }), 'INVALID_INPUT');
     expect(e.message).toBe('payload: nested deeper than the limit of 64 levels');
@@ -130,7 +136,7 @@ describe('the deepest and largest accepted input round-trips through export, ver
     const snaps = join(tmp(), 'snaps.jsonl');
     const rp = okit(['replay', bundle, '--pubkey', PUB, '--out', snaps]);
     expect(rp.code, rp.out + rp.err).toBe(0);
-    expect(rp.out).toMatch(/4 identical, 0 diverged/);
+    expect(rp.out).toMatch(/replayed 5 jobs; compared 5 with snapshots.jsonl and jobs.jsonl: 5 identical, 0 diverged/);
     expect(readFileSync(snaps, 'utf8')).toBe(entries(readFileSync(bundle)).get('snapshots.jsonl')!.toString('utf8'));
     // What was accepted is in the bundle exactly; the lease tokens are not.
     const files = entries(readFileSync(bundle));
