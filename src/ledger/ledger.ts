@@ -723,9 +723,8 @@ export class Ledger {
 const NO_LEASE = { lease_owner: null, lease_expires_at: null, lease_token: null } as const;
 
 function leaseOf(h: LeaseHolder): { worker: string; token: string | null } {
-  if (typeof h === 'string') return { worker: v.workerId(h), token: null };
-  if (!h || typeof h !== 'object') return { worker: v.workerId(h), token: null };
-  return { worker: v.workerId(h.workerId), token: v.leaseToken(h.leaseToken) };
+  if (h !== null && typeof h === 'object') return { worker: v.workerId(h.workerId), token: v.leaseToken(h.leaseToken) };
+  return { worker: v.workerId(h), token: null };
 }
 
 /** A caller-chosen id that is already a primary key (any tenant's) is bad input, not a crash. */

@@ -37,9 +37,6 @@ const NONCHAR_RE = new RegExp(
 // (they could retitle a terminal, clear it or forge a line of `okit job status`).
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
-export function isStorable(s: string): boolean {
-  return !UNSTORABLE_RE.test(s);
-}
 
 const cpName = (s: string) => 'U+' + s.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
 

@@ -5,10 +5,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Io } from '../../src/cli/io.js';
 import { runJobHistory, runJobStatus } from '../../src/cli/job.js';
 import { terminalLine } from '../../src/util/terminal.js';
-import { OKIT, okit } from '../helpers/cli.js';
+import { captureIo, OKIT, okit } from '../helpers/cli.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { startTestServer, type TestServer } from '../helpers/serve.js';
 
@@ -17,11 +16,7 @@ const HOSTILE = 'pwned\u001b]0;owned\u0007\u001b[2J\r[succeeded] Completed in 1s
 // Anything a terminal acts on: C0 but the line feed that ends a line, DEL, C1, bidi overrides, separators.
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
-function capture(env: NodeJS.ProcessEnv): Io & { lines: string[]; errs: string[] } {
-  const lines: string[] = [];
-  const errs: string[] = [];
-  return { lines, errs, out: (l) => lines.push(l), err: (l) => errs.push(l), env, cwd: process.cwd() };
-}
+const capture = captureIo;
 
 describe('control characters', () => {
   let db: TestDb;
