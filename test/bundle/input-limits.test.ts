@@ -103,7 +103,10 @@ describe('the deepest and largest accepted input round-trips through export, ver
     expect(j2.status, JSON.stringify(j2.body)).toBe(201);
     const j3 = await post(`${A}/jobs`, { type: 'limits', payload: nest(MAX_JSON_DEPTH, 'x'), priority: -1000 });
     expect(j3.status).toBe(201);
-    const j4 = await post(`${A}/jobs`, { type: 'limits-cancel' });
+    // Keys named like Object.prototype's own: plain data, end to end.
+    const protoKeys = JSON.parse('{"__proto__": {"polluted": true}, "constructor": "c", "toString": 1, "hasOwnProperty": [null]}');
+    const j4 = await post(`${A}/jobs`, { type: 'limits-cancel', payload: protoKeys });
+    expect(j4.status).toBe(201);
 
     const result = exactly(MAX_JSON_DEPTH, MAX_RESULT_BYTES, true);
     expect(depthOf(result)).toBe(MAX_JSON_DEPTH);
@@ -143,6 +146,8 @@ describe('the deepest and largest accepted input round-trips through export, ver
     const jobs = files.get('jobs.jsonl')!.toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(jobs.find((j) => j.id === j1.body.job.id).payload).toEqual(deepest);
     expect(jobs.find((j) => j.id === j2.body.job.id).payload).toEqual(JSON.parse(canonicalize(numbers)));
+    expect(canonicalize(jobs.find((j) => j.id === j4.body.job.id).payload)).toBe(canonicalize(protoKeys));
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     const all = [...files.values()].map((b) => b.toString('utf8')).join('\n');
     for (const tok of tokens) expect(all).not.toContain(tok);
     expect(all).not.toContain('lease_token');
