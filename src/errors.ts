@@ -4,11 +4,14 @@
  */
 export type ErrorCode =
   | 'INVALID_INPUT'
+  | 'INVALID_JSON'
+  | 'BAD_REQUEST'
   | 'INVALID_SEED'
   | 'JOB_NOT_FOUND'
   | 'ILLEGAL_TRANSITION'
   | 'LEASE_NOT_HELD'
   | 'IDEMPOTENCY_CONFLICT'
+  | 'WRITE_REFUSED'
   | 'SOURCE_NOT_FOUND'
   | 'MIGRATION_CHANGED'
   | 'MIGRATION_FAILED'
@@ -32,6 +35,8 @@ export type ErrorCode =
 
 const STATUS: Record<string, number> = {
   INVALID_INPUT: 400,
+  INVALID_JSON: 400,
+  BAD_REQUEST: 400,
   INVALID_SEED: 400,
   JOB_NOT_FOUND: 404,
   SOURCE_NOT_FOUND: 404,

@@ -36,6 +36,8 @@ export interface Slot {
   /** This batch's rows for the job, in order. */
   rows: PendingRow[];
   lastHash: string | null;
+  /** The lease's fencing token (never in the public job row): set by a claim, cleared outside running. */
+  leaseToken: string | null;
 }
 
 interface PendingRow {
@@ -179,7 +181,7 @@ const CLAIM_COLUMNS = JOB_COLUMNS.split(', ')
 
 /** Claim candidates, locked, each with its history rows (h_*) in the same statement. */
 const CANDIDATES = `WITH c AS MATERIALIZED (
-    SELECT ${CLAIM_COLUMNS}, s.host
+    SELECT ${CLAIM_COLUMNS}, j.lease_token, s.host
     FROM okit.jobs j LEFT JOIN okit.sources s ON s.id = j.source_id
     WHERE j.tenant = $1 AND j.type = ANY($2::text[]) AND j.state IN ('queued', 'throttled') AND j.not_before <= $3::timestamptz
       AND NOT (j.id = ANY($5::uuid[]))
@@ -379,7 +381,7 @@ export class Batch {
 
   private slotOf(r: Record<string, unknown>, history: HistoryRow[], host: string | null): Slot {
     const job = toJob(r);
-    const s: Slot = { job, isNew: false, host, history, rows: [], lastHash: job.last_hash };
+    const s: Slot = { job, isNew: false, host, history, rows: [], lastHash: job.last_hash, leaseToken: (r.lease_token as string | null) ?? null };
     this.slots.set(job.id, s);
     return s;
   }
@@ -388,7 +390,7 @@ export class Batch {
     return {
       stmts: [
         // One statement, in id order: two batches locking overlapping jobs wait, never deadlock.
-        { text: `SELECT ${JOB_COLUMNS} FROM okit.jobs WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id ${lock}`, params: [this.tenant, ids] },
+        { text: `SELECT ${JOB_COLUMNS}, lease_token FROM okit.jobs WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id ${lock}`, params: [this.tenant, ids] },
         // Its own statement, so its snapshot comes after the locks: it sees every row committed before.
         { text: `SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE tenant = $1 AND job_id = ANY($2::uuid[]) ORDER BY job_id, n`, params: [this.tenant, ids] },
       ],
@@ -495,10 +497,10 @@ export class Batch {
         {
           text: `INSERT INTO okit.runs (id, tenant, source_id, created_at)
             SELECT x.id, $1, x.source_id, x.at FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[]) AS x(id, source_id, at)
-            ON CONFLICT (id) DO NOTHING`,
+            ON CONFLICT (tenant, id) DO NOTHING`,
           params: [this.tenant, sorted, sorted.map((id) => this.runSeeds.get(id)!.sourceId), sorted.map((id) => formatMicros(this.runSeeds.get(id)!.now))],
         },
-        { text: 'SELECT id, tenant FROM okit.runs WHERE id = ANY($1::uuid[])', params: [sorted] },
+        { text: 'SELECT id, tenant FROM okit.runs WHERE tenant = $1 AND id = ANY($2::uuid[])', params: [this.tenant, sorted] },
       ],
       read: ([, rows]: Rows[]) => new Map(rows!.map((r) => [String(r.id), String(r.tenant)])),
     };
@@ -560,18 +562,20 @@ export class Batch {
   }
 
   /** Appends a transition of `slot` (checked against the state machine first: nothing is recorded when refused). */
-  transition(slot: Slot, event: JobEvent, to: JobState, data: { [k: string]: Json }, now: Micros, set: Partial<Job> = {}): Change {
+  transition(slot: Slot, event: JobEvent, to: JobState, data: { [k: string]: Json }, now: Micros, set: Partial<Job> = {}, leaseToken?: string): Change {
     const from = slot.job.state;
     if (!isAllowed(event, from, to))
       throw new OkitError('ILLEGAL_TRANSITION', `job ${slot.job.id}: ${event} is not allowed from ${from} to ${to}`, { job_id: slot.job.id, event, from, to });
-    return this.append(slot, event, from, to, data, now, set);
+    const c = this.append(slot, event, from, to, data, now, set);
+    slot.leaseToken = to === 'running' ? (leaseToken ?? slot.leaseToken) : null;
+    return c;
   }
 
   /** A new job and its `enqueued` row. */
   enqueue(job: Omit<Job, 'state' | 'attempt' | 'lease_owner' | 'lease_expires_at' | 'created_at' | 'updated_at' | 'history_n' | 'last_hash'>, payloadText: string, data: { [k: string]: Json }, now: Micros): Change {
     const at = formatMicros(now);
     const full: Job = { ...job, attempt: 0, state: 'queued', lease_owner: null, lease_expires_at: null, created_at: at, updated_at: at, history_n: 0, last_hash: '' };
-    const slot: Slot = { job: full, isNew: true, payloadText, host: null, history: [], rows: [], lastHash: null };
+    const slot: Slot = { job: full, isNew: true, payloadText, host: null, history: [], rows: [], lastHash: null, leaseToken: null };
     this.slots.set(job.id, slot);
     this.enqueuedOfType.set(job.type, (this.enqueuedOfType.get(job.type) ?? 0) + 1);
     return this.append(slot, 'enqueued', null, 'queued', data, now, {});
@@ -714,6 +718,7 @@ export class Batch {
       col(updated, (j) => j.updated_at),
       col(updated, (j) => j.history_n),
       col(updated, (j) => j.last_hash),
+      col(updated, (j) => this.slots.get(j.id)!.leaseToken),
       // snapshots $44..$57
       col(snaps, (s) => s.job_id),
       col(snaps, (s) => s.run_id),
@@ -802,8 +807,8 @@ export class UnitView {
   hasJob(id: string): boolean {
     return this.b.hasJob(id);
   }
-  transition(slot: Slot, event: JobEvent, to: JobState, data: { [k: string]: Json }, now: Micros, set?: Partial<Job>): Change {
-    const c = this.b.transition(slot, event, to, data, now, set);
+  transition(slot: Slot, event: JobEvent, to: JobState, data: { [k: string]: Json }, now: Micros, set?: Partial<Job>, leaseToken?: string): Change {
+    const c = this.b.transition(slot, event, to, data, now, set, leaseToken);
     this.changes++;
     return c;
   }

@@ -5,12 +5,12 @@
  * transitions (batch.ts). Refusals (ILLEGAL_TRANSITION, LEASE_NOT_HELD, JOB_NOT_FOUND, ...)
  * are raised before anything is recorded, so they fail only their own caller.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { withTx, type Pool } from '../db/pool.js';
 import { isOkitError, OkitError } from '../errors.js';
 import type { Json } from '../util/canonical.js';
 import type { Clock } from '../util/clock.js';
-import { sha256Hex } from '../util/hash.js';
+import { constantTimeEqual, sha256Hex } from '../util/hash.js';
 import { formatMicros, microsToSeconds, parseMicros, SECOND, type Micros } from '../util/time.js';
 import { Deferred, type Change, type Slot, type UnitView } from './batch.js';
 import { JOB_COLUMNS, toJob } from './rows.js';
@@ -44,7 +44,15 @@ export interface ClaimedJob {
   job: Job;
   leaseExpiresAt: string;
   attempt: number;
+  /** The lease's fencing token: heartbeat, progress, complete and fail present it (over HTTP they must). */
+  leaseToken: string;
 }
+
+/**
+ * Who reports on a lease: the worker id alone (in-process callers that trust themselves), or
+ * with the claim's lease token, which fences off a stale process sharing the worker id.
+ */
+export type LeaseHolder = string | { workerId: string; leaseToken: string };
 
 export interface ProgressInput {
   phase: Phase | string;
@@ -130,12 +138,13 @@ export class JobOps {
         payloadSha: sha256Hex(canonical),
         priority: v.int(input.priority, 'priority', -1000, 1000, 0),
         maxAttempts: v.int(input.maxAttempts, 'max_attempts', 1, 100, this.l.opts.defaultMaxAttempts),
-        key: v.text(input.idempotencyKey, 'idempotency_key', 200, true),
-        sourceId: input.sourceId ? v.uuid(input.sourceId, 'source_id') : null,
-        runId: input.runId ? v.uuid(input.runId, 'run_id') : null,
-        id: input.id ? v.uuid(input.id) : this.l.ids(),
-        notBefore: input.notBefore ? parseMicros(v.timestamp(input.notBefore, 'not_before')) : null,
-        callerId: !!input.id,
+        key: v.text(input.idempotencyKey, 'idempotency_key', v.MAX_IDEMPOTENCY_KEY_CHARS, true),
+        // Only absence (undefined or null) means "none": 0, false or "" are wrong types, refused.
+        sourceId: input.sourceId != null ? v.uuid(input.sourceId, 'source_id') : null,
+        runId: input.runId != null ? v.uuid(input.runId, 'run_id') : null,
+        id: input.id != null ? v.uuid(input.id) : this.l.ids(),
+        notBefore: input.notBefore != null ? parseMicros(v.timestamp(input.notBefore, 'not_before')) : null,
+        callerId: input.id != null,
       };
     });
   }
@@ -230,10 +239,8 @@ export class JobOps {
         items.forEach((it, i) => {
           if (it.sourceId && !sources[i]) throw new OkitError('SOURCE_NOT_FOUND', `source ${it.sourceId} not found`);
         });
-        const owners = await Promise.all(items.map((it) => (it.runId ? b.ensureRun(it.runId, it.sourceId, now) : null)));
-        items.forEach((it, i) => {
-          if (it.runId && owners[i] !== b.tenant) throw new OkitError('INVALID_INPUT', `run ${it.runId} belongs to another tenant`);
-        });
+        // A run is (tenant, id): another tenant's run of the same id is another run (migration 005).
+        await Promise.all(items.map((it) => (it.runId ? b.ensureRun(it.runId, it.sourceId, now) : null)));
         const types = [...new Set(items.map((it) => it.type))];
         const [ahead, last] = await Promise.all([Promise.all(types.map((t) => b.queueAhead(t))), Promise.all(types.map((t) => b.lastOutcome(t)))]);
         const aheadOf = new Map(types.map((t, i) => [t, ahead[i]!]));
@@ -311,17 +318,17 @@ export class JobOps {
   }
 
   /** Extends a lease. Not a signal change: no history row, no position, no NOTIFY. */
-  async heartbeat(tenant: string, jobId: string, workerIdIn: string, leaseSecondsIn?: number): Promise<{ leaseExpiresAt: string }> {
+  async heartbeat(tenant: string, jobId: string, holder: LeaseHolder, leaseSecondsIn?: number): Promise<{ leaseExpiresAt: string }> {
     v.tenant(tenant);
-    const worker = v.workerId(workerIdIn);
+    const { worker, token } = leaseOf(holder);
     const leaseSeconds = v.int(leaseSecondsIn, 'lease_seconds', 1, 3600, this.l.opts.defaultLeaseSeconds);
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
     return withTx(this.l.pool, async (c) => {
-      const { rows } = await c.query(`SELECT ${JOB_COLUMNS} FROM okit.jobs WHERE id = $1 AND tenant = $2 FOR UPDATE`, [jobId, tenant]);
+      const { rows } = await c.query(`SELECT ${JOB_COLUMNS}, lease_token FROM okit.jobs WHERE id = $1 AND tenant = $2 FOR UPDATE`, [jobId, tenant]);
       if (rows.length === 0) throw new OkitError('JOB_NOT_FOUND', `job ${jobId} not found`, { job_id: jobId });
       const job = toJob(rows[0]);
-      checkLease(job, worker);
+      checkLease(job, (rows[0].lease_token as string | null) ?? null, worker, token);
       if (job.lease_expires_at && parseMicros(job.lease_expires_at) < now)
         throw new OkitError('LEASE_NOT_HELD', `job ${jobId}: the lease expired at ${job.lease_expires_at}`, { job_id: jobId });
       const until = formatMicros(now + BigInt(leaseSeconds) * SECOND);
@@ -330,43 +337,44 @@ export class JobOps {
     });
   }
 
-  async progress(tenant: string, jobId: string, workerIdIn: string, input: ProgressInput): Promise<Snapshot> {
+  async progress(tenant: string, jobId: string, holder: LeaseHolder, input: ProgressInput): Promise<Snapshot> {
     v.tenant(tenant);
-    const worker = v.workerId(workerIdIn);
+    const { worker, token } = leaseOf(holder);
     const data: { [k: string]: Json } = { worker_id: worker, phase: v.phase(input.phase) };
-    const summary = v.text(input.summary, 'summary', 500, true);
+    const summary = v.text(input.summary, 'summary', v.MAX_SUMMARY_CHARS, true);
     if (summary) data.summary = summary;
-    if (input.itemsTotal !== undefined && input.itemsTotal !== null) data.items_total = v.int(input.itemsTotal, 'items_total', 0, 1e12);
-    if (input.itemsDone !== undefined && input.itemsDone !== null) data.items_done = v.int(input.itemsDone, 'items_done', 0, 1e12);
+    if (input.itemsTotal !== undefined && input.itemsTotal !== null) data.items_total = v.int(input.itemsTotal, 'items_total', 0, v.MAX_ITEMS);
+    if (input.itemsDone !== undefined && input.itemsDone !== null) data.items_done = v.int(input.itemsDone, 'items_done', 0, v.MAX_ITEMS);
+    if (typeof data.items_done === 'number' && typeof data.items_total === 'number' && data.items_done > data.items_total)
+      throw new OkitError('INVALID_INPUT', `items_done: must not exceed items_total (${data.items_total})`, { field: 'items_done' });
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
     return this.l.writer.submit(tenant, {
       weight: 1,
       async run(b) {
-        const slot = leased(await b.job(jobId), jobId, worker);
+        const slot = leased(await b.job(jobId), jobId, worker, token);
         const ch = b.transition(slot, 'progress', 'running', data, now);
         return () => ch.snapshot();
       },
     });
   }
 
-  async complete(tenant: string, jobId: string, workerIdIn: string, result?: unknown): Promise<Snapshot> {
+  async complete(tenant: string, jobId: string, holder: LeaseHolder, result?: unknown): Promise<Snapshot> {
     v.tenant(tenant);
-    const worker = v.workerId(workerIdIn);
+    const { worker, token } = leaseOf(holder);
     const data: { [k: string]: Json } = { worker_id: worker };
     if (result !== undefined && result !== null) {
-      const r = v.payload(result, 'result');
-      if (typeof r.value !== 'object' || Array.isArray(r.value)) throw new OkitError('INVALID_INPUT', 'result: must be a JSON object', { field: 'result' });
-      if (r.canonical.length > 4096) throw new OkitError('INVALID_INPUT', 'result: must be at most 4096 bytes (it travels in history)', { field: 'result' });
-      data.result = r.value;
+      if (typeof result !== 'object' || Array.isArray(result)) throw new OkitError('INVALID_INPUT', 'result: must be a JSON object', { field: 'result' });
+      // Bytes of canonical JSON (UTF-8), as documented: it travels in history.
+      data.result = v.payload(result, 'result', v.MAX_RESULT_BYTES).value;
     }
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
     return this.l.writer.submit(tenant, {
       weight: 1,
       async run(b) {
-        const slot = leased(await b.job(jobId), jobId, worker);
-        const ch = b.transition(slot, 'succeeded', 'succeeded', data, now, { lease_owner: null, lease_expires_at: null });
+        const slot = leased(await b.job(jobId), jobId, worker, token);
+        const ch = b.transition(slot, 'succeeded', 'succeeded', data, now, NO_LEASE);
         return () => ch.snapshot();
       },
     });
@@ -380,10 +388,10 @@ export class JobOps {
     return BigInt(Math.round(raw * (1 + jitter) * 1e6));
   }
 
-  async fail(tenant: string, jobId: string, workerIdIn: string, input: FailInput): Promise<Snapshot> {
+  async fail(tenant: string, jobId: string, holder: LeaseHolder, input: FailInput): Promise<Snapshot> {
     v.tenant(tenant);
-    const worker = v.workerId(workerIdIn);
-    const error = { code: v.errorCode(input?.code), message: v.text(input?.message, 'error.message', 2000)! };
+    const { worker, token } = leaseOf(holder);
+    const error = { code: v.errorCode(input?.code), message: v.text(input?.message, 'error.message', v.MAX_ERROR_MESSAGE_CHARS)! };
     const retryable = input.retryable === undefined ? true : input.retryable;
     if (typeof retryable !== 'boolean') throw new OkitError('INVALID_INPUT', 'retryable: must be a boolean', { field: 'retryable' });
     v.uuid(jobId, 'job_id');
@@ -392,8 +400,8 @@ export class JobOps {
     return this.l.writer.submit(tenant, {
       weight: 1,
       async run(b) {
-        const slot = leased(await b.job(jobId), jobId, worker);
-        const clear = { lease_owner: null, lease_expires_at: null };
+        const slot = leased(await b.job(jobId), jobId, worker, token);
+        const clear = NO_LEASE;
         const base = { worker_id: worker, attempt: slot.job.attempt, error };
         if (retryable && slot.job.attempt < slot.job.max_attempts) {
           const delay = backoff(slot.job.attempt);
@@ -405,7 +413,7 @@ export class JobOps {
           return () => ch.snapshot();
         }
         const signature = await b.signature({ error_code: error.code, phase: lastPhase(slot), type: slot.job.type });
-        checkLease(slot.job, worker); // another unit of the batch may have moved the job meanwhile
+        checkLease(slot.job, slot.leaseToken, worker, token); // another unit of the batch may have moved the job meanwhile
         const data: { [k: string]: Json } = { ...base, attempt: slot.job.attempt, retryable };
         if (signature) data.signature = signature;
         const ch = b.transition(slot, retryable ? 'dead_lettered' : 'failed', retryable ? 'dead_letter' : 'failed', data, now, clear);
@@ -417,7 +425,7 @@ export class JobOps {
   async cancel(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
     v.tenant(tenant);
     const actor = v.text(input?.actor, 'actor', 100)!;
-    const reason = v.text(input?.reason, 'reason', 500, true);
+    const reason = v.text(input?.reason, 'reason', v.MAX_REASON_CHARS, true);
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
     return this.l.writer.submit(tenant, {
@@ -426,7 +434,7 @@ export class JobOps {
         const slot = found(await b.job(jobId), jobId);
         if (TERMINAL_STATES.has(slot.job.state))
           throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is already ${slot.job.state}`, { job_id: jobId, state: slot.job.state });
-        const ch = b.transition(slot, 'canceled', 'canceled', { actor, reason }, now, { lease_owner: null, lease_expires_at: null });
+        const ch = b.transition(slot, 'canceled', 'canceled', { actor, reason }, now, NO_LEASE);
         return () => ch.snapshot();
       },
     });
@@ -476,7 +484,7 @@ function claimUnit(worker: string, types: string[], leaseSeconds: number, limit:
   return {
     weight: limit,
     async run(b) {
-      const got: Array<{ change: Change; attempt: number; leaseUntil: string }> = [];
+      const got: Array<{ change: Change; attempt: number; leaseUntil: string; leaseToken: string }> = [];
       for (let tries = 0; tries < CLAIM_TRIES && got.length < limit; tries++) {
         const cands = await b.candidates(types, now, limit - got.length);
         if (cands.length === 0) break;
@@ -508,15 +516,21 @@ function claimUnit(worker: string, types: string[], leaseSeconds: number, limit:
           }
           const attempt = job.attempt + 1;
           const leaseUntil = formatMicros(now + BigInt(leaseSeconds) * SECOND);
-          const change = b.transition(slot, 'claimed', 'running', { worker_id: worker, attempt, lease_expires_at: leaseUntil }, now, {
-            attempt,
-            lease_owner: worker,
-            lease_expires_at: leaseUntil,
-          });
-          got.push({ change, attempt, leaseUntil });
+          // Random, never in history (which readers see) nor in the job row's public columns.
+          const leaseToken = randomBytes(16).toString('base64url');
+          const change = b.transition(
+            slot,
+            'claimed',
+            'running',
+            { worker_id: worker, attempt, lease_expires_at: leaseUntil },
+            now,
+            { attempt, lease_owner: worker, lease_expires_at: leaseUntil },
+            leaseToken,
+          );
+          got.push({ change, attempt, leaseUntil, leaseToken });
         }
       }
-      return () => got.map((g) => ({ job: g.change.job, leaseExpiresAt: g.leaseUntil, attempt: g.attempt }));
+      return () => got.map((g) => ({ job: g.change.job, leaseExpiresAt: g.leaseUntil, attempt: g.attempt, leaseToken: g.leaseToken }));
     },
   };
 }
@@ -529,14 +543,24 @@ function found(slot: Slot | null, jobId: string): Slot {
   return slot;
 }
 
-function checkLease(job: Job, worker: string): void {
-  if (job.state !== 'running') throw new OkitError('ILLEGAL_TRANSITION', `job ${job.id} is ${job.state}, not running`, { job_id: job.id, state: job.state });
-  if (job.lease_owner !== worker) throw new OkitError('LEASE_NOT_HELD', `job ${job.id} is leased by another worker`, { job_id: job.id });
+/** The job columns a transition out of `running` clears (and the lease token with them). */
+const NO_LEASE = { lease_owner: null, lease_expires_at: null } as const;
+
+function leaseOf(h: LeaseHolder): { worker: string; token: string | null } {
+  if (h !== null && typeof h === 'object') return { worker: v.workerId(h.workerId), token: v.leaseToken(h.leaseToken) };
+  return { worker: v.workerId(h), token: null };
 }
 
-/** The job, if `worker` holds its lease. */
-function leased(slot: Slot | null, jobId: string, worker: string): Slot {
-  checkLease(found(slot, jobId).job, worker);
+function checkLease(job: Job, current: string | null, worker: string, token: string | null): void {
+  if (job.state !== 'running') throw new OkitError('ILLEGAL_TRANSITION', `job ${job.id} is ${job.state}, not running`, { job_id: job.id, state: job.state });
+  if (job.lease_owner !== worker) throw new OkitError('LEASE_NOT_HELD', `job ${job.id} is leased by another worker`, { job_id: job.id });
+  if (token !== null && !constantTimeEqual(current ?? '', token))
+    throw new OkitError('LEASE_NOT_HELD', `job ${job.id}: this lease token is not the current lease's (the job was claimed again since)`, { job_id: job.id });
+}
+
+/** The job, if `worker` (with `token`, when given) holds its lease. */
+function leased(slot: Slot | null, jobId: string, worker: string, token: string | null): Slot {
+  checkLease(found(slot, jobId).job, slot!.leaseToken, worker, token);
   return slot!;
 }
 

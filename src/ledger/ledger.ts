@@ -11,7 +11,7 @@ import { OkitError } from '../errors.js';
 import type { Pool } from '../db/pool.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Micros } from '../util/time.js';
-import { JobOps, type ClaimedJob, type ClaimInput, type EnqueueInput, type Enqueued, type FailInput, type LedgerCore, type ProgressInput } from './jobs.js';
+import { JobOps, type ClaimedJob, type ClaimInput, type EnqueueInput, type Enqueued, type FailInput, type LeaseHolder, type LedgerCore, type ProgressInput } from './jobs.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, toHistory, toJob, toSnapshot } from './rows.js';
 import { SourceOps, type Source } from './sources.js';
 import type { HistoryRow, Job, Snapshot } from './types.js';
@@ -21,7 +21,7 @@ import { BatchWriter, type BatchStats } from './writer.js';
 export { NOTIFY_CHANNEL } from './writer.js';
 export { writeSnapshot } from './rows.js';
 export type { BatchStats } from './writer.js';
-export type { ClaimedJob, ClaimInput, EnqueueInput, Enqueued, FailInput, ProgressInput } from './jobs.js';
+export type { ClaimedJob, ClaimInput, EnqueueInput, Enqueued, FailInput, LeaseHolder, ProgressInput } from './jobs.js';
 export type { Source } from './sources.js';
 
 export interface LedgerOptions {
@@ -94,17 +94,17 @@ export class Ledger implements LedgerCore {
   claim(tenant: string, input: ClaimInput): Promise<ClaimedJob | ClaimedJob[] | null> {
     return this.jobs.claim(tenant, input);
   }
-  heartbeat(tenant: string, jobId: string, workerId: string, leaseSeconds?: number): Promise<{ leaseExpiresAt: string }> {
-    return this.jobs.heartbeat(tenant, jobId, workerId, leaseSeconds);
+  heartbeat(tenant: string, jobId: string, holder: LeaseHolder, leaseSeconds?: number): Promise<{ leaseExpiresAt: string }> {
+    return this.jobs.heartbeat(tenant, jobId, holder, leaseSeconds);
   }
-  progress(tenant: string, jobId: string, workerId: string, input: ProgressInput): Promise<Snapshot> {
-    return this.jobs.progress(tenant, jobId, workerId, input);
+  progress(tenant: string, jobId: string, holder: LeaseHolder, input: ProgressInput): Promise<Snapshot> {
+    return this.jobs.progress(tenant, jobId, holder, input);
   }
-  complete(tenant: string, jobId: string, workerId: string, result?: unknown): Promise<Snapshot> {
-    return this.jobs.complete(tenant, jobId, workerId, result);
+  complete(tenant: string, jobId: string, holder: LeaseHolder, result?: unknown): Promise<Snapshot> {
+    return this.jobs.complete(tenant, jobId, holder, result);
   }
-  fail(tenant: string, jobId: string, workerId: string, input: FailInput): Promise<Snapshot> {
-    return this.jobs.fail(tenant, jobId, workerId, input);
+  fail(tenant: string, jobId: string, holder: LeaseHolder, input: FailInput): Promise<Snapshot> {
+    return this.jobs.fail(tenant, jobId, holder, input);
   }
   cancel(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
     return this.jobs.cancel(tenant, jobId, input);

@@ -7,6 +7,7 @@
 -- writes nothing (returning false) when the head is not at p_expect: the caller guessed its
 -- positions, and another writer got there first. Without, the caller took the positions
 -- already (and holds the head row lock). p_notify, when not null, is the batch's one NOTIFY.
+-- A changed job's lease_token (migration 005) is set by a claim and cleared outside running.
 CREATE FUNCTION okit.write_batch(
   p_tenant text, p_guess boolean, p_expect bigint, p_n bigint,
   h_pos bigint[], h_job uuid[], h_n integer[], h_at timestamptz[], h_event text[], h_from text[], h_to text[], h_data jsonb[], h_prev text[], h_hash text[],
@@ -15,8 +16,8 @@ CREATE FUNCTION okit.write_batch(
   ji_max integer[], ji_attempt integer[], ji_state text[], ji_not_before timestamptz[], ji_owner text[], ji_lease timestamptz[],
   ji_created timestamptz[], ji_updated timestamptz[], ji_n integer[], ji_hash text[],
   ju_id uuid[], ju_attempt integer[], ju_state text[], ju_not_before timestamptz[], ju_owner text[], ju_lease timestamptz[],
-  ju_updated timestamptz[], ju_n integer[], ju_hash text[],
-  s_job uuid[], s_run uuid[], s_kind text[], s_phase text[], s_summary text[], s_eta integer[], s_outcome jsonb[], s_actions jsonb[],
+  ju_updated timestamptz[], ju_n integer[], ju_hash text[], ju_token text[],
+  s_job uuid[], s_run uuid[], s_kind text[], s_phase text[], s_summary text[], s_eta bigint[], s_outcome jsonb[], s_actions jsonb[],
   s_diagnostics jsonb[], s_source text[], s_n integer[], s_hash text[], s_created timestamptz[], s_updated timestamptz[],
   b_host text[], b_capacity numeric[], b_base numeric[], b_refill numeric[], b_tokens numeric[], b_updated timestamptz[], b_penalty timestamptz[],
   p_notify text
@@ -39,9 +40,9 @@ BEGIN
   END IF;
   IF cardinality(ju_id) > 0 THEN
     UPDATE okit.jobs j SET attempt = x.attempt, state = x.state, not_before = x.not_before, lease_owner = x.owner,
-        lease_expires_at = x.lease, updated_at = x.updated, history_n = x.n, last_hash = x.hash
-      FROM unnest(ju_id, ju_attempt, ju_state, ju_not_before, ju_owner, ju_lease, ju_updated, ju_n, ju_hash)
-        AS x(id, attempt, state, not_before, owner, lease, updated, n, hash)
+        lease_expires_at = x.lease, updated_at = x.updated, history_n = x.n, last_hash = x.hash, lease_token = x.token
+      FROM unnest(ju_id, ju_attempt, ju_state, ju_not_before, ju_owner, ju_lease, ju_updated, ju_n, ju_hash, ju_token)
+        AS x(id, attempt, state, not_before, owner, lease, updated, n, hash, token)
       WHERE j.id = x.id;
   END IF;
   IF cardinality(h_pos) > 0 THEN
