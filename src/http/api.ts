@@ -3,12 +3,12 @@
  * Malformed ids are 400 (INVALID_INPUT); a missing or foreign job is 404 (JOB_NOT_FOUND).
  */
 import { OkitError } from '../errors.js';
-import type { Ledger } from '../ledger/ledger.js';
+import type { ClaimedJob, EnqueueInput, Ledger } from '../ledger/ledger.js';
 import type { Snapshot } from '../ledger/types.js';
 import * as v from '../ledger/validate.js';
 import { etagOf } from '../signals/signal.js';
 import { firstSignal, signalBody, stream, type SignalDeps } from '../signals/handlers.js';
-import { readJson } from './body.js';
+import { MAX_BATCH_BODY_BYTES, readJson } from './body.js';
 import { Router, type Ctx } from './router.js';
 import { sendJson } from './send.js';
 import type { Scope, TokenAuth } from './tokens.js';
@@ -23,6 +23,8 @@ export interface ApiDeps {
   /** Aborted when the client goes away or the server shuts down. */
   signalFor(ctx: Ctx): AbortSignal;
   maxBodyBytes: number;
+  /** Array bodies (POST /jobs with many jobs), at most (default MAX_BATCH_BODY_BYTES, 4 MiB). */
+  maxBatchBodyBytes?: number;
 }
 
 const opt = <T>(v: T | undefined | null): T | undefined => (v === null ? undefined : v);
@@ -58,22 +60,32 @@ export function buildRouter(d: ApiDeps): Router {
   r.add('GET', `${API}/jobs/:id`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { job: await d.ledger.getJob(t, id(ctx)) })));
   r.add('GET', `${API}/jobs/:id/history`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { history: await d.ledger.history(t, id(ctx)) })));
 
+  const enqueueInput = (b: Record<string, unknown>): EnqueueInput => ({
+    type: b.type as string,
+    payload: b.payload,
+    priority: opt(b.priority as number),
+    maxAttempts: opt(b.max_attempts as number),
+    idempotencyKey: opt(b.idempotency_key as string),
+    notBefore: opt(b.not_before as string),
+    sourceId: opt(b.source_id as string),
+    runId: opt(b.run_id as string),
+  });
   r.add(
     'POST',
     `${API}/jobs`,
     authed('worker', async (ctx, t) => {
-      const b = await body(ctx);
-      const { job, created } = await d.ledger.enqueue(t, {
-        type: b.type as string,
-        payload: b.payload,
-        priority: opt(b.priority as number),
-        maxAttempts: opt(b.max_attempts as number),
-        idempotencyKey: opt(b.idempotency_key as string),
-        notBefore: opt(b.not_before as string),
-        sourceId: opt(b.source_id as string),
-        runId: opt(b.run_id as string),
+      const b = await readJson(ctx.req, d.maxBodyBytes, d.maxBatchBodyBytes ?? MAX_BATCH_BODY_BYTES);
+      if (!Array.isArray(b)) {
+        const { job, created } = await d.ledger.enqueue(t, enqueueInput(b));
+        return sendJson(ctx.res, created ? 201 : 200, { job, created });
+      }
+      // An array: up to 1,000 jobs in one transaction, all or none; 201 when any was created.
+      const items = b.map((x, i) => {
+        if (!x || typeof x !== 'object' || Array.isArray(x)) throw new OkitError('INVALID_INPUT', `jobs[${i}]: must be an object`, { field: `jobs[${i}]` });
+        return enqueueInput(x as Record<string, unknown>);
       });
-      sendJson(ctx.res, created ? 201 : 200, { job, created });
+      const out = await d.ledger.enqueueMany(t, items);
+      sendJson(ctx.res, out.some((x) => x.created) ? 201 : 200, { jobs: out.map(({ job, created }) => ({ job, created })) });
     }),
   );
 
@@ -82,8 +94,12 @@ export function buildRouter(d: ApiDeps): Router {
     `${API}/workers/claim`,
     authed('worker', async (ctx, t) => {
       const b = await body(ctx);
-      const c = await d.ledger.claim(t, { workerId: b.worker_id as string, types: b.types as string[], leaseSeconds: opt(b.lease_seconds as number) });
-      sendJson(ctx.res, 200, c ? { job: c.job, lease_expires_at: c.leaseExpiresAt, attempt: c.attempt, lease_token: c.leaseToken } : { job: null });
+      const input = { workerId: b.worker_id as string, types: b.types as string[], leaseSeconds: opt(b.lease_seconds as number) };
+      const reply = (c: ClaimedJob) => ({ job: c.job, lease_expires_at: c.leaseExpiresAt, attempt: c.attempt, lease_token: c.leaseToken });
+      // With `limit`, up to that many jobs in one transaction: { jobs: [...] } (maybe empty).
+      if (b.limit !== undefined) return sendJson(ctx.res, 200, { jobs: (await d.ledger.claim(t, { ...input, limit: b.limit as number })).map(reply) });
+      const c = await d.ledger.claim(t, input);
+      sendJson(ctx.res, 200, c ? reply(c) : { job: null });
     }),
   );
 

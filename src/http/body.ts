@@ -4,6 +4,8 @@ import { MAX_JSON_DEPTH } from '../ledger/validate.js';
 import { formatPath, parseStrictJson, StrictJsonError } from '../util/strict-json.js';
 
 export const MAX_BODY_BYTES = 256 * 1024;
+/** A JSON array body (POST /jobs with up to 1,000 jobs) may be this large. */
+export const MAX_BATCH_BODY_BYTES = 4 * 1024 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -14,7 +16,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  * and any field nested deeper than MAX_JSON_DEPTH (the body object itself is not counted).
  * An empty body is `{}`.
  */
-export async function readJson(req: IncomingMessage, max = MAX_BODY_BYTES): Promise<Record<string, unknown>> {
+export async function readJson(req: IncomingMessage, max?: number): Promise<Record<string, unknown>>;
+/** With `arrays`: a JSON array body up to `arrays` bytes is accepted too (an object still up to `max`). */
+export async function readJson(req: IncomingMessage, max: number, arrays: number): Promise<Record<string, unknown> | unknown[]>;
+export async function readJson(req: IncomingMessage, maxObject = MAX_BODY_BYTES, arrays?: number): Promise<Record<string, unknown> | unknown[]> {
+  const max = Math.max(maxObject, arrays ?? 0);
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > max) {
     req.resume();
@@ -33,11 +39,15 @@ export async function readJson(req: IncomingMessage, max = MAX_BODY_BYTES): Prom
   if (size === 0) return {};
   const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') throw new OkitError('UNSUPPORTED_MEDIA_TYPE', 'body must be application/json');
-  return parseBody(Buffer.concat(chunks));
+  const value = parseBody(Buffer.concat(chunks), arrays !== undefined);
+  if (!Array.isArray(value) && size > maxObject) throw new OkitError('PAYLOAD_TOO_LARGE', `body exceeds ${maxObject} bytes (the limit)`, { limit: maxObject });
+  return value;
 }
 
 /** The strict parse of a request body (exported for tests and other doors). */
-export function parseBody(bytes: Uint8Array): Record<string, unknown> {
+export function parseBody(bytes: Uint8Array): Record<string, unknown>;
+export function parseBody(bytes: Uint8Array, arrays: boolean): Record<string, unknown> | unknown[];
+export function parseBody(bytes: Uint8Array, arrays = false): Record<string, unknown> | unknown[] {
   let text: string;
   try {
     text = utf8.decode(bytes);
@@ -59,6 +69,7 @@ export function parseBody(bytes: Uint8Array): Record<string, unknown> {
     }
     throw new OkitError('INVALID_JSON', `body is not valid I-JSON: ${e.message}`, details);
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new OkitError('INVALID_JSON', 'body must be a JSON object');
+  if (arrays && Array.isArray(value)) return value;
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new OkitError('INVALID_JSON', arrays ? 'body must be a JSON object or an array of objects' : 'body must be a JSON object');
   return value as Record<string, unknown>;
 }

@@ -36,6 +36,8 @@ export interface ServerOptions {
   listenerCheckMs?: number;
   listenerProbeTimeoutMs?: number;
   maxBodyBytes?: number;
+  /** Array bodies (POST /jobs with up to 1,000 jobs), at most (default 4 MiB). */
+  maxBatchBodyBytes?: number;
   /** How long close() lets in-flight requests finish before cutting connections. */
   drainMs?: number;
 }
@@ -103,6 +105,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     ready: () => ({ ready: listener.ready && !shutdown.signal.aborted, listener: listener.ready, shuttingDown: shutdown.signal.aborted }),
     signalFor: (ctx: Ctx) => requestSignals.get(ctx.res) ?? shutdown.signal,
     maxBodyBytes: o.maxBodyBytes ?? MAX_BODY_BYTES,
+    maxBatchBodyBytes: o.maxBatchBodyBytes,
   });
 
   // Each request's AbortController, aborted when its client goes away, and by close() for all

@@ -252,6 +252,9 @@ export class JobOps {
           const first = it.key ? firstOfKey.get(it.key)! : it;
           if (first !== it) return;
           const source = sources[i];
+          // The jobs of one call are stamped a microsecond apart, in input order: they are then
+          // claimed in input order (claims break ties by time, then id). A lone enqueue keeps `now`.
+          const at = now + BigInt(i);
           const nAhead = Math.min(cap, aheadOf.get(it.type)! + b.enqueuedSoFar(it.type));
           const nb = formatMicros(it.notBefore ?? now);
           const data: { [k: string]: Json } = {
@@ -283,7 +286,7 @@ export class JobOps {
             },
             it.canonical,
             data,
-            now,
+            at,
           );
           changes.push({ id: it.id, change });
         });

@@ -298,9 +298,10 @@ export class BatchWriter {
     let broken: Error | undefined;
     const onError = (e: Error) => (broken = e);
     c.on('error', onError);
-    const release = () => {
+    const release = (e?: unknown) => {
       c.removeListener('error', onError);
-      c.release(broken);
+      // A lost connection may not have emitted its error yet: never hand it back to the pool.
+      c.release(broken ?? (e !== undefined && isDbUnavailable(e) ? (e as Error) : undefined));
     };
 
     const hs = this.headState(tenant);
@@ -373,7 +374,7 @@ export class BatchWriter {
       // answer to a COMMIT that went through: the batch's first row then says which.
       const ambiguous = committing && (broken !== undefined || isDbUnavailable(e));
       if (!broken && !isDbUnavailable(e)) await c.query('ROLLBACK').catch(() => undefined);
-      release();
+      release(e);
       if (!ambiguous) {
         report(true);
         return { kind: 'failed', error: e };

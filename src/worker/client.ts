@@ -129,16 +129,12 @@ export class OkitClient {
   }
 
   async enqueue(req: EnqueueRequest): Promise<{ job: Job; created: boolean }> {
-    return this.json('POST', `${API}/jobs`, {
-      type: req.type,
-      payload: req.payload,
-      priority: req.priority,
-      max_attempts: req.maxAttempts,
-      idempotency_key: req.idempotencyKey,
-      not_before: req.notBefore,
-      source_id: req.sourceId,
-      run_id: req.runId,
-    });
+    return this.json('POST', `${API}/jobs`, enqueueBody(req));
+  }
+
+  /** Up to 1,000 jobs in one call (one transaction, all or none); per item its job and whether it was created. */
+  async enqueueMany(reqs: EnqueueRequest[]): Promise<Array<{ job: Job; created: boolean }>> {
+    return (await this.json<{ jobs: Array<{ job: Job; created: boolean }> }>('POST', `${API}/jobs`, reqs.map(enqueueBody))).jobs;
   }
 
   async getJob(jobId: string): Promise<Job> {
@@ -157,6 +153,17 @@ export class OkitClient {
       lease_seconds: req.leaseSeconds,
     });
     return r.job ? { job: r.job, leaseExpiresAt: r.lease_expires_at!, attempt: r.attempt!, leaseToken: r.lease_token! } : null;
+  }
+
+  /** Up to `limit` jobs (1..100) in one transaction; an empty list when none is ready. */
+  async claimMany(req: { workerId: string; types: string[]; leaseSeconds?: number; limit: number }): Promise<Claim[]> {
+    const r = await this.json<{ jobs: Array<{ job: Job; lease_expires_at: string; attempt: number; lease_token: string }> }>('POST', `${API}/workers/claim`, {
+      worker_id: req.workerId,
+      types: req.types,
+      lease_seconds: req.leaseSeconds,
+      limit: req.limit,
+    });
+    return r.jobs.map((c) => ({ job: c.job, leaseExpiresAt: c.lease_expires_at, attempt: c.attempt, leaseToken: c.lease_token }));
   }
 
   async heartbeat(jobId: string, req: LeaseRef & { leaseSeconds?: number }): Promise<{ leaseExpiresAt: string }> {
@@ -215,4 +222,17 @@ export class OkitClient {
     if (res.status === 304) return { status: 304, etag, source };
     return { status: 200, etag, source, signal: res.body as Signal };
   }
+}
+
+function enqueueBody(req: EnqueueRequest): Record<string, unknown> {
+  return {
+    type: req.type,
+    payload: req.payload,
+    priority: req.priority,
+    max_attempts: req.maxAttempts,
+    idempotency_key: req.idempotencyKey,
+    not_before: req.notBefore,
+    source_id: req.sourceId,
+    run_id: req.runId,
+  };
 }

@@ -21,7 +21,11 @@ describe('HTTP API: bad input is a 4xx JSON error, never a 500', () => {
 
   const cases: Array<[string, () => Promise<Response>, number, string]> = [
     ['body that is not JSON', () => t.post(`${A}/jobs`, t.tokens.worker, '{"type": "x",'), 400, 'INVALID_JSON'],
-    ['JSON that is not an object', () => t.post(`${A}/jobs`, t.tokens.worker, '[1,2]'), 400, 'INVALID_JSON'],
+    ['JSON that is not an object', () => t.post(`${A}/jobs`, t.tokens.worker, '"job"'), 400, 'INVALID_JSON'],
+    ['an array of jobs that are not objects', () => t.post(`${A}/jobs`, t.tokens.worker, '[1,2]'), 400, 'INVALID_INPUT'],
+    ['an empty array of jobs', () => t.post(`${A}/jobs`, t.tokens.worker, '[]'), 400, 'INVALID_INPUT'],
+    ['an array on a route that takes an object', () => t.post(`${A}/workers/claim`, t.tokens.worker, '[]'), 400, 'INVALID_JSON'],
+    ['claim with a limit out of range', () => t.post(`${A}/workers/claim`, t.tokens.worker, { worker_id: 'w', types: ['bad'], limit: 0 }), 400, 'INVALID_INPUT'],
     ['body too large', () => t.post(`${A}/jobs`, t.tokens.worker, { type: 'x', payload: { s: 'x'.repeat(5000) } }), 413, 'PAYLOAD_TOO_LARGE'],
     ['wrong content type', () => t.post(`${A}/jobs`, t.tokens.worker, 'type=x', { 'Content-Type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['unknown route', () => t.get(`${A}/nope`, t.tokens.read), 404, 'NOT_FOUND'],

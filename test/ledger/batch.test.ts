@@ -1,0 +1,276 @@
+/**
+ * Group commit (src/ledger/writer.ts): concurrent changes of one tenant share one transaction;
+ * refusals fail only their caller; a database error in a batch retries its members one by one;
+ * a connection lost mid-batch leaves nothing half-written and applies every change once.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkLedger } from '../../src/ledger/check.js';
+import { Ledger, NOTIFY_CHANNEL, type BatchStats } from '../../src/ledger/ledger.js';
+import { project } from '../../src/ledger/projection.js';
+import { freshDb, type TestDb } from '../helpers/db.js';
+import { expectCode, ledgerAt } from '../helpers/ledger.js';
+
+const W = 'w1';
+
+/** Every position of the tenant, each with its transaction id: to see which rows committed together. */
+async function rowsByTx(pool: pg.Pool, tenant: string): Promise<Array<{ pos: number; xmin: string; job_id: string; event: string }>> {
+  const { rows } = await pool.query(
+    `SELECT pos::int AS pos, xmin::text AS xmin, job_id::text AS job_id, event FROM okit.job_history WHERE tenant = $1
+     UNION ALL SELECT pos::int, xmin::text, NULL, event FROM okit.throttle_events WHERE tenant = $1 ORDER BY pos`,
+    [tenant],
+  );
+  return rows;
+}
+
+/** Positions are 1..head, and each transaction's positions are one contiguous run. */
+async function expectDenseAndWhole(pool: pg.Pool, tenant: string): Promise<void> {
+  const rows = await rowsByTx(pool, tenant);
+  expect(rows.map((r) => r.pos)).toEqual(rows.map((_, i) => i + 1));
+  const { rows: head } = await pool.query('SELECT pos::int AS pos FROM okit.ledger_heads WHERE tenant = $1', [tenant]);
+  expect(head[0]?.pos ?? 0).toBe(rows.length);
+  const seen = new Set<string>();
+  rows.forEach((r, i) => {
+    if (i > 0 && rows[i - 1]!.xmin === r.xmin) return;
+    expect(seen.has(r.xmin), `transaction ${r.xmin} has positions on both sides of another's`).toBe(false);
+    seen.add(r.xmin);
+  });
+}
+
+async function running(ledger: Ledger, tenant: string, n: number, type = 'b'): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push((await ledger.enqueue(tenant, { type, payload: { i } })).job.id);
+  const claimed = await ledger.claim(tenant, { workerId: W, types: [type], limit: n });
+  expect(claimed.length).toBe(n);
+  return ids;
+}
+
+describe('group commit', () => {
+  let db: TestDb;
+  let stats: BatchStats[];
+  let ledger: Ledger;
+  let listener: pg.Client;
+  let got: string[] = [];
+  beforeAll(async () => {
+    db = await freshDb();
+    stats = [];
+    ({ ledger } = ledgerAt(db.pool, { onBatch: (s) => stats.push(s) }));
+    listener = await db.admin();
+    listener.on('notification', (m) => m.channel === NOTIFY_CHANNEL && got.push(m.payload ?? ''));
+    await listener.query(`LISTEN ${NOTIFY_CHANNEL}`);
+  });
+  afterAll(async () => {
+    await listener.end();
+    await db.drop();
+  });
+
+  async function drain(): Promise<string[]> {
+    const marker = `marker-${Math.random()}`;
+    await db.pool.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, marker]);
+    for (let i = 0; i < 500 && !got.includes(marker); i++) await new Promise((r) => setTimeout(r, 10));
+    const out = got.slice(0, got.indexOf(marker));
+    got = [];
+    return out;
+  }
+
+  it('concurrent transitions of a tenant: one transaction, contiguous positions in write order, one NOTIFY naming every job', async () => {
+    const ids = await running(ledger, 'g1', 12);
+    await drain();
+    stats.length = 0;
+    const snaps = await Promise.all(ids.map((id, i) => ledger.progress('g1', id, W, { phase: 'fetch', itemsDone: i, itemsTotal: 20 })));
+    expect(stats.map((s) => [s.units, s.positions, s.failed])).toEqual([[12, 12, false]]);
+    const rows = (await rowsByTx(db.pool, 'g1')).filter((r) => r.event === 'progress');
+    expect(new Set(rows.map((r) => r.xmin)).size).toBe(1);
+    expect(rows.map((r) => r.job_id)).toEqual(ids); // in the order the callers submitted
+    expect(await drain()).toEqual([`g1 ${ids.join(' ')}`]);
+    // Each caller gets the snapshot its own row made, and it is the projection of the history.
+    for (const [i, id] of ids.entries()) {
+      expect(snaps[i]!.job_id).toBe(id);
+      expect(snaps[i]).toEqual(project(await ledger.history('g1', id)));
+      expect(await ledger.getSnapshot('g1', id)).toEqual(snaps[i]);
+    }
+    await expectDenseAndWhole(db.pool, 'g1');
+  });
+
+  it('a lone transition commits at once: a batch of one, two messages once the head is known', async () => {
+    const [id] = await running(ledger, 'g2', 1);
+    stats.length = 0;
+    await ledger.progress('g2', id!, W, { phase: 'fetch' });
+    expect(stats.map((s) => [s.units, s.messages, s.failed])).toEqual([[1, 2, false]]);
+  });
+
+  it('a batch with one illegal transition (and other refusals) fails only those callers', async () => {
+    const ids = await running(ledger, 'g3', 8);
+    const { job: queued } = await ledger.enqueue('g3', { type: 'other' });
+    stats.length = 0;
+    const before = await rowsByTx(db.pool, 'g3');
+    const calls = [
+      ...ids.map((id) => ledger.progress('g3', id, W, { phase: 'analyze' })),
+      ledger.complete('g3', queued.id, W), // queued, not running: ILLEGAL_TRANSITION
+      ledger.progress('g3', ids[0]!, 'someone-else', { phase: 'analyze' }), // LEASE_NOT_HELD
+      ledger.cancel('g3', '00000000-0000-4000-8000-000000000000', { actor: 'ops' }), // JOB_NOT_FOUND
+    ];
+    const out = await Promise.allSettled(calls);
+    expect(stats.map((s) => [s.units, s.positions, s.failed])).toEqual([[11, 8, false]]);
+    expect(out.slice(0, 8).every((o) => o.status === 'fulfilled')).toBe(true);
+    expect(out.slice(8).map((o) => (o.status === 'rejected' ? (o.reason as { code: string }).code : 'ok'))).toEqual([
+      'ILLEGAL_TRANSITION',
+      'LEASE_NOT_HELD',
+      'JOB_NOT_FOUND',
+    ]);
+    const after = await rowsByTx(db.pool, 'g3');
+    expect(after.length - before.length).toBe(8);
+    expect((await ledger.getJob('g3', queued.id)).state).toBe('queued');
+    expect((await checkLedger(db.pool, { tenant: 'g3' })).problems).toEqual([]);
+    await expectDenseAndWhole(db.pool, 'g3');
+  });
+
+  it('two callers moving the same job in one batch see each other, as if one after the other', async () => {
+    const [id] = await running(ledger, 'g4', 1);
+    const [done, cancel] = await Promise.allSettled([ledger.complete('g4', id!, W), ledger.cancel('g4', id!, { actor: 'ops' })]);
+    expect(done.status).toBe('fulfilled');
+    expect(cancel.status === 'rejected' && (cancel.reason as { code: string }).code).toBe('ILLEGAL_TRANSITION');
+    expect((await ledger.history('g4', id!)).map((r) => r.event)).toEqual(['enqueued', 'claimed', 'succeeded']);
+  });
+
+  it('a NOTIFY that would pass 7000 bytes names the tenant only ("*")', async () => {
+    await drain();
+    const out = await ledger.enqueueMany('g5', Array.from({ length: 250 }, (_, i) => ({ type: 'n', payload: { i } })));
+    expect(out.length).toBe(250);
+    expect(await drain()).toEqual(['g5 *']);
+  });
+});
+
+describe('a database error in a batch', () => {
+  let db: TestDb;
+  let admin: pg.Client;
+  beforeAll(async () => {
+    db = await freshDb();
+    admin = await db.admin();
+  });
+  afterAll(async () => {
+    await admin.end();
+    await db.drop();
+  });
+
+  it('a member that violates a CHECK gets WRITE_REFUSED; its neighbours are retried one by one and written', async () => {
+    const stats: BatchStats[] = [];
+    const { ledger } = ledgerAt(db.pool, { onBatch: (s) => stats.push(s) });
+    const ids = await running(ledger, 'c1', 6);
+    // A constraint validation does not know about: only the database can refuse this row.
+    await admin.query(`ALTER TABLE okit.job_history ADD CONSTRAINT test_no_poison CHECK (data->>'summary' IS DISTINCT FROM 'poison')`);
+    try {
+      stats.length = 0;
+      const before = await rowsByTx(db.pool, 'c1');
+      const out = await Promise.allSettled(ids.map((id, i) => ledger.progress('c1', id, W, { phase: 'fetch', summary: i === 3 ? 'poison' : 'fine' })));
+      const err = out[3]!.status === 'rejected' ? (out[3] as PromiseRejectedResult).reason : null;
+      expect(err?.code).toBe('WRITE_REFUSED');
+      expect(err?.details).toMatchObject({ sqlstate: '23514', constraint: 'test_no_poison' });
+      expect(out.filter((o) => o.status === 'fulfilled').length).toBe(5);
+      // One batch of six rolled back, then six batches of one: five written, the poisoned one refused.
+      expect(stats.map((s) => [s.units, s.failed, s.retry])).toEqual([[6, true, false], ...ids.map((_, i) => [1, i === 3, true])]);
+      const after = await rowsByTx(db.pool, 'c1');
+      expect(after.length - before.length).toBe(5);
+      expect((await ledger.history('c1', ids[3]!)).map((r) => r.event)).toEqual(['enqueued', 'claimed']);
+      for (const id of ids) expect(await ledger.getSnapshot('c1', id)).toEqual(project(await ledger.history('c1', id)));
+      expect((await checkLedger(db.pool, { tenant: 'c1' })).problems).toEqual([]);
+      await expectDenseAndWhole(db.pool, 'c1');
+    } finally {
+      await admin.query('ALTER TABLE okit.job_history DROP CONSTRAINT test_no_poison');
+    }
+  });
+
+  /** Blocks the tenant's head from another session, waits for the ledger's backend to queue behind it, kills that backend. */
+  async function killWhileWaiting(tenant: string, during: () => Promise<unknown>): Promise<PromiseSettledResult<unknown>> {
+    const blocker = await db.admin();
+    await blocker.query('BEGIN');
+    await blocker.query('SELECT pos FROM okit.ledger_heads WHERE tenant = $1 FOR UPDATE', [tenant]);
+    const work = during().then(
+      (value) => ({ status: 'fulfilled', value }) as const,
+      (reason) => ({ status: 'rejected', reason }) as const,
+    );
+    let killed = 0;
+    for (let i = 0; i < 500 && killed === 0; i++) {
+      const { rows } = await admin.query(
+        `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> $1 AND wait_event_type = 'Lock'`,
+        [(await blocker.query('SELECT pg_backend_pid() AS p')).rows[0].p],
+      );
+      killed = rows.length;
+      if (!killed) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(killed).toBe(1);
+    await blocker.query('ROLLBACK');
+    await blocker.end();
+    return work;
+  }
+
+  for (const known of [false, true])
+    it(`the connection killed in the middle of a batch (${known ? 'head known: killed in write+COMMIT' : 'taking the head lock'}): every change applied exactly once`, async () => {
+      const tenant = known ? 'k2' : 'k1';
+      const stats: BatchStats[] = [];
+      const setup = new Ledger(db.pool);
+      const ids = await running(setup, tenant, 8);
+      const { ledger } = ledgerAt(db.pool, { onBatch: (s) => stats.push(s) });
+      if (known) await ledger.progress(tenant, ids[0]!, W, { phase: 'resolve' }); // this ledger learns the head
+      stats.length = 0;
+      const before = await rowsByTx(db.pool, tenant);
+      const r = await killWhileWaiting(tenant, () => Promise.all(ids.map((id) => ledger.progress(tenant, id, W, { phase: 'fetch', itemsDone: 1, itemsTotal: 2 }))));
+      expect(r.status, String((r as PromiseRejectedResult).reason)).toBe('fulfilled');
+      expect(stats[0]).toMatchObject({ units: 8, failed: true, retry: false });
+      expect(stats.slice(1).every((s) => s.units === 1 && s.retry && !s.failed)).toBe(true);
+      const after = await rowsByTx(db.pool, tenant);
+      expect(after.length - before.length).toBe(8);
+      for (const id of ids) {
+        const h = await ledger.history(tenant, id);
+        expect(h.filter((x) => x.event === 'progress' && x.data.phase === 'fetch').length).toBe(1);
+        expect(await ledger.getSnapshot(tenant, id)).toEqual(project(h));
+      }
+      expect((await checkLedger(db.pool, { tenant })).problems).toEqual([]);
+      await expectDenseAndWhole(db.pool, tenant);
+    });
+
+  it('a database that stays away gives each caller a typed DB_UNAVAILABLE', async () => {
+    const dead = new pg.Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none', max: 2 });
+    dead.on('error', () => undefined);
+    const ledger = new Ledger(dead);
+    const out = await Promise.allSettled([1, 2, 3].map(() => ledger.progress('d1', '00000000-0000-4000-8000-000000000001', W, { phase: 'fetch' })));
+    expect(out.map((o) => o.status === 'rejected' && (o.reason as { code: string }).code)).toEqual(['DB_UNAVAILABLE', 'DB_UNAVAILABLE', 'DB_UNAVAILABLE']);
+    await dead.end();
+  });
+});
+
+describe('several writers on one tenant (as several processes)', () => {
+  let db: TestDb;
+  beforeAll(async () => {
+    db = await freshDb();
+  });
+  afterAll(async () => db.drop());
+
+  it('a guess the other writer made stale writes nothing; the batch then takes the lock, and positions stay dense', async () => {
+    const sa: BatchStats[] = [];
+    const a = new Ledger(db.pool, { onBatch: (s) => sa.push(s) });
+    const b = new Ledger(db.pool);
+    const ids = await running(a, 'm1', 6);
+    await a.progress('m1', ids[0]!, W, { phase: 'resolve' });
+    await b.progress('m1', ids[1]!, W, { phase: 'resolve' }); // moves the head behind a's back
+    sa.length = 0;
+    await a.progress('m1', ids[2]!, W, { phase: 'resolve' });
+    // The guess found the head moved (nothing written), and the same batch ran again under the lock.
+    expect(sa.map((s) => [s.units, s.failed])).toEqual([
+      [1, true],
+      [1, false],
+    ]);
+    await Promise.all(ids.flatMap((id, i) => [(i % 2 ? a : b).progress('m1', id, W, { phase: 'fetch' })]));
+    await Promise.all(ids.map((id, i) => (i % 2 ? b : a).complete('m1', id, W)));
+    expect((await checkLedger(db.pool, { tenant: 'm1' })).problems).toEqual([]);
+    await expectDenseAndWhole(db.pool, 'm1');
+  });
+
+  it('refuses batch options out of range', async () => {
+    expect(() => new Ledger(db.pool, { batchMaxSize: 0 })).toThrow(/batch_max_size/);
+    expect(() => new Ledger(db.pool, { batchMaxWaitMs: -1 })).toThrow(/batch_max_wait_ms/);
+    expect(() => new Ledger(db.pool, { batchesInFlight: 0 })).toThrow(/batches_in_flight/);
+    await expectCode(async () => new Ledger(db.pool, { batchesInFlight: 1.5 }), 'INVALID_INPUT');
+  });
+});
