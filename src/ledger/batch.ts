@@ -179,18 +179,25 @@ const CLAIM_COLUMNS = JOB_COLUMNS.split(', ')
   .map((c) => 'j.' + c)
   .join(', ');
 
-/** Claim candidates, locked, each with its history rows (h_*) in the same statement. */
-const CANDIDATES = `WITH c AS MATERIALIZED (
-    SELECT ${CLAIM_COLUMNS}, j.lease_token, s.host
-    FROM okit.jobs j LEFT JOIN okit.sources s ON s.id = j.source_id
-    WHERE j.tenant = $1 AND j.type = ANY($2::text[]) AND j.state IN ('queued', 'throttled') AND j.not_before <= $3::timestamptz
+/**
+ * Claim candidates, locked, each with its source host and history rows (h_*) in the same
+ * statement. The locking scan reads jobs alone and, for one type, by equality: it then walks
+ * jobs_claim_idx in claim order and stops at the limit (a join there, or `type = ANY(...)`, makes
+ * Postgres sort every queued job of the types first: O(queue) per claim).
+ */
+const candidates = (oneType: boolean) => `WITH c AS MATERIALIZED (
+    SELECT ${CLAIM_COLUMNS}, j.lease_token
+    FROM okit.jobs j
+    WHERE j.tenant = $1 AND ${oneType ? 'j.type = ($2::text[])[1]' : 'j.type = ANY($2::text[])'} AND j.state IN ('queued', 'throttled') AND j.not_before <= $3::timestamptz
       AND NOT (j.id = ANY($5::uuid[]))
     ORDER BY j.priority DESC, j.not_before, j.created_at, j.id
     LIMIT $4::int8 FOR UPDATE OF j SKIP LOCKED)
-  SELECT c.*, h.pos AS h_pos, h.n AS h_n, h.at AS h_at, h.event AS h_event, h.from_state AS h_from, h.to_state AS h_to,
+  SELECT c.*, s.host, h.pos AS h_pos, h.n AS h_n, h.at AS h_at, h.event AS h_event, h.from_state AS h_from, h.to_state AS h_to,
     h.data AS h_data, h.prev_hash AS h_prev, h.hash AS h_hash
-  FROM c LEFT JOIN okit.job_history h ON h.job_id = c.id
+  FROM c LEFT JOIN okit.sources s ON s.id = c.source_id LEFT JOIN okit.job_history h ON h.job_id = c.id
   ORDER BY c.priority DESC, c.not_before, c.created_at, c.id, h.n`;
+const CANDIDATES_OF_TYPE = candidates(true);
+const CANDIDATES_OF_TYPES = candidates(false);
 
 export class Batch {
   readonly tenant: string;
@@ -421,7 +428,7 @@ export class Batch {
     const exclude = [...this.slots.keys()];
     return {
       stmts: reqs.map((g) => ({
-        text: CANDIDATES,
+        text: g[0]!.types.length === 1 ? CANDIDATES_OF_TYPE : CANDIDATES_OF_TYPES,
         params: [this.tenant, g[0]!.types, formatMicros(g.reduce((m, r) => (r.now < m ? r.now : m), g[0]!.now)), g.reduce((n, r) => n + r.want, 0), exclude],
       })),
       take: async (results) => {
