@@ -666,7 +666,7 @@ export class Batch {
     return { table: 'throttle_events', pos: e.event.pos!, host: e.event.host, event: e.event.event, at: e.event.at, data: e.event.data };
   }
 
-  /** Parameters of WRITE_BATCH (writer.ts), after seal. */
+  /** Arguments of okit.write_batch (migration 006) after its first four, after seal. */
   writeParams(notify: string | null): unknown[] {
     const rows = this.entries.flatMap((e) => (e.row ? [e.row.row!] : []));
     const events = this.entries.flatMap((e) => (e.event ? [e.event] : []));
@@ -674,6 +674,7 @@ export class Batch {
     const created = touched.filter((s) => s.isNew).map((s) => s.job);
     const updated = touched.filter((s) => !s.isNew).map((s) => s.job);
     const snaps = touched.map((s) => snapshotUpTo(s, s.history.length));
+    const isNew = touched.map((s) => s.isNew);
     const dirty = [...this.buckets.entries()].filter(([, b]) => b.dirty);
     const col = <T, V>(xs: T[], f: (x: T) => V) => xs.map(f);
     const json = (v: Json | null) => (v === null ? null : canonicalize(v));
@@ -741,6 +742,7 @@ export class Batch {
       col(snaps, (s) => s.history_hash),
       col(snaps, (s) => s.created_at),
       col(snaps, (s) => s.updated_at),
+      isNew,
       // buckets $58..$64
       col(dirty, ([h]) => h),
       col(dirty, ([, b]) => fromMicroUnits(b.bucket.capacity)),

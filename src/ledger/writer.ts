@@ -100,7 +100,7 @@ const WRITE_ARGS = [
   'uuid[]', 'uuid[]', 'uuid[]', 'text[]', 'jsonb[]', 'text[]', 'text[]', 'int4[]', 'int4[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]',
   'timestamptz[]', 'timestamptz[]', 'timestamptz[]', 'int4[]', 'text[]',
   'uuid[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]', 'timestamptz[]', 'timestamptz[]', 'int4[]', 'text[]', 'text[]',
-  'uuid[]', 'uuid[]', 'text[]', 'text[]', 'text[]', 'int8[]', 'jsonb[]', 'jsonb[]', 'jsonb[]', 'text[]', 'int4[]', 'text[]', 'timestamptz[]', 'timestamptz[]',
+  'uuid[]', 'uuid[]', 'text[]', 'text[]', 'text[]', 'int8[]', 'jsonb[]', 'jsonb[]', 'jsonb[]', 'text[]', 'int4[]', 'text[]', 'timestamptz[]', 'timestamptz[]', 'boolean[]',
   'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'numeric[]', 'timestamptz[]', 'timestamptz[]',
   'text',
 ];

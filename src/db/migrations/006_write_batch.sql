@@ -18,7 +18,7 @@ CREATE FUNCTION okit.write_batch(
   ju_id uuid[], ju_attempt integer[], ju_state text[], ju_not_before timestamptz[], ju_owner text[], ju_lease timestamptz[],
   ju_updated timestamptz[], ju_n integer[], ju_hash text[], ju_token text[],
   s_job uuid[], s_run uuid[], s_kind text[], s_phase text[], s_summary text[], s_eta bigint[], s_outcome jsonb[], s_actions jsonb[],
-  s_diagnostics jsonb[], s_source text[], s_n integer[], s_hash text[], s_created timestamptz[], s_updated timestamptz[],
+  s_diagnostics jsonb[], s_source text[], s_n integer[], s_hash text[], s_created timestamptz[], s_updated timestamptz[], s_new boolean[],
   b_host text[], b_capacity numeric[], b_base numeric[], b_refill numeric[], b_tokens numeric[], b_updated timestamptz[], b_penalty timestamptz[],
   p_notify text
 ) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -53,17 +53,25 @@ BEGIN
     INSERT INTO okit.throttle_events (tenant, pos, host, at, event, data)
       SELECT p_tenant, x.* FROM unnest(e_pos, e_host, e_at, e_event, e_data) AS x;
   END IF;
+  -- A new job's first snapshot is a plain insert; a known job's is rewritten in place (a HOT
+  -- update: no snapshot column is indexed but job_id), and inserted only if it had none.
   IF cardinality(s_job) > 0 THEN
+    WITH x AS (
+      SELECT * FROM unnest(s_job, s_run, s_kind, s_phase, s_summary, s_eta, s_outcome, s_actions, s_diagnostics, s_source, s_n, s_hash,
+        s_created, s_updated, s_new)
+        AS x(job_id, run_id, kind, phase, summary, eta, outcome, actions, diagnostics, source, n, hash, created, updated, is_new)
+    ), u AS (
+      UPDATE okit.first_signal_snapshots s SET kind = x.kind, phase = x.phase, summary = x.summary, eta_seconds = x.eta,
+          last_known_outcome = x.outcome, next_actions = x.actions, diagnostics = x.diagnostics, source = x.source,
+          history_n = x.n, history_hash = x.hash, updated_at = x.updated
+        FROM x WHERE NOT x.is_new AND s.job_id = x.job_id
+        RETURNING s.job_id
+    )
     INSERT INTO okit.first_signal_snapshots (job_id, tenant, run_id, kind, phase, summary, eta_seconds, last_known_outcome, next_actions,
         diagnostics, source, history_n, history_hash, created_at, updated_at)
       SELECT x.job_id, p_tenant, x.run_id, x.kind, x.phase, x.summary, x.eta, x.outcome, x.actions, x.diagnostics, x.source, x.n, x.hash,
         x.created, x.updated
-      FROM unnest(s_job, s_run, s_kind, s_phase, s_summary, s_eta, s_outcome, s_actions, s_diagnostics, s_source, s_n, s_hash, s_created, s_updated)
-        AS x(job_id, run_id, kind, phase, summary, eta, outcome, actions, diagnostics, source, n, hash, created, updated)
-      ON CONFLICT (job_id) DO UPDATE SET kind = EXCLUDED.kind, phase = EXCLUDED.phase, summary = EXCLUDED.summary,
-        eta_seconds = EXCLUDED.eta_seconds, last_known_outcome = EXCLUDED.last_known_outcome, next_actions = EXCLUDED.next_actions,
-        diagnostics = EXCLUDED.diagnostics, source = EXCLUDED.source, history_n = EXCLUDED.history_n,
-        history_hash = EXCLUDED.history_hash, updated_at = EXCLUDED.updated_at;
+      FROM x WHERE x.is_new OR x.job_id NOT IN (SELECT job_id FROM u);
   END IF;
   IF cardinality(b_host) > 0 THEN
     UPDATE okit.throttles t SET capacity = x.capacity, base_refill_per_sec = x.base, refill_per_sec = x.refill, tokens = x.tokens,
