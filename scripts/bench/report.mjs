@@ -34,13 +34,22 @@ if (get) {
 }
 const lt = load('ledger-throughput');
 if (lt) {
-  out.push(`**Ledger throughput** (${lt.jobs} jobs: enqueue, then claim → progress → complete; ratios are okit's jobs/s over the row's)\n`);
-  out.push(md(lt.rows, ['system', 'workers', 'enqueue_per_s', 'process_per_s', 'okit_1t_ratio', 'okit_8t_ratio']));
+  const load = lt.load_average ? `; load average ${lt.load_average.start} at the start, ${lt.load_average.end} at the end` : '';
+  out.push(`**Ledger throughput** (enqueue, then claim → progress → complete; ratios are okit's jobs/s over the row's, same run${load})\n`);
+  out.push(md(lt.rows, ['system', 'jobs', 'workers', 'enqueue_per_s', 'process_per_s', 'avg_batch', 'okit_1t_ratio', 'okit_8t_ratio', 'enqueue_ratio']));
+  if (lt.enqueue_batch?.length) {
+    out.push(`**Batch enqueue** (${lt.enqueue_batch[0].jobs} jobs in calls of ${lt.enqueue_batch[0].batch}, one call at a time; okit_ratio = okit / row)\n`);
+    out.push(md(lt.enqueue_batch, ['system', 'enqueue_per_s', 'okit_ratio']));
+  }
+  if (lt.latency?.length) {
+    out.push('**Transition latency** (each okit claim, progress and complete call, ms)\n');
+    out.push(md(lt.latency, ['system', 'jobs', 'workers', 'transition_p50_ms', 'transition_p99_ms']));
+  }
 }
 const lb = load('ledger-breakdown');
 if (lb) {
-  out.push('**Ledger transaction breakdown** (one worker, medians, ms)\n');
-  out.push(md(lb.rows, ['op', 'statements', 'total_ms', 'head_locked_ms', 'commit_ms', 'bare_commit_ms', 'max_tenant_tx_per_s']));
+  out.push('**Ledger batch breakdown** (medians, ms; messages = round trips per batch transaction)\n');
+  out.push(md(lb.rows, ['load', 'op', 'units_per_batch', 'messages', 'total_ms', 'tx_ms', 'head_locked_ms', 'bare_commit_ms', 'max_tenant_tx_per_s']));
 }
 const ex = load('export');
 if (ex) {
