@@ -1,0 +1,335 @@
+/**
+ * Everything `GET /metrics` exposes, in one prom-client Registry per server (so several
+ * servers in one process, as in tests, do not share counters).
+ *
+ *   ttfs_*      time to first signal: what surfaces report (ttfs_latency_seconds) and the
+ *               server's own part of every answer (ttfs_cache_/ttfs_cold_latency_seconds);
+ *   okit_*      the orchestrator: queue depth and throttle buckets from a cheap query cached
+ *               for a few seconds, job outcomes and ledger transactions from the ledger's
+ *               commit observer, LISTEN and waiters from the server;
+ *   process_*, nodejs_*   Node's default metrics.
+ *
+ * Tenant, host, job type and error code labels are capped (labels.ts): a deployment with more
+ * distinct values than the limit sees the rest under `_other`.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Pool } from '../db/pool.js';
+import type { CommitInfo } from '../ledger/ledger.js';
+import { TERMINAL_STATES, type JobState } from '../ledger/states.js';
+import { refill, toBucket } from '../ledger/throttle.js';
+import type { SignalKind } from '../ledger/types.js';
+import type { SignalSource, Surface, TtfsEvent } from '../telemetry/events.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { parseMicros } from '../util/time.js';
+import { DEFAULT_LABEL_LIMITS, LabelCap, OTHER, type LabelLimits } from './labels.js';
+
+/** SLO-fitted buckets for what a user waits (s): dense around the 2 s and 5 s targets. */
+export const TTFS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 30];
+/** The server's part of a first signal (s): a cache hit is well under a millisecond, the budget 1.5 s. */
+export const SERVER_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5];
+export const JOB_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600];
+export const LEDGER_TX_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+export const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+const JOB_STATES: JobState[] = ['queued', 'throttled', 'running', 'succeeded', 'failed', 'dead_letter', 'canceled'];
+const TTFS_LABELS = ['surface', 'cache_hit', 'signal_source', 'kind', 'tenant_id'] as const;
+
+/** Who asked: a surface that said so (X-Okit-Surface), else `api` (curl, workers, other tools). */
+export type AnswerSurface = Surface | 'api';
+
+/** One first-signal answer of the server, as handlers.ts reports it. */
+export interface Answer {
+  tenant: string;
+  surface: AnswerSurface;
+  source: SignalSource;
+  kind: SignalKind;
+  cacheHit: boolean;
+  /** Time in the server, ms (request routed → response written). */
+  serverMs: number;
+  /** A signal body went out (200 or an SSE event), not a 304. */
+  sentSignal: boolean;
+  /** Answered from the first read, without waiting: the server's part of a first signal. */
+  immediate: boolean;
+}
+
+export interface MetricsOptions {
+  labelLimits?: Partial<LabelLimits>;
+  /** How long the database-backed gauges are reused (default 5000 ms). */
+  dbCacheMs?: number;
+  /** A scrape waits at most this long for a database refresh, then serves the last values (default 2000 ms). */
+  dbWaitMs?: number;
+  /** Node's default process metrics (default on). */
+  defaultMetrics?: boolean;
+  clock?: Clock;
+}
+
+export interface ServerSources {
+  pool: Pool;
+  listener: { readonly ready: boolean; readonly stats: { connects: number } };
+  waiting: { long_poll: number; sse: number };
+  queue?: { readonly depth: number; readonly stats: { written: number; dropped: Record<string, number> } };
+}
+
+type Labels = Record<string, string>;
+
+/** A counter whose total is kept elsewhere (a stats field, a count of append-only rows): set, zeros included. */
+function setCounter(c: Counter<string>, values: Array<[Labels, number]>): void {
+  c.reset();
+  for (const [l, v] of values) c.inc(l, Math.max(0, v));
+}
+
+export class OkitMetrics {
+  readonly registry = new Registry();
+  readonly limits: LabelLimits;
+  private readonly tenants: LabelCap;
+  private readonly hosts: LabelCap;
+  private readonly types: LabelCap;
+  private readonly codes: LabelCap;
+  private readonly clock: Clock;
+  private readonly dbCacheMs: number;
+  private readonly dbWaitMs: number;
+  private sources: ServerSources | null = null;
+  private dbAt = -Infinity;
+  private dbRefresh: Promise<void> | null = null;
+  /** SLO targets per surface (ms), from okit.ttfs_slo_targets once the database has been read. */
+  targets: Record<Surface, { p50: number; p95: number }> = { ui: { p50: 2000, p95: 5000 }, cli: { p50: 2000, p95: 5000 }, ci: { p50: 2000, p95: 5000 } };
+
+  readonly ttfsLatency: Histogram<string>;
+  readonly ttfsCacheLatency: Histogram<string>;
+  readonly ttfsColdLatency: Histogram<string>;
+  readonly ttfsSignals: Counter<string>;
+  readonly ttfsCacheHits: Counter<string>;
+  readonly ttfsCacheMisses: Counter<string>;
+  readonly ttfsSloBreaches: Counter<string>;
+  readonly ttfsErrors: Counter<string>;
+
+  readonly jobs: Gauge<string>;
+  readonly jobDuration: Histogram<string>;
+  readonly jobFailures: Counter<string>;
+  readonly jobClaims: Counter<string>;
+  readonly jobsEnqueued: Counter<string>;
+  readonly throttleTokens: Gauge<string>;
+  readonly upstreamThrottled: Counter<string>;
+  readonly leaseExpired: Counter<string>;
+  readonly listenConnected: Gauge<string>;
+  readonly listenReconnects: Counter<string>;
+  readonly waiters: Gauge<string>;
+  readonly ledgerTx: Histogram<string>;
+  readonly ledgerBatch: Histogram<string>;
+  readonly telemetryDepth: Gauge<string>;
+  readonly telemetryWritten: Counter<string>;
+  readonly telemetryDropped: Counter<string>;
+  readonly dbRefreshErrors: Counter<string>;
+  readonly dbRefreshSeconds: Gauge<string>;
+
+  /** Label handles by key: a hot-path observation is one Map lookup, not a label hash. */
+  private readonly handles = new Map<string, { observe(v: number): void } | { inc(v?: number): void }>();
+
+  constructor(o: MetricsOptions = {}) {
+    this.limits = { ...DEFAULT_LABEL_LIMITS, ...o.labelLimits };
+    this.tenants = new LabelCap(this.limits.tenants);
+    this.hosts = new LabelCap(this.limits.hosts);
+    this.types = new LabelCap(this.limits.types);
+    this.codes = new LabelCap(this.limits.errorCodes);
+    this.clock = o.clock ?? systemClock;
+    this.dbCacheMs = o.dbCacheMs ?? 5000;
+    this.dbWaitMs = o.dbWaitMs ?? 2000;
+    const r = [this.registry];
+    const labelNames = [...TTFS_LABELS];
+
+    this.ttfsLatency = new Histogram({ name: 'ttfs_latency_seconds', help: 'Time to first signal as a surface reported it: user action to first signal shown (or given up on)', labelNames, buckets: TTFS_BUCKETS, registers: r });
+    this.ttfsCacheLatency = new Histogram({ name: 'ttfs_cache_latency_seconds', help: "The server's part of a first signal answered from its in-process cache", labelNames, buckets: SERVER_BUCKETS, registers: r });
+    this.ttfsColdLatency = new Histogram({ name: 'ttfs_cold_latency_seconds', help: "The server's part of a first signal read from Postgres (snapshot row, or history projected on the fly)", labelNames, buckets: SERVER_BUCKETS, registers: r });
+    this.ttfsSignals = new Counter({ name: 'ttfs_signal_total', help: 'Signals the server sent (200 answers and SSE events), by kind and surface', labelNames, registers: r });
+    this.ttfsCacheHits = new Counter({ name: 'ttfs_cache_hit_total', help: 'First-signal reads served from the in-process cache', labelNames, registers: r });
+    this.ttfsCacheMisses = new Counter({ name: 'ttfs_cache_miss_total', help: 'First-signal reads that went to Postgres', labelNames, registers: r });
+    this.ttfsSloBreaches = new Counter({ name: 'ttfs_slo_breach_total', help: "Reported first signals slower than the surface's target (slo=p50: over the p50 target, slo=p95: over the p95 target)", labelNames: [...labelNames, 'slo'], registers: r });
+    this.ttfsErrors = new Counter({ name: 'ttfs_error_total', help: 'First signals that ended in an error: reported by a surface (signal.error, signal.timeout) or answered by the server with an error', labelNames: ['surface', 'error_code', 'tenant_id', 'origin'], registers: r });
+
+    this.jobs = new Gauge({ name: 'okit_jobs', help: 'Jobs in the ledger by state and type (queue depth: queued, throttled, running); the same on every instance, aggregate with max', labelNames: ['state', 'type'], registers: r });
+    this.jobDuration = new Histogram({ name: 'okit_job_duration_seconds', help: 'Enqueue to final state of jobs finished through this process, by type and outcome', labelNames: ['type', 'outcome'], buckets: JOB_BUCKETS, registers: r });
+    this.jobFailures = new Counter({ name: 'okit_job_failures_total', help: 'Failed attempts by error code and what followed (retry, failed, dead_letter); an expired lease is LEASE_EXPIRED', labelNames: ['error_code', 'outcome'], registers: r });
+    this.jobClaims = new Counter({ name: 'okit_job_claims_total', help: 'Jobs claimed through this process, by type', labelNames: ['type'], registers: r });
+    this.jobsEnqueued = new Counter({ name: 'okit_jobs_enqueued_total', help: 'Jobs enqueued through this process, by type', labelNames: ['type'], registers: r });
+    this.throttleTokens = new Gauge({ name: 'okit_throttle_tokens', help: "Tokens in each {tenant, source host} bucket now (refill projected to the scrape); below 1 a claim for that host waits", labelNames: ['tenant_id', 'host'], registers: r });
+    this.upstreamThrottled = new Counter({ name: 'okit_upstream_throttled_total', help: "Upstream throttles (HTTP 429) reported for a host, from the ledger's throttle events; the same on every instance", labelNames: ['tenant_id', 'host'], registers: r });
+    this.leaseExpired = new Counter({ name: 'okit_lease_expired_total', help: 'Leases that ran out and were returned to the queue or dead-lettered by this process', registers: r });
+    this.listenConnected = new Gauge({ name: 'okit_listen_connected', help: '1 while the LISTEN connection is up (notifications arrive), 0 while it is down (waiters poll every second)', registers: r });
+    this.listenReconnects = new Counter({ name: 'okit_listen_reconnects_total', help: 'Times the LISTEN connection was re-established after a loss', registers: r });
+    this.waiters = new Gauge({ name: 'okit_waiters', help: 'Pending long-polls and open SSE streams', labelNames: ['kind'], registers: r });
+    this.ledgerTx = new Histogram({ name: 'okit_ledger_transaction_seconds', help: 'Ledger transactions committed by this process: BEGIN to COMMIT acknowledged', buckets: LEDGER_TX_BUCKETS, registers: r });
+    this.ledgerBatch = new Histogram({ name: 'okit_ledger_batch_size', help: 'Operations committed together in one ledger transaction', buckets: BATCH_BUCKETS, registers: r });
+    this.telemetryDepth = new Gauge({ name: 'okit_telemetry_queue_depth', help: 'Telemetry events waiting for the batch writer', registers: r });
+    this.telemetryWritten = new Counter({ name: 'okit_telemetry_written_total', help: 'Telemetry events written to okit.ttfs_events', registers: r });
+    this.telemetryDropped = new Counter({ name: 'okit_telemetry_dropped_total', help: 'Telemetry events dropped: queue_full (a flood), write_failed (the database refused or stayed away)', labelNames: ['reason'], registers: r });
+    this.dbRefreshErrors = new Counter({ name: 'okit_metrics_db_errors_total', help: 'Scrapes whose database-backed gauges could not be refreshed (the last values were served)', registers: r });
+    this.dbRefreshSeconds = new Gauge({ name: 'okit_metrics_db_query_seconds', help: 'Time the last refresh of the database-backed gauges took', registers: r });
+    if (o.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The server's live parts, read at each scrape. */
+  bind(s: ServerSources): void {
+    this.sources = s;
+  }
+
+  tenant(t: string): string {
+    return this.tenants.of(t);
+  }
+
+  private handle<T>(metric: { labels(...v: string[]): T }, key: string, values: () => string[]): T {
+    let h = this.handles.get(key) as T | undefined;
+    if (!h) {
+      h = metric.labels(...values());
+      // Bounded: every label is capped, but keep the map itself from growing past a sane size.
+      if (this.handles.size >= 50_000) this.handles.clear();
+      this.handles.set(key, h as never);
+    }
+    return h;
+  }
+
+  /** A first-signal answer of this server (handlers.ts). */
+  answer(a: Answer): void {
+    const tenant = this.tenants.of(a.tenant);
+    const hit = a.cacheHit ? 'true' : 'false';
+    const vals = () => [a.surface, hit, a.source, a.kind, tenant];
+    const key = `${a.surface}|${hit}|${a.source}|${a.kind}|${tenant}`;
+    if (a.sentSignal) this.handle(this.ttfsSignals, 's' + key, vals).inc();
+    if (!a.immediate) return;
+    (a.cacheHit ? this.handle(this.ttfsCacheHits, 'h' + key, vals) : this.handle(this.ttfsCacheMisses, 'm' + key, vals)).inc();
+    (a.cacheHit ? this.handle(this.ttfsCacheLatency, 'c' + key, vals) : this.handle(this.ttfsColdLatency, 'o' + key, vals)).observe(a.serverMs / 1000);
+  }
+
+  /** A first-signal request the server answered with an error. */
+  answerError(surface: AnswerSurface, tenant: string | null, code: string): void {
+    this.ttfsErrors.inc({ surface, error_code: this.codes.of(code), tenant_id: tenant === null ? '_none' : this.tenants.of(tenant), origin: 'server' });
+  }
+
+  /** Events a surface reported (POST …/telemetry/ttfs), after validation. */
+  reported(events: readonly TtfsEvent[]): void {
+    for (const e of events) {
+      const tenant = this.tenants.of(e.tenant);
+      if (e.event_type === 'signal.error' || e.event_type === 'signal.timeout') {
+        this.ttfsErrors.inc({ surface: e.surface, error_code: this.codes.of(e.error_code ?? 'TIMEOUT'), tenant_id: tenant, origin: 'client' });
+        if (e.event_type === 'signal.error') continue;
+      }
+      const labels = { surface: e.surface, cache_hit: e.cache_hit ? 'true' : 'false', signal_source: e.signal_source ?? 'unknown', kind: e.kind ?? 'unavailable', tenant_id: tenant };
+      this.ttfsLatency.observe(labels, e.ttfs_ms / 1000);
+      const t = this.targets[e.surface];
+      if (e.ttfs_ms > t.p50) this.ttfsSloBreaches.inc({ ...labels, slo: 'p50' });
+      if (e.ttfs_ms > t.p95) this.ttfsSloBreaches.inc({ ...labels, slo: 'p95' });
+    }
+  }
+
+  /** The ledger's commit observer: job outcomes, failures, claims, lease expiries, transaction sizes. */
+  readonly onCommit = (c: CommitInfo): void => {
+    this.ledgerTx.observe(c.ms / 1000);
+    this.ledgerBatch.observe(c.batchSize);
+    for (const t of c.transitions) {
+      const type = this.types.of(t.type);
+      if (t.event === 'enqueued') this.jobsEnqueued.inc({ type });
+      else if (t.event === 'claimed') this.jobClaims.inc({ type });
+      if (t.event === 'lease_expired') this.leaseExpired.inc();
+      const err = t.data.error as { code?: unknown } | undefined;
+      const code = t.event === 'lease_expired' ? 'LEASE_EXPIRED' : typeof err?.code === 'string' ? err.code : null;
+      if (code !== null && (t.event === 'retry_scheduled' || t.event === 'failed' || t.event === 'dead_lettered' || t.event === 'lease_expired'))
+        this.jobFailures.inc({ error_code: this.codes.of(code), outcome: t.to === 'queued' ? 'retry' : t.to });
+      if (TERMINAL_STATES.has(t.to)) {
+        const s = Number(parseMicros(t.at) - parseMicros(t.createdAt)) / 1e6;
+        this.jobDuration.observe({ type, outcome: t.to }, Math.max(0, s));
+      }
+    }
+  };
+
+  /** The Prometheus text of every metric; database-backed gauges refreshed if older than dbCacheMs. */
+  async exposition(): Promise<string> {
+    await this.refreshDb();
+    const s = this.sources;
+    if (s) {
+      this.listenConnected.set(s.listener.ready ? 1 : 0);
+      setCounter(this.listenReconnects, [[{}, Math.max(0, s.listener.stats.connects - 1)]]);
+      this.waiters.set({ kind: 'long_poll' }, s.waiting.long_poll);
+      this.waiters.set({ kind: 'sse' }, s.waiting.sse);
+      if (s.queue) {
+        this.telemetryDepth.set(s.queue.depth);
+        setCounter(this.telemetryWritten, [[{}, s.queue.stats.written]]);
+        setCounter(
+          this.telemetryDropped,
+          Object.entries(s.queue.stats.dropped).map(([reason, n]) => [{ reason }, n]),
+        );
+      }
+    }
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Refreshes queue depth, buckets, upstream throttles and SLO targets; single-flight, bounded wait. */
+  private async refreshDb(): Promise<void> {
+    const pool = this.sources?.pool;
+    if (!pool || performance.now() - this.dbAt < this.dbCacheMs) return;
+    this.dbRefresh ??= this.queryDb(pool).finally(() => (this.dbRefresh = null));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.dbRefresh, new Promise<void>((r) => (timer = setTimeout(r, this.dbWaitMs)))]);
+    clearTimeout(timer);
+  }
+
+  private async queryDb(pool: Pool): Promise<void> {
+    const t0 = performance.now();
+    try {
+      const [jobs, buckets, upstream, targets] = await Promise.all([
+        pool.query('SELECT state, type, count(*)::int AS n FROM okit.jobs GROUP BY state, type'),
+        pool.query('SELECT tenant, host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at, penalty_until FROM okit.throttles'),
+        pool.query("SELECT tenant, host, count(*)::int AS n FROM okit.throttle_events WHERE event = 'upstream_throttled' GROUP BY tenant, host"),
+        pool.query('SELECT surface, p50_ms::float8 AS p50, p95_ms::float8 AS p95 FROM okit.ttfs_slo_targets'),
+      ]);
+      const byType = new Map<string, Map<string, number>>();
+      for (const r of jobs.rows) {
+        const type = this.types.of(String(r.type));
+        let m = byType.get(type);
+        if (!m) byType.set(type, (m = new Map()));
+        m.set(r.state, (m.get(r.state) ?? 0) + Number(r.n));
+      }
+      // Every state of every type known so far, zeros included: a queue that drains to 0 is a
+      // value, not a vanished series.
+      for (const type of [...this.types.values(), ...(byType.has(OTHER) ? [OTHER] : [])]) if (!byType.has(type)) byType.set(type, new Map());
+      this.jobs.reset();
+      for (const [type, m] of byType) for (const state of JOB_STATES) this.jobs.set({ state, type }, m.get(state) ?? 0);
+
+      const now = this.clock.now();
+      const tokens = new Map<string, [Labels, number]>();
+      for (const r of buckets.rows) {
+        const l = { tenant_id: this.tenants.of(String(r.tenant)), host: this.hosts.of(String(r.host)) };
+        const b = refill(toBucket(r), now);
+        const k = `${l.tenant_id}|${l.host}`;
+        // Folded buckets (under _other) show the emptiest: what matters is whether claims wait.
+        const v = Number(b.tokens) / 1e6;
+        tokens.set(k, [l, Math.min(v, tokens.get(k)?.[1] ?? Infinity)]);
+      }
+      this.throttleTokens.reset();
+      for (const [l, v] of tokens.values()) this.throttleTokens.set(l, v);
+
+      const counts = new Map<string, [Labels, number]>();
+      for (const r of upstream.rows) {
+        const l = { tenant_id: this.tenants.of(String(r.tenant)), host: this.hosts.of(String(r.host)) };
+        const k = `${l.tenant_id}|${l.host}`;
+        counts.set(k, [l, (counts.get(k)?.[1] ?? 0) + Number(r.n)]);
+      }
+      setCounter(this.upstreamThrottled, [...counts.values()]);
+
+      for (const r of targets.rows) if (r.surface in this.targets) this.targets[r.surface as Surface] = { p50: Number(r.p50), p95: Number(r.p95) };
+      this.dbAt = performance.now();
+      this.dbRefreshSeconds.set((this.dbAt - t0) / 1000);
+    } catch {
+      this.dbRefreshErrors.inc();
+      // Keep the last values; try again at the next scrape.
+    }
+  }
+
+  /** For tests and `okit serve`: load the SLO targets before the first scrape. */
+  async loadTargets(pool: Pool): Promise<void> {
+    const { rows } = await pool.query('SELECT surface, p50_ms::float8 AS p50, p95_ms::float8 AS p95 FROM okit.ttfs_slo_targets');
+    for (const r of rows) if (r.surface in this.targets) this.targets[r.surface as Surface] = { p50: Number(r.p50), p95: Number(r.p95) };
+  }
+}
