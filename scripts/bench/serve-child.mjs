@@ -17,7 +17,10 @@ const srv = await startServer({
   port: 0,
   log: (l) => process.env.OKIT_BENCH_LOG && console.error('server: ' + l),
   telemetry: process.env.OKIT_BENCH_TELEMETRY !== 'off',
-  metricsOptions: process.env.OKIT_BENCH_METRICS_DB_CACHE_MS ? { dbCacheMs: Number(process.env.OKIT_BENCH_METRICS_DB_CACHE_MS) } : undefined,
+  metricsOptions: {
+    ...(process.env.OKIT_BENCH_METRICS_DB_CACHE_MS ? { dbCacheMs: Number(process.env.OKIT_BENCH_METRICS_DB_CACHE_MS) } : {}),
+    ...(process.env.OKIT_BENCH_METRICS_FINISHED_CACHE_MS ? { finishedCacheMs: Number(process.env.OKIT_BENCH_METRICS_FINISHED_CACHE_MS) } : {}),
+  },
 });
 let peakRss = process.memoryUsage().rss;
 setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50).unref();

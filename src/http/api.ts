@@ -59,7 +59,8 @@ export function buildRouter(d: ApiDeps): Router {
     ctx.t0 = performance.now();
     let tenant: string | null = null;
     try {
-      await authed('read', (c, t) => fn(c, (tenant = t)))(ctx);
+      tenant = (await d.auth.authenticate(ctx.req.headers.authorization, 'read')).tenant;
+      await fn(ctx, tenant);
     } catch (e) {
       d.telemetry?.answerError(surfaceOf(ctx.req), tenant, toOkitError(e).code);
       throw e;

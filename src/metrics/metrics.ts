@@ -21,6 +21,7 @@ import type { SignalKind } from '../ledger/types.js';
 import type { SignalSource, Surface, TtfsEvent } from '../telemetry/events.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { parseMicros } from '../util/time.js';
+import { FastCounter, FastHistogram, type FastCounterChild, type FastHistogramChild } from './fast.js';
 import { DEFAULT_LABEL_LIMITS, LabelCap, OTHER, type LabelLimits } from './labels.js';
 
 /** SLO-fitted buckets for what a user waits (s): dense around the 2 s and 5 s targets. */
@@ -32,6 +33,16 @@ export const LEDGER_TX_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 export const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 const JOB_STATES: JobState[] = ['queued', 'throttled', 'running', 'succeeded', 'failed', 'dead_letter', 'canceled'];
+
+/**
+ * Jobs waiting or running, through the two partial indexes of okit.jobs (the claim index and
+ * the lease index): the cost follows the queue, not the ledger's size.
+ */
+const WAITING_SQL = `SELECT state, type, count(*)::int AS n FROM okit.jobs WHERE state IN ('queued', 'throttled') GROUP BY state, type
+  UNION ALL SELECT state, type, count(*)::int AS n FROM okit.jobs WHERE state = 'running' GROUP BY state, type`;
+/** Finished jobs: a count over the whole ledger, so refreshed rarely and never waited for twice. */
+const FINISHED_SQL = `SELECT state, type, count(*)::int AS n FROM okit.jobs WHERE state IN ('succeeded', 'failed', 'dead_letter', 'canceled') GROUP BY state, type`;
+type CountRow = { state: string; type: string; n: number };
 const TTFS_LABELS = ['surface', 'cache_hit', 'signal_source', 'kind', 'tenant_id'] as const;
 
 /** Who asked: a surface that said so (X-Okit-Surface), else `api` (curl, workers, other tools). */
@@ -54,8 +65,10 @@ export interface Answer {
 
 export interface MetricsOptions {
   labelLimits?: Partial<LabelLimits>;
-  /** How long the database-backed gauges are reused (default 5000 ms). */
+  /** How long queue depth, throttle buckets and SLO targets are reused (default 5000 ms). */
   dbCacheMs?: number;
+  /** How long the counts of finished jobs (a count over the whole ledger) are reused (default 60,000 ms). */
+  finishedCacheMs?: number;
   /** A scrape waits at most this long for a database refresh, then serves the last values (default 2000 ms). */
   dbWaitMs?: number;
   /** Node's default process metrics (default on). */
@@ -89,17 +102,23 @@ export class OkitMetrics {
   private readonly dbCacheMs: number;
   private readonly dbWaitMs: number;
   private sources: ServerSources | null = null;
+  private readonly finishedCacheMs: number;
   private dbAt = -Infinity;
   private dbRefresh: Promise<void> | null = null;
+  private finishedAt = -Infinity;
+  private finishedRefresh: Promise<void> | null = null;
+  private waiting: CountRow[] | null = null;
+  private finished: CountRow[] | null = null;
   /** SLO targets per surface (ms), from okit.ttfs_slo_targets once the database has been read. */
   targets: Record<Surface, { p50: number; p95: number }> = { ui: { p50: 2000, p95: 5000 }, cli: { p50: 2000, p95: 5000 }, ci: { p50: 2000, p95: 5000 } };
 
   readonly ttfsLatency: Histogram<string>;
-  readonly ttfsCacheLatency: Histogram<string>;
-  readonly ttfsColdLatency: Histogram<string>;
-  readonly ttfsSignals: Counter<string>;
-  readonly ttfsCacheHits: Counter<string>;
-  readonly ttfsCacheMisses: Counter<string>;
+  // One observation per first-signal answer: the hot path's families (fast.ts).
+  readonly ttfsCacheLatency: FastHistogram;
+  readonly ttfsColdLatency: FastHistogram;
+  readonly ttfsSignals: FastCounter;
+  readonly ttfsCacheHits: FastCounter;
+  readonly ttfsCacheMisses: FastCounter;
   readonly ttfsSloBreaches: Counter<string>;
   readonly ttfsErrors: Counter<string>;
 
@@ -122,8 +141,8 @@ export class OkitMetrics {
   readonly dbRefreshErrors: Counter<string>;
   readonly dbRefreshSeconds: Gauge<string>;
 
-  /** Label handles by key: a hot-path observation is one Map lookup, not a label hash. */
-  private readonly handles = new Map<string, { observe(v: number): void } | { inc(v?: number): void }>();
+  /** Hot-path children by label key, each made on first use: an answer costs one Map lookup. */
+  private readonly hot = new Map<string, HotChildren>();
 
   constructor(o: MetricsOptions = {}) {
     this.limits = { ...DEFAULT_LABEL_LIMITS, ...o.labelLimits };
@@ -133,16 +152,17 @@ export class OkitMetrics {
     this.codes = new LabelCap(this.limits.errorCodes);
     this.clock = o.clock ?? systemClock;
     this.dbCacheMs = o.dbCacheMs ?? 5000;
+    this.finishedCacheMs = o.finishedCacheMs ?? 60_000;
     this.dbWaitMs = o.dbWaitMs ?? 2000;
     const r = [this.registry];
     const labelNames = [...TTFS_LABELS];
 
     this.ttfsLatency = new Histogram({ name: 'ttfs_latency_seconds', help: 'Time to first signal as a surface reported it: user action to first signal shown (or given up on)', labelNames, buckets: TTFS_BUCKETS, registers: r });
-    this.ttfsCacheLatency = new Histogram({ name: 'ttfs_cache_latency_seconds', help: "The server's part of a first signal answered from its in-process cache", labelNames, buckets: SERVER_BUCKETS, registers: r });
-    this.ttfsColdLatency = new Histogram({ name: 'ttfs_cold_latency_seconds', help: "The server's part of a first signal read from Postgres (snapshot row, or history projected on the fly)", labelNames, buckets: SERVER_BUCKETS, registers: r });
-    this.ttfsSignals = new Counter({ name: 'ttfs_signal_total', help: 'Signals the server sent (200 answers and SSE events), by kind and surface', labelNames, registers: r });
-    this.ttfsCacheHits = new Counter({ name: 'ttfs_cache_hit_total', help: 'First-signal reads served from the in-process cache', labelNames, registers: r });
-    this.ttfsCacheMisses = new Counter({ name: 'ttfs_cache_miss_total', help: 'First-signal reads that went to Postgres', labelNames, registers: r });
+    this.ttfsCacheLatency = new FastHistogram('ttfs_cache_latency_seconds', "The server's part of a first signal answered from its in-process cache", labelNames, SERVER_BUCKETS).register(this.registry);
+    this.ttfsColdLatency = new FastHistogram('ttfs_cold_latency_seconds', "The server's part of a first signal read from Postgres (snapshot row, or history projected on the fly)", labelNames, SERVER_BUCKETS).register(this.registry);
+    this.ttfsSignals = new FastCounter('ttfs_signal_total', 'Signals the server sent (200 answers and SSE events), by kind and surface', labelNames).register(this.registry);
+    this.ttfsCacheHits = new FastCounter('ttfs_cache_hit_total', 'First-signal reads served from the in-process cache', labelNames).register(this.registry);
+    this.ttfsCacheMisses = new FastCounter('ttfs_cache_miss_total', 'First-signal reads that went to Postgres', labelNames).register(this.registry);
     this.ttfsSloBreaches = new Counter({ name: 'ttfs_slo_breach_total', help: "Reported first signals slower than the surface's target (slo=p50: over the p50 target, slo=p95: over the p95 target)", labelNames: [...labelNames, 'slo'], registers: r });
     this.ttfsErrors = new Counter({ name: 'ttfs_error_total', help: 'First signals that ended in an error: reported by a surface (signal.error, signal.timeout) or answered by the server with an error', labelNames: ['surface', 'error_code', 'tenant_id', 'origin'], registers: r });
 
@@ -162,8 +182,8 @@ export class OkitMetrics {
     this.telemetryDepth = new Gauge({ name: 'okit_telemetry_queue_depth', help: 'Telemetry events waiting for the batch writer', registers: r });
     this.telemetryWritten = new Counter({ name: 'okit_telemetry_written_total', help: 'Telemetry events written to okit.ttfs_events', registers: r });
     this.telemetryDropped = new Counter({ name: 'okit_telemetry_dropped_total', help: 'Telemetry events dropped: queue_full (a flood), write_failed (the database refused or stayed away)', labelNames: ['reason'], registers: r });
-    this.dbRefreshErrors = new Counter({ name: 'okit_metrics_db_errors_total', help: 'Scrapes whose database-backed gauges could not be refreshed (the last values were served)', registers: r });
-    this.dbRefreshSeconds = new Gauge({ name: 'okit_metrics_db_query_seconds', help: 'Time the last refresh of the database-backed gauges took', registers: r });
+    this.dbRefreshErrors = new Counter({ name: 'okit_metrics_db_errors_total', help: 'Refreshes of the database-backed gauges that failed (the last values were served)', labelNames: ['query'], registers: r });
+    this.dbRefreshSeconds = new Gauge({ name: 'okit_metrics_db_query_seconds', help: 'Time the last refresh took: waiting (queue depth, buckets, every 5 s) and finished (finished jobs, every 60 s, in the background)', labelNames: ['query'], registers: r });
     if (o.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -176,27 +196,25 @@ export class OkitMetrics {
     return this.tenants.of(t);
   }
 
-  private handle<T>(metric: { labels(...v: string[]): T }, key: string, values: () => string[]): T {
-    let h = this.handles.get(key) as T | undefined;
-    if (!h) {
-      h = metric.labels(...values());
-      // Bounded: every label is capped, but keep the map itself from growing past a sane size.
-      if (this.handles.size >= 50_000) this.handles.clear();
-      this.handles.set(key, h as never);
-    }
-    return h;
-  }
-
   /** A first-signal answer of this server (handlers.ts). */
   answer(a: Answer): void {
     const tenant = this.tenants.of(a.tenant);
     const hit = a.cacheHit ? 'true' : 'false';
-    const vals = () => [a.surface, hit, a.source, a.kind, tenant];
     const key = `${a.surface}|${hit}|${a.source}|${a.kind}|${tenant}`;
-    if (a.sentSignal) this.handle(this.ttfsSignals, 's' + key, vals).inc();
+    let h = this.hot.get(key);
+    if (!h) {
+      if (this.hot.size >= 100_000) this.hot.clear(); // every label is capped; this only bounds the index
+      this.hot.set(key, (h = new HotChildren(this, key, [a.surface, hit, a.source, a.kind, tenant])));
+    }
+    if (a.sentSignal) h.signal.inc();
     if (!a.immediate) return;
-    (a.cacheHit ? this.handle(this.ttfsCacheHits, 'h' + key, vals) : this.handle(this.ttfsCacheMisses, 'm' + key, vals)).inc();
-    (a.cacheHit ? this.handle(this.ttfsCacheLatency, 'c' + key, vals) : this.handle(this.ttfsColdLatency, 'o' + key, vals)).observe(a.serverMs / 1000);
+    if (a.cacheHit) {
+      h.hit.inc();
+      h.cache.observe(a.serverMs / 1000);
+    } else {
+      h.miss.inc();
+      h.cold.observe(a.serverMs / 1000);
+    }
   }
 
   /** A first-signal request the server answered with an error. */
@@ -265,71 +283,134 @@ export class OkitMetrics {
     return this.registry.contentType;
   }
 
-  /** Refreshes queue depth, buckets, upstream throttles and SLO targets; single-flight, bounded wait. */
+  /**
+   * Refreshes the database-backed gauges that are older than their cache time, each query
+   * single-flight. A scrape waits (at most dbWaitMs) for the queue query, and for the count of
+   * finished jobs only until it has one: after that it is refreshed in the background.
+   */
   private async refreshDb(): Promise<void> {
     const pool = this.sources?.pool;
-    if (!pool || performance.now() - this.dbAt < this.dbCacheMs) return;
-    this.dbRefresh ??= this.queryDb(pool).finally(() => (this.dbRefresh = null));
+    if (!pool) return;
+    const now = performance.now();
+    const wait: Array<Promise<void>> = [];
+    if (now - this.dbAt >= this.dbCacheMs) wait.push((this.dbRefresh ??= this.queryWaiting(pool).finally(() => (this.dbRefresh = null))));
+    if (now - this.finishedAt >= this.finishedCacheMs) {
+      const p = (this.finishedRefresh ??= this.queryFinished(pool).finally(() => (this.finishedRefresh = null)));
+      if (this.finished === null) wait.push(p);
+    }
+    if (wait.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.dbRefresh, new Promise<void>((r) => (timer = setTimeout(r, this.dbWaitMs)))]);
+    await Promise.race([Promise.all(wait), new Promise<void>((r) => (timer = setTimeout(r, this.dbWaitMs)))]);
     clearTimeout(timer);
   }
 
-  private async queryDb(pool: Pool): Promise<void> {
+  /** okit_jobs from the latest waiting and finished counts; every state of every type known, zeros included. */
+  private setJobs(): void {
+    const byType = new Map<string, Map<string, number>>();
+    for (const r of [...(this.waiting ?? []), ...(this.finished ?? [])]) {
+      const type = this.types.of(String(r.type));
+      let m = byType.get(type);
+      if (!m) byType.set(type, (m = new Map()));
+      m.set(r.state, (m.get(r.state) ?? 0) + Number(r.n));
+    }
+    // A queue that drains to 0 is a value, not a vanished series.
+    for (const type of [...this.types.values(), ...(byType.has(OTHER) ? [OTHER] : [])]) if (!byType.has(type)) byType.set(type, new Map());
+    this.jobs.reset();
+    for (const [type, m] of byType) for (const state of JOB_STATES) this.jobs.set({ state, type }, m.get(state) ?? 0);
+  }
+
+  private async timed<T>(query: 'waiting' | 'finished', fn: () => Promise<T>): Promise<T | null> {
     const t0 = performance.now();
     try {
-      const [jobs, buckets, upstream, targets] = await Promise.all([
-        pool.query('SELECT state, type, count(*)::int AS n FROM okit.jobs GROUP BY state, type'),
+      const out = await fn();
+      this.dbRefreshSeconds.set({ query }, (performance.now() - t0) / 1000);
+      return out;
+    } catch {
+      this.dbRefreshErrors.inc({ query });
+      return null; // keep the last values; try again at the next scrape
+    }
+  }
+
+  private async queryFinished(pool: Pool): Promise<void> {
+    const rows = await this.timed('finished', async () => (await pool.query(FINISHED_SQL)).rows as CountRow[]);
+    if (rows === null) return;
+    this.finished = rows;
+    this.finishedAt = performance.now();
+    this.setJobs();
+  }
+
+  private async queryWaiting(pool: Pool): Promise<void> {
+    const got = await this.timed('waiting', () =>
+      Promise.all([
+        pool.query(WAITING_SQL),
         pool.query('SELECT tenant, host, capacity, base_refill_per_sec, refill_per_sec, tokens, updated_at, penalty_until FROM okit.throttles'),
         pool.query("SELECT tenant, host, count(*)::int AS n FROM okit.throttle_events WHERE event = 'upstream_throttled' GROUP BY tenant, host"),
         pool.query('SELECT surface, p50_ms::float8 AS p50, p95_ms::float8 AS p95 FROM okit.ttfs_slo_targets'),
-      ]);
-      const byType = new Map<string, Map<string, number>>();
-      for (const r of jobs.rows) {
-        const type = this.types.of(String(r.type));
-        let m = byType.get(type);
-        if (!m) byType.set(type, (m = new Map()));
-        m.set(r.state, (m.get(r.state) ?? 0) + Number(r.n));
-      }
-      // Every state of every type known so far, zeros included: a queue that drains to 0 is a
-      // value, not a vanished series.
-      for (const type of [...this.types.values(), ...(byType.has(OTHER) ? [OTHER] : [])]) if (!byType.has(type)) byType.set(type, new Map());
-      this.jobs.reset();
-      for (const [type, m] of byType) for (const state of JOB_STATES) this.jobs.set({ state, type }, m.get(state) ?? 0);
+      ]),
+    );
+    if (got === null) return;
+    const [jobs, buckets, upstream, targets] = got;
+    this.waiting = jobs.rows as CountRow[];
+    this.setJobs();
 
-      const now = this.clock.now();
-      const tokens = new Map<string, [Labels, number]>();
-      for (const r of buckets.rows) {
-        const l = { tenant_id: this.tenants.of(String(r.tenant)), host: this.hosts.of(String(r.host)) };
-        const b = refill(toBucket(r), now);
-        const k = `${l.tenant_id}|${l.host}`;
-        // Folded buckets (under _other) show the emptiest: what matters is whether claims wait.
-        const v = Number(b.tokens) / 1e6;
-        tokens.set(k, [l, Math.min(v, tokens.get(k)?.[1] ?? Infinity)]);
-      }
-      this.throttleTokens.reset();
-      for (const [l, v] of tokens.values()) this.throttleTokens.set(l, v);
-
-      const counts = new Map<string, [Labels, number]>();
-      for (const r of upstream.rows) {
-        const l = { tenant_id: this.tenants.of(String(r.tenant)), host: this.hosts.of(String(r.host)) };
-        const k = `${l.tenant_id}|${l.host}`;
-        counts.set(k, [l, (counts.get(k)?.[1] ?? 0) + Number(r.n)]);
-      }
-      setCounter(this.upstreamThrottled, [...counts.values()]);
-
-      for (const r of targets.rows) if (r.surface in this.targets) this.targets[r.surface as Surface] = { p50: Number(r.p50), p95: Number(r.p95) };
-      this.dbAt = performance.now();
-      this.dbRefreshSeconds.set((this.dbAt - t0) / 1000);
-    } catch {
-      this.dbRefreshErrors.inc();
-      // Keep the last values; try again at the next scrape.
+    const now = this.clock.now();
+    const tokens = new Map<string, [Labels, number]>();
+    for (const r of buckets.rows) {
+      const l = { tenant_id: this.tenants.of(String(r.tenant)), host: this.hosts.of(String(r.host)) };
+      const b = refill(toBucket(r), now);
+      const k = `${l.tenant_id}|${l.host}`;
+      // Folded buckets (under _other) show the emptiest: what matters is whether claims wait.
+      const v = Number(b.tokens) / 1e6;
+      tokens.set(k, [l, Math.min(v, tokens.get(k)?.[1] ?? Infinity)]);
     }
+    this.throttleTokens.reset();
+    for (const [l, v] of tokens.values()) this.throttleTokens.set(l, v);
+
+    const counts = new Map<string, [Labels, number]>();
+    for (const r of upstream.rows) {
+      const l = { tenant_id: this.tenants.of(String(r.tenant)), host: this.hosts.of(String(r.host)) };
+      const k = `${l.tenant_id}|${l.host}`;
+      counts.set(k, [l, (counts.get(k)?.[1] ?? 0) + Number(r.n)]);
+    }
+    setCounter(this.upstreamThrottled, [...counts.values()]);
+
+    for (const r of targets.rows) if (r.surface in this.targets) this.targets[r.surface as Surface] = { p50: Number(r.p50), p95: Number(r.p95) };
+    this.dbAt = performance.now();
   }
 
   /** For tests and `okit serve`: load the SLO targets before the first scrape. */
   async loadTargets(pool: Pool): Promise<void> {
     const { rows } = await pool.query('SELECT surface, p50_ms::float8 AS p50, p95_ms::float8 AS p95 FROM okit.ttfs_slo_targets');
     for (const r of rows) if (r.surface in this.targets) this.targets[r.surface as Surface] = { p50: Number(r.p50), p95: Number(r.p95) };
+  }
+}
+
+/** The hot-path children of one label set, each made the first time it is used (no empty series). */
+class HotChildren {
+  private s?: FastCounterChild;
+  private h?: FastCounterChild;
+  private m?: FastCounterChild;
+  private c?: FastHistogramChild;
+  private o?: FastHistogramChild;
+  constructor(
+    private readonly m_: OkitMetrics,
+    private readonly key: string,
+    private readonly values: readonly string[],
+  ) {}
+  private readonly vals = () => this.values;
+  get signal(): FastCounterChild {
+    return (this.s ??= this.m_.ttfsSignals.child(this.key, this.vals));
+  }
+  get hit(): FastCounterChild {
+    return (this.h ??= this.m_.ttfsCacheHits.child(this.key, this.vals));
+  }
+  get miss(): FastCounterChild {
+    return (this.m ??= this.m_.ttfsCacheMisses.child(this.key, this.vals));
+  }
+  get cache(): FastHistogramChild {
+    return (this.c ??= this.m_.ttfsCacheLatency.child(this.key, this.vals));
+  }
+  get cold(): FastHistogramChild {
+    return (this.o ??= this.m_.ttfsColdLatency.child(this.key, this.vals));
   }
 }

@@ -1,8 +1,10 @@
 /**
  * The bounded telemetry queue of a server: requests push events and return at once; a
  * writer inserts them in batches (one INSERT … SELECT FROM unnest per batch), off the hot
- * path. A full queue drops what does not fit and counts it, so a flood of telemetry costs
- * at most `maxQueue` events of memory. A batch that fails because the database is away goes
+ * path, at most one batch per tick, so telemetry never costs Postgres more than
+ * batchMax / flushMs rows a second (1,000 by default) however busy the server is. A full
+ * queue drops what does not fit and counts it, so a flood of telemetry costs at most
+ * `maxQueue` events of memory. A batch that fails because the database is away goes
  * back to the queue if there is room (else it is dropped and counted); a batch the database
  * refuses for any other reason is dropped and counted, never retried in a loop.
  */
@@ -13,9 +15,9 @@ import type { TtfsEvent } from './events.js';
 export interface QueueOptions {
   /** Events held at most (default 10,000). */
   maxQueue?: number;
-  /** Events per INSERT at most (default 500). */
+  /** Events per INSERT at most (default 1000). */
   batchMax?: number;
-  /** How often a partial batch is written (default 1000 ms). */
+  /** How often a batch is written (default 1000 ms). */
   flushMs?: number;
   /** Called after each batch written: rows and milliseconds. */
   onBatch?: (rows: number, ms: number) => void;
@@ -35,7 +37,6 @@ export class TelemetryQueue {
   private buf: TtfsEvent[] = [];
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> | null = null;
-  private soon = false;
   private closed = false;
   readonly maxQueue: number;
   readonly batchMax: number;
@@ -47,7 +48,7 @@ export class TelemetryQueue {
     private readonly o: QueueOptions = {},
   ) {
     this.maxQueue = o.maxQueue ?? 10_000;
-    this.batchMax = o.batchMax ?? 500;
+    this.batchMax = o.batchMax ?? 1000;
     this.flushMs = o.flushMs ?? 1000;
     if (!(this.maxQueue >= 1 && this.batchMax >= 1 && this.flushMs >= 1)) throw new RangeError('telemetry queue: sizes and interval must be positive');
   }
@@ -70,25 +71,17 @@ export class TelemetryQueue {
     const dropped = events.length - n;
     this.stats.accepted += n;
     this.stats.dropped.queue_full += dropped;
-    if (this.buf.length >= this.batchMax && !this.soon && !this.writing) {
-      this.soon = true;
-      setImmediate(() => {
-        this.soon = false;
-        void this.flush();
-      });
-    }
     return { accepted: n, dropped };
   }
 
-  /** Writes queued events, one batch after another, until fewer than a batch remain (or all, if `all`). */
+  /** Writes one batch (the timer's tick), or with `all` everything queued, batch after batch. */
   flush(all = false): Promise<void> {
     if (this.writing) return this.writing;
     if (this.buf.length === 0) return Promise.resolve();
     this.writing = (async () => {
       try {
         while (this.buf.length > 0) {
-          if (!(await this.write(this.buf.splice(0, this.batchMax)))) break;
-          if (!all && this.buf.length < this.batchMax) break; // a partial batch waits for the next tick
+          if (!(await this.write(this.buf.splice(0, this.batchMax))) || !all) break;
         }
       } finally {
         this.writing = null;

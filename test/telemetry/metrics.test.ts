@@ -40,7 +40,7 @@ describe('GET /metrics after a scripted workload', () => {
     db = await freshDb();
     t = await startTestServer(db.url, db.pool, {
       telemetryQueue: { flushMs: 20 },
-      metricsOptions: { dbCacheMs: 0 },
+      metricsOptions: { dbCacheMs: 0, finishedCacheMs: 0 },
       metricsListen: { host: '127.0.0.1', port: 0 },
       listenerCheckMs: 200,
     });
@@ -255,12 +255,39 @@ describe('GET /metrics after a scripted workload', () => {
   });
 });
 
+describe('database-backed gauges', () => {
+  let db: TestDb;
+  let t: TestServer;
+  beforeAll(async () => {
+    db = await freshDb();
+    t = await startTestServer(db.url, db.pool, { metricsOptions: { dbCacheMs: 0, finishedCacheMs: 60_000 } });
+  });
+  afterAll(async () => {
+    await t.srv.close();
+    await db.drop();
+  });
+
+  it('queue depth is read at every scrape; finished jobs are counted at most every finishedCacheMs, in the background', async () => {
+    const mt = (await createToken(db.pool, { tenant: 'ops', scope: 'metrics' })).token;
+    const scrape = async () => parseExposition(await (await fetch(t.base + '/metrics', { headers: { Authorization: `Bearer ${mt}` } })).text());
+    const { job } = await t.ledger.enqueue('acme', { type: 'q' });
+    let m = await scrape();
+    expect([m.value('okit_jobs', { type: 'q', state: 'queued' }), m.value('okit_jobs', { type: 'q', state: 'succeeded' })]).toEqual([1, 0]);
+    await t.ledger.claim('acme', { workerId: 'w', types: ['q'] });
+    await t.ledger.complete('acme', job.id, 'w');
+    m = await scrape();
+    expect([m.value('okit_jobs', { type: 'q', state: 'queued' }), m.value('okit_jobs', { type: 'q', state: 'running' })]).toEqual([0, 0]);
+    expect(m.value('okit_jobs', { type: 'q', state: 'succeeded' })).toBe(0); // the finished count is a minute old at most
+    expect(m.find('okit_metrics_db_query_seconds').map((x) => x.labels.query).sort()).toEqual(['finished', 'waiting']);
+  });
+});
+
 describe('label cardinality is capped', () => {
   let db: TestDb;
   let t: TestServer;
   beforeAll(async () => {
     db = await freshDb();
-    t = await startTestServer(db.url, db.pool, { metricsOptions: { dbCacheMs: 0, labelLimits: { tenants: 2, types: 2, hosts: 1 } } });
+    t = await startTestServer(db.url, db.pool, { metricsOptions: { dbCacheMs: 0, finishedCacheMs: 0, labelLimits: { tenants: 2, types: 2, hosts: 1 } } });
   });
   afterAll(async () => {
     await t.srv.close();
