@@ -69,8 +69,10 @@ export interface MetricsOptions {
   dbCacheMs?: number;
   /** How long the counts of finished jobs (a count over the whole ledger) are reused (default 60,000 ms). */
   finishedCacheMs?: number;
-  /** A scrape waits at most this long for a database refresh, then serves the last values (default 2000 ms). */
+  /** A scrape waits at most this long for a database refresh, then serves the last values (default 250 ms). */
   dbWaitMs?: number;
+  /** …and this long while it has no values at all yet (default 2000 ms). */
+  dbFirstWaitMs?: number;
   /** Node's default process metrics (default on). */
   defaultMetrics?: boolean;
   clock?: Clock;
@@ -101,6 +103,7 @@ export class OkitMetrics {
   private readonly clock: Clock;
   private readonly dbCacheMs: number;
   private readonly dbWaitMs: number;
+  private readonly dbFirstWaitMs: number;
   private sources: ServerSources | null = null;
   private readonly finishedCacheMs: number;
   private dbAt = -Infinity;
@@ -153,7 +156,8 @@ export class OkitMetrics {
     this.clock = o.clock ?? systemClock;
     this.dbCacheMs = o.dbCacheMs ?? 5000;
     this.finishedCacheMs = o.finishedCacheMs ?? 60_000;
-    this.dbWaitMs = o.dbWaitMs ?? 2000;
+    this.dbWaitMs = o.dbWaitMs ?? 250;
+    this.dbFirstWaitMs = o.dbFirstWaitMs ?? 2000;
     const r = [this.registry];
     const labelNames = [...TTFS_LABELS];
 
@@ -299,8 +303,11 @@ export class OkitMetrics {
       if (this.finished === null) wait.push(p);
     }
     if (wait.length === 0) return;
+    // Without any value yet, wait for the first; after that, briefly: a slow database costs the
+    // scrape at most dbWaitMs and the values of the previous refresh.
+    const bound = this.waiting === null || this.finished === null ? this.dbFirstWaitMs : this.dbWaitMs;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(wait), new Promise<void>((r) => (timer = setTimeout(r, this.dbWaitMs)))]);
+    await Promise.race([Promise.all(wait), new Promise<void>((r) => (timer = setTimeout(r, bound)))]);
     clearTimeout(timer);
   }
 
@@ -332,7 +339,11 @@ export class OkitMetrics {
   }
 
   private async queryFinished(pool: Pool): Promise<void> {
-    const rows = await this.timed('finished', async () => (await pool.query(FINISHED_SQL)).rows as CountRow[]);
+    // One worker, not parallel ones: a background count should not take both cores from the server.
+    const rows = await this.timed('finished', async () => {
+      const r = (await pool.query(`BEGIN; SET LOCAL max_parallel_workers_per_gather = 0; ${FINISHED_SQL}; COMMIT`)) as unknown as Array<{ rows: CountRow[] }>;
+      return r[2]!.rows;
+    });
     if (rows === null) return;
     this.finished = rows;
     this.finishedAt = performance.now();

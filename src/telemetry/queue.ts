@@ -57,6 +57,13 @@ export class TelemetryQueue {
     return this.buf.length;
   }
 
+  /** No room: a caller may skip building an event that would only be dropped (and counts it here). */
+  dropIfFull(n = 1): boolean {
+    if (!this.closed && this.buf.length + n <= this.maxQueue) return false;
+    this.stats.dropped.queue_full += n;
+    return true;
+  }
+
   start(): void {
     if (this.timer || this.closed) return;
     this.timer = setInterval(() => void this.flush(), this.flushMs);

@@ -46,7 +46,7 @@ export class ServerTelemetry {
 
   answer(a: FirstAnswer): void {
     this.metrics.answer(a);
-    if (!a.first || !a.immediate || a.surface === 'api') return;
+    if (!a.first || !a.immediate || a.surface === 'api' || this.queue.dropIfFull()) return;
     this.queue.push([
       {
         ts: formatMicros(this.clock.now()),

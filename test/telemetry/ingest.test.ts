@@ -121,6 +121,11 @@ describe('a telemetry flood cannot grow memory', () => {
     expect(accepted).toBe(250);
     expect(dropped).toBe(750);
     expect(t.srv.telemetry!.queue.stats.dropped.queue_full).toBe(750);
+    // The server's own row for a declared first answer is dropped (and counted) the same way.
+    const r = await t.get(`/api/v1/orchestrator/jobs/${job}/first-signal`, t.tokens.read, { 'X-Okit-Surface': 'cli' });
+    expect(r.status).toBe(200);
+    expect(t.srv.telemetry!.queue.stats.dropped.queue_full).toBe(751);
+    expect(t.srv.telemetry!.queue.depth).toBe(250);
     await t.srv.telemetry!.queue.flush(true);
     expect((await db.pool.query('SELECT count(*)::int AS n FROM okit.ttfs_events')).rows[0].n).toBe(250);
   });
