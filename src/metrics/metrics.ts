@@ -47,21 +47,7 @@ const TTFS_LABELS = ['surface', 'cache_hit', 'signal_source', 'kind', 'tenant_id
 
 /** Who asked: a surface that said so (X-Okit-Surface), else `api` (curl, workers, other tools). */
 export type AnswerSurface = Surface | 'api';
-
-/** One first-signal answer of the server, as handlers.ts reports it. */
-export interface Answer {
-  tenant: string;
-  surface: AnswerSurface;
-  source: SignalSource;
-  kind: SignalKind;
-  cacheHit: boolean;
-  /** Time in the server, ms (request routed → response written). */
-  serverMs: number;
-  /** A signal body went out (200 or an SSE event), not a 304. */
-  sentSignal: boolean;
-  /** Answered from the first read, without waiting: the server's part of a first signal. */
-  immediate: boolean;
-}
+const SURFACE_SLOT: Record<AnswerSurface, number> = { api: 0, ui: 1, cli: 2, ci: 3 };
 
 export interface MetricsOptions {
   labelLimits?: Partial<LabelLimits>;
@@ -144,8 +130,10 @@ export class OkitMetrics {
   readonly dbRefreshErrors: Counter<string>;
   readonly dbRefreshSeconds: Gauge<string>;
 
-  /** Hot-path children by label key, each made on first use: an answer costs one Map lookup. */
+  /** Hot-path children by label key, each made on first use. */
   private readonly hot = new Map<string, HotChildren>();
+  /** …and by the signal value answered, so that a hot-path answer builds no key at all. */
+  private readonly bySignal = new WeakMap<object, { tenant: string; kids: Array<HotChildren | undefined> }>();
 
   constructor(o: MetricsOptions = {}) {
     this.limits = { ...DEFAULT_LABEL_LIMITS, ...o.labelLimits };
@@ -200,24 +188,37 @@ export class OkitMetrics {
     return this.tenants.of(t);
   }
 
-  /** A first-signal answer of this server (handlers.ts). */
-  answer(a: Answer): void {
-    const tenant = this.tenants.of(a.tenant);
-    const hit = a.cacheHit ? 'true' : 'false';
-    const key = `${a.surface}|${hit}|${a.source}|${a.kind}|${tenant}`;
-    let h = this.hot.get(key);
+  /**
+   * A first-signal answer of this server (handlers.ts). `ident` is the signal value answered
+   * (the cache hands the same object to every reader of one snapshot): its tenant label and
+   * label children are found through it without building a key. `serverMs` is the time in the
+   * server; `sentSignal` a body went out (200, SSE event), not a 304; `immediate` it was
+   * answered from the first read, without waiting: only those are the server's part of a first
+   * signal and go into the latency histograms.
+   */
+  answer(ident: object, tenant: string, surface: AnswerSurface, source: string, kind: string, cacheHit: boolean, serverMs: number, sentSignal: boolean, immediate: boolean): void {
+    let e = this.bySignal.get(ident);
+    if (!e) this.bySignal.set(ident, (e = { tenant: this.tenants.of(tenant), kids: [] }));
+    const i = SURFACE_SLOT[surface] * 2 + (cacheHit ? 1 : 0);
+    let h = e.kids[i];
     if (!h) {
-      if (this.hot.size >= 100_000) this.hot.clear(); // every label is capped; this only bounds the index
-      this.hot.set(key, (h = new HotChildren(this, key, [a.surface, hit, a.source, a.kind, tenant])));
+      const hit = cacheHit ? 'true' : 'false';
+      const key = `${surface}|${hit}|${source}|${kind}|${e.tenant}`;
+      h = this.hot.get(key);
+      if (!h) {
+        if (this.hot.size >= 100_000) this.hot.clear(); // every label is capped; this only bounds the index
+        this.hot.set(key, (h = new HotChildren(this, key, [surface, hit, source, kind, e.tenant])));
+      }
+      e.kids[i] = h;
     }
-    if (a.sentSignal) h.signal.inc();
-    if (!a.immediate) return;
-    if (a.cacheHit) {
+    if (sentSignal) h.signal.inc();
+    if (!immediate) return;
+    if (cacheHit) {
       h.hit.inc();
-      h.cache.observe(a.serverMs / 1000);
+      h.cache.observe(serverMs / 1000);
     } else {
       h.miss.inc();
-      h.cold.observe(a.serverMs / 1000);
+      h.cold.observe(serverMs / 1000);
     }
   }
 

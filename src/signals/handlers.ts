@@ -7,8 +7,7 @@ import type { ServerResponse } from 'node:http';
 import { OkitError } from '../errors.js';
 import * as v from '../ledger/validate.js';
 import type { Ctx } from '../http/router.js';
-import type { AnswerSurface } from '../metrics/metrics.js';
-import { serverTiming, surfaceOf, type FirstAnswer, type ServerTelemetry } from '../telemetry/server.js';
+import { serverTiming, surfaceOf, type ServerTelemetry } from '../telemetry/server.js';
 import { canonicalize } from '../util/canonical.js';
 import type { Snapshot } from '../ledger/types.js';
 import { signalOf } from './projection.js';
@@ -102,11 +101,6 @@ function send(res: ServerResponse, c: Current, notModified: boolean, shuttingDow
   res.end(text);
 }
 
-function answerOf(tenant: string, jobId: string, surface: AnswerSurface, cur: Current, a: Pick<FirstAnswer, 'cacheHit' | 'serverMs' | 'sentSignal' | 'immediate' | 'first'>): FirstAnswer {
-  const s = cur.snapshot;
-  return { tenant, jobId, runId: s.run_id, surface, source: cur.source, kind: s.kind, phase: s.phase, ...a };
-}
-
 /** GET …/jobs/{id}/first-signal[?wait=S] with optional If-None-Match. */
 export async function firstSignal(ctx: Ctx, tenant: string, deps: SignalDeps, signal: AbortSignal): Promise<void> {
   const jobId = v.uuid(ctx.params.id, 'job_id');
@@ -134,7 +128,7 @@ export async function firstSignal(ctx: Ctx, tenant: string, deps: SignalDeps, si
       if (ctx.res.destroyed) return;
       const ms = performance.now() - t0;
       send(ctx.res, cur, same, deps.shutdown.aborted, tel && surface !== 'api' && reads === 1 ? serverTiming(ms, info.hit) : null);
-      tel?.answer(answerOf(tenant, jobId, surface, cur, { cacheHit: info.hit, serverMs: ms, sentSignal: !same, immediate: reads === 1, first: inm === undefined }));
+      tel?.answer(tenant, surface, cur, info.hit, ms, !same, reads === 1, inm === undefined);
       return;
     }
     const bound = deps.listenerReady() ? remaining : Math.min(remaining, deps.fallbackPollMs);
@@ -203,7 +197,7 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
         write(`id: ${cur.etag}\nevent: ${done ? 'done' : 'signal'}\ndata: ${signalText(cur)}\n\n`);
         sent = cur.etag;
         events++;
-        tel?.answer(answerOf(tenant, jobId, surface, cur, { cacheHit: info.hit, serverMs: performance.now() - t0, sentSignal: true, immediate: initial, first: !resumed && initial }));
+        tel?.answer(tenant, surface, cur, info.hit, performance.now() - t0, true, initial, !resumed && initial);
         if (done) return;
       }
       if (signal.aborted || res.destroyed) return;

@@ -8,8 +8,8 @@
 import type { IncomingMessage } from 'node:http';
 import { OkitError } from '../errors.js';
 import type { Pool } from '../db/pool.js';
-import type { Phase } from '../ledger/types.js';
-import type { Answer, AnswerSurface, OkitMetrics } from '../metrics/metrics.js';
+import type { AnswerSurface, OkitMetrics } from '../metrics/metrics.js';
+import type { Current } from '../signals/store.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { formatMicros } from '../util/time.js';
 import { isSurface, type ClientEvent, type TtfsEvent } from './events.js';
@@ -28,14 +28,6 @@ export function serverTiming(ms: number, cacheHit: boolean): string {
   return `okit;dur=${ms.toFixed(3)};desc="${cacheHit ? 'cache hit' : 'cache miss'}"`;
 }
 
-export interface FirstAnswer extends Answer {
-  jobId: string;
-  runId: string | null;
-  phase: Phase;
-  /** The client held no ETag: this answer is its first signal. */
-  first: boolean;
-}
-
 export class ServerTelemetry {
   constructor(
     readonly metrics: OkitMetrics,
@@ -44,23 +36,29 @@ export class ServerTelemetry {
     private readonly clock: Clock = systemClock,
   ) {}
 
-  answer(a: FirstAnswer): void {
-    this.metrics.answer(a);
-    if (!a.first || !a.immediate || a.surface === 'api' || this.queue.dropIfFull()) return;
+  /**
+   * One first-signal answer: `cur` the signal answered, `first` the client held no ETag (so
+   * this is its first signal); the rest as OkitMetrics.answer. Positional, so the hot path
+   * allocates nothing here unless a row is queued.
+   */
+  answer(tenant: string, surface: AnswerSurface, cur: Current, cacheHit: boolean, serverMs: number, sentSignal: boolean, immediate: boolean, first: boolean): void {
+    const snap = cur.snapshot;
+    this.metrics.answer(cur, tenant, surface, cur.source, snap.kind, cacheHit, serverMs, sentSignal, immediate);
+    if (!first || !immediate || surface === 'api' || this.queue.dropIfFull()) return;
     this.queue.push([
       {
         ts: formatMicros(this.clock.now()),
-        tenant: a.tenant,
-        job_id: a.jobId,
-        run_id: a.runId,
-        surface: a.surface,
-        event_type: a.cacheHit ? 'signal.cache_hit' : 'signal.cold_start',
-        ttfs_ms: Math.round(a.serverMs * 1000) / 1000,
+        tenant,
+        job_id: snap.job_id,
+        run_id: snap.run_id,
+        surface,
+        event_type: cacheHit ? 'signal.cache_hit' : 'signal.cold_start',
+        ttfs_ms: Math.round(serverMs * 1000) / 1000,
         server_ms: null,
-        cache_hit: a.cacheHit,
-        signal_source: a.source,
-        kind: a.kind,
-        phase: a.phase,
+        cache_hit: cacheHit,
+        signal_source: cur.source,
+        kind: snap.kind,
+        phase: snap.phase,
         error_code: null,
       },
     ]);
