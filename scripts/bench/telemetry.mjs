@@ -155,6 +155,7 @@ async function metricsScrape(adminUrl) {
   const { token } = await createToken(pool, { tenant: 'ops', scope: 'metrics' });
   const uncached = await spawnServer(url, { env: { OKIT_BENCH_METRICS_DB_CACHE_MS: '0', OKIT_BENCH_METRICS_FINISHED_CACHE_MS: '0' } });
   const cached = await spawnServer(url, {});
+  const plain = await spawnServer(url, {}); // the same 100,000 jobs, no TTFS label series
   const rows = [];
   try {
     // Label series as a busy server has them: 20 tenants, each surface, several kinds.
@@ -168,7 +169,11 @@ async function metricsScrape(adminUrl) {
       for (const srv of [uncached, cached])
         await fetch(`${srv.baseUrl}${API}/telemetry/ttfs`, { method: 'POST', headers: { Authorization: `Bearer ${read}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ events }) });
     }
-    for (const [name, srv] of [['every scrape queries everything (no caching)', uncached], ['default (queue 5 s, finished jobs 60 s in the background)', cached]]) {
+    for (const [name, srv] of [
+      ['every scrape queries everything (no caching)', uncached],
+      ['default (queue 5 s, finished jobs 60 s in the background)', cached],
+      ['default, before any first-signal traffic (orchestrator and Node metrics only)', plain],
+    ]) {
       await scrapes(srv, token, 3); // warm-up
       // As Prometheus would: one scrape after another, a little apart (the default cache then
       // serves some from memory and refreshes the queue query for others).
@@ -181,6 +186,7 @@ async function metricsScrape(adminUrl) {
   } finally {
     await uncached.stop();
     await cached.stop();
+    await plain.stop();
     await pool.end();
   }
 }
@@ -209,23 +215,30 @@ function latency() {
   return { rows };
 }
 
+// OKIT_BENCH_PARTS=get,metrics,latency runs some parts; the others keep their last results.
+const PARTS = (process.env.OKIT_BENCH_PARTS ?? 'get,metrics,latency').split(',');
+const previous = fs.existsSync(path.join(RESULTS, 'telemetry.json')) ? JSON.parse(fs.readFileSync(path.join(RESULTS, 'telemetry.json'), 'utf8')) : {};
 const pgsrv = await startPostgres();
-let get;
-let scrape;
+let get = { rows: previous.get, rounds: previous.get_rounds, telemetry: previous.get_telemetry_writer };
+let scrape = { rows: previous.metrics_scrape };
+let lat = { rows: previous.long_poll_latency };
 try {
-  console.error('GET throughput, telemetry on vs off');
-  get = await getThroughput(pgsrv.url);
-  console.error('/metrics with 100,000 jobs');
-  scrape = await metricsScrape(pgsrv.url);
+  if (PARTS.includes('get')) {
+    console.error('GET throughput, telemetry on vs off');
+    get = await getThroughput(pgsrv.url);
+  }
+  if (PARTS.includes('metrics')) {
+    console.error('/metrics with 100,000 jobs');
+    scrape = await metricsScrape(pgsrv.url);
+  }
 } finally {
   await pgsrv.stop();
 }
-console.error('long-poll delivery latency, telemetry on vs off');
-const lat = latency();
-table(get.rows);
-table(get.rounds);
-table(scrape.rows);
-table(lat.rows);
+if (PARTS.includes('latency')) {
+  console.error('long-poll delivery latency, telemetry on vs off');
+  lat = latency();
+}
+for (const t of [get.rows, get.rounds, scrape.rows, lat.rows]) if (t?.length) table(t);
 writeResult('telemetry', {
   seconds: SECONDS,
   connections: CONNS,
