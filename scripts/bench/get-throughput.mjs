@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { createPool } from '../../dist/db/pool.js';
 import { Ledger } from '../../dist/ledger/ledger.js';
 import { createToken } from '../../dist/http/tokens.js';
-import { createDatabase, httpLoad as load, round, spawnServer, startPostgres, table, writeResult } from './lib.mjs';
+import { createDatabase, getBenchJob, httpLoad as load, round, spawnServer, startPostgres, table, writeResult } from './lib.mjs';
 
 const SECONDS = Number(process.argv[2] ?? 5);
 const CONNS = Number(process.argv[3] ?? 32);
@@ -35,9 +35,7 @@ try {
   const pool = createPool(url, { max: 4 });
   const ledger = new Ledger(pool);
   const { token } = await createToken(pool, { tenant: 'bench', scope: 'read' });
-  const { job } = await ledger.enqueue('bench', { type: 'get' });
-  await ledger.claim('bench', { workerId: 'w', types: ['get'], leaseSeconds: 3600 });
-  await ledger.progress('bench', job.id, 'w', { phase: 'analyze', summary: 'reading the inventory', itemsDone: 3, itemsTotal: 10 });
+  const job = await getBenchJob(ledger);
   await pool.end();
 
   server = await spawnServer(url, { execArgv: process.env.OKIT_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.OKIT_BENCH_PROF] : [] });

@@ -227,3 +227,11 @@ export async function httpLoad(port, request, seconds, conns) {
   const l = summary(lat);
   return { req_per_s: Math.round(done / elapsed), p50_ms: round(l.p50), p99_ms: round(l.p99), statuses };
 }
+
+/** The GET benchmarks' job: claimed and part-way through a phase, so its signal has an ETA and a summary. */
+export async function getBenchJob(ledger) {
+  const { job } = await ledger.enqueue('bench', { type: 'get' });
+  await ledger.claim('bench', { workerId: 'w', types: ['get'], leaseSeconds: 3600 });
+  await ledger.progress('bench', job.id, 'w', { phase: 'analyze', summary: 'reading the inventory', itemsDone: 3, itemsTotal: 10 });
+  return job;
+}

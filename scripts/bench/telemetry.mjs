@@ -17,7 +17,7 @@ import path from 'node:path';
 import { createPool } from '../../dist/db/pool.js';
 import { Ledger } from '../../dist/ledger/ledger.js';
 import { createToken } from '../../dist/http/tokens.js';
-import { createDatabase, httpLoad, RESULTS, ROOT, round, spawnServer, startPostgres, summary, table, writeResult } from './lib.mjs';
+import { createDatabase, getBenchJob, httpLoad, RESULTS, ROOT, round, spawnServer, startPostgres, summary, table, writeResult } from './lib.mjs';
 
 const SECONDS = Number(process.argv[2] ?? 3);
 const CONNS = Number(process.argv[3] ?? 32);
@@ -47,9 +47,7 @@ async function getThroughput(adminUrl) {
   const pool = createPool(url, { max: 4 });
   const ledger = new Ledger(pool);
   const { token } = await createToken(pool, { tenant: 'bench', scope: 'read' });
-  const { job } = await ledger.enqueue('bench', { type: 'get' });
-  await ledger.claim('bench', { workerId: 'w', types: ['get'], leaseSeconds: 3600 });
-  await ledger.progress('bench', job.id, 'w', { phase: 'analyze', summary: 'reading the inventory', itemsDone: 3, itemsTotal: 10 });
+  const job = await getBenchJob(ledger);
   const on = await spawnServer(url, { env: { OKIT_BENCH_TELEMETRY: 'on' } });
   const off = await spawnServer(url, { env: { OKIT_BENCH_TELEMETRY: 'off' } });
   const path = `${API}/jobs/${job.id}/first-signal`;

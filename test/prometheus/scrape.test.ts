@@ -6,10 +6,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/db/embedded.js';
 import { createToken } from '../../src/http/tokens.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { OKIT, ROOT } from '../helpers/cli.js';
@@ -17,17 +17,6 @@ import { freshDb, type TestDb } from '../helpers/db.js';
 import { requireBinary, RULES } from '../helpers/prometheus.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** Starts a child and resolves once `pattern` appears in its stdout+stderr (or rejects on exit). */
 function startChild(cmd: string, args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; match: RegExpExecArray; output: () => string }> {
