@@ -22,6 +22,7 @@ import { HISTORY_COLUMNS, JOB_COLUMNS, toHistory, toJob, ts } from './rows.js';
 import { isAllowed, type JobEvent, type JobState } from './states.js';
 import { fromMicroUnits, toBucket, type Bucket } from './throttle.js';
 import type { HistoryRow, Job, Snapshot } from './types.js';
+import type { CommitInfo } from './ledger.js';
 
 /** A job as this batch sees it: loaded and row-locked, or created by this batch. */
 export interface Slot {
@@ -656,6 +657,20 @@ export class Batch {
       pos++;
     }
     for (const s of this.slots.values()) if (s.rows.length > 0) s.job = { ...s.job, last_hash: s.lastHash! };
+  }
+
+  /** What the batch wrote, for commit observers (metrics), after seal. */
+  committed(): Pick<CommitInfo, 'transitions' | 'throttles'> {
+    const transitions: Array<CommitInfo['transitions'][number]> = [];
+    const throttles: Array<CommitInfo['throttles'][number]> = [];
+    for (const e of this.entries) {
+      if (e.row) {
+        const r = e.row.row;
+        if (!r) continue; // not sealed: nothing was written
+        transitions.push({ jobId: r.job_id, type: e.row.slot.job.type, createdAt: e.row.slot.job.created_at, event: r.event, to: r.to_state, at: r.at, data: r.data });
+      } else throttles.push({ host: e.event.host, event: e.event.event });
+    }
+    return { transitions, throttles };
   }
 
   /** The first entry, to recognise this batch in the ledger after a lost COMMIT acknowledgement. */

@@ -10,7 +10,9 @@ import type pg from 'pg';
 import { OkitError } from '../errors.js';
 import type { Pool } from '../db/pool.js';
 import { systemClock, type Clock } from '../util/clock.js';
+import type { Json } from '../util/canonical.js';
 import type { Micros } from '../util/time.js';
+import type { JobEvent, JobState } from './states.js';
 import { JobOps, type ClaimedJob, type ClaimInput, type EnqueueInput, type Enqueued, type FailInput, type LeaseHolder, type LedgerCore, type ProgressInput } from './jobs.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, toHistory, toJob, toSnapshot } from './rows.js';
 import { SourceOps, type Source } from './sources.js';
@@ -44,14 +46,30 @@ export interface LedgerOptions {
   batchesInFlight?: number;
   /** Called after every batch transaction: its size, transaction time and head-lock time (for metrics). */
   onBatch?: (s: BatchStats) => void;
+  /** Called once per committed transaction (metrics); its errors are ignored. More via `commitObservers`. */
+  onCommit?: CommitObserver;
 }
+
+/** One committed ledger transaction (a batch), for observers (metrics): never part of what is stored. */
+export interface CommitInfo {
+  tenant: string;
+  /** Operations (callers) committed together. */
+  batchSize: number;
+  /** BEGIN to COMMIT acknowledged. */
+  ms: number;
+  transitions: ReadonlyArray<{ jobId: string; type: string; createdAt: string; event: JobEvent; to: JobState; at: string; data: { [k: string]: Json } }>;
+  throttles: ReadonlyArray<{ host: string; event: string }>;
+}
+export type CommitObserver = (info: CommitInfo) => void;
 
 export class Ledger implements LedgerCore {
   readonly pool: Pool;
   readonly clock: Clock;
   readonly ids: () => string;
   readonly writer: BatchWriter;
-  readonly opts: Required<Omit<LedgerOptions, 'clock' | 'ids' | 'onBatch'>>;
+  readonly opts: Required<Omit<LedgerOptions, 'clock' | 'ids' | 'onBatch' | 'onCommit'>>;
+  /** Told of every committed transaction; a server adds its metrics here. */
+  readonly commitObservers = new Set<CommitObserver>();
   private readonly jobs: JobOps;
   private readonly sources: SourceOps;
 
@@ -75,7 +93,18 @@ export class Ledger implements LedgerCore {
       batchMaxWaitMs: this.opts.batchMaxWaitMs,
       batchesInFlight: this.opts.batchesInFlight,
       onBatch: opts.onBatch,
+      onCommit: (info) => {
+        for (const o of this.commitObservers) {
+          try {
+            o(info);
+          } catch {
+            // An observer never fails a committed transaction.
+          }
+        }
+      },
+      wantsCommits: () => this.commitObservers.size > 0,
     });
+    if (opts.onCommit) this.commitObservers.add(opts.onCommit);
     this.jobs = new JobOps(this);
     this.sources = new SourceOps(this, { defaultBucket: this.opts.defaultBucket });
   }

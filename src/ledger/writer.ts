@@ -32,6 +32,7 @@ import { isOkitError, OkitError } from '../errors.js';
 import { isDbUnavailable } from '../db/errors.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import { Batch, Deferred, type UnitView } from './batch.js';
+import type { CommitInfo } from './ledger.js';
 
 export const NOTIFY_CHANNEL = 'okit_signal';
 /** NOTIFY payloads must stay under 8000 bytes; past this many, listeners get "<tenant> *". */
@@ -71,6 +72,9 @@ export interface WriterOptions {
   batchesInFlight?: number;
   /** Called after every batch transaction, for metrics (batch sizes, transaction and lock times). */
   onBatch?: (s: BatchStats) => void;
+  /** Called after every committed batch with what it wrote (when wantsCommits() says anyone listens). */
+  onCommit?: (info: CommitInfo) => void;
+  wantsCommits?: () => boolean;
 }
 
 interface Member {
@@ -394,6 +398,13 @@ export class BatchWriter {
       }
     }
     report(false);
+    if (this.opts.wantsCommits?.()) {
+      try {
+        this.opts.onCommit?.({ tenant, batchSize: members.length, ms: performance.now() - t0, ...b.committed() });
+      } catch {
+        // an observer's bug must not fail a committed batch
+      }
+    }
     for (const { m, finish } of done) {
       try {
         m.resolve(finish());
