@@ -29,57 +29,50 @@ BEGIN
       RETURN false;
     END IF;
   END IF;
-  IF cardinality(ji_id) > 0 THEN
+  WITH
+  ji AS (
     INSERT INTO okit.jobs (id, tenant, run_id, source_id, type, payload, payload_sha256, idempotency_key, priority, max_attempts, attempt,
         state, not_before, lease_owner, lease_expires_at, created_at, updated_at, history_n, last_hash)
       SELECT x.id, p_tenant, x.run_id, x.source_id, x.type, x.payload, x.sha, x.key, x.priority, x.max_attempts, x.attempt,
         x.state, x.not_before, x.owner, x.lease, x.created, x.updated, x.n, x.hash
       FROM unnest(ji_id, ji_run, ji_source, ji_type, ji_payload, ji_sha, ji_key, ji_priority, ji_max, ji_attempt, ji_state, ji_not_before,
         ji_owner, ji_lease, ji_created, ji_updated, ji_n, ji_hash)
-        AS x(id, run_id, source_id, type, payload, sha, key, priority, max_attempts, attempt, state, not_before, owner, lease, created, updated, n, hash);
-  END IF;
-  IF cardinality(ju_id) > 0 THEN
+        AS x(id, run_id, source_id, type, payload, sha, key, priority, max_attempts, attempt, state, not_before, owner, lease, created, updated, n, hash)),
+  ju AS (
     UPDATE okit.jobs j SET attempt = x.attempt, state = x.state, not_before = x.not_before, lease_owner = x.owner,
         lease_expires_at = x.lease, updated_at = x.updated, history_n = x.n, last_hash = x.hash, lease_token = x.token
       FROM unnest(ju_id, ju_attempt, ju_state, ju_not_before, ju_owner, ju_lease, ju_updated, ju_n, ju_hash, ju_token)
         AS x(id, attempt, state, not_before, owner, lease, updated, n, hash, token)
-      WHERE j.id = x.id;
-  END IF;
-  IF cardinality(h_pos) > 0 THEN
+      WHERE j.id = x.id),
+  h AS (
     INSERT INTO okit.job_history (tenant, pos, job_id, n, at, event, from_state, to_state, data, prev_hash, hash)
-      SELECT p_tenant, x.* FROM unnest(h_pos, h_job, h_n, h_at, h_event, h_from, h_to, h_data, h_prev, h_hash) AS x;
-  END IF;
-  IF cardinality(e_pos) > 0 THEN
+      SELECT p_tenant, x.* FROM unnest(h_pos, h_job, h_n, h_at, h_event, h_from, h_to, h_data, h_prev, h_hash) AS x),
+  e AS (
     INSERT INTO okit.throttle_events (tenant, pos, host, at, event, data)
-      SELECT p_tenant, x.* FROM unnest(e_pos, e_host, e_at, e_event, e_data) AS x;
-  END IF;
+      SELECT p_tenant, x.* FROM unnest(e_pos, e_host, e_at, e_event, e_data) AS x),
+  x AS (
+    SELECT * FROM unnest(s_job, s_run, s_kind, s_phase, s_summary, s_eta, s_outcome, s_actions, s_diagnostics, s_source, s_n, s_hash,
+      s_created, s_updated, s_new)
+      AS x(job_id, run_id, kind, phase, summary, eta, outcome, actions, diagnostics, source, n, hash, created, updated, is_new)),
   -- A new job's first snapshot is a plain insert; a known job's is rewritten in place (a HOT
   -- update: no snapshot column is indexed but job_id), and inserted only if it had none.
-  IF cardinality(s_job) > 0 THEN
-    WITH x AS (
-      SELECT * FROM unnest(s_job, s_run, s_kind, s_phase, s_summary, s_eta, s_outcome, s_actions, s_diagnostics, s_source, s_n, s_hash,
-        s_created, s_updated, s_new)
-        AS x(job_id, run_id, kind, phase, summary, eta, outcome, actions, diagnostics, source, n, hash, created, updated, is_new)
-    ), u AS (
-      UPDATE okit.first_signal_snapshots s SET kind = x.kind, phase = x.phase, summary = x.summary, eta_seconds = x.eta,
-          last_known_outcome = x.outcome, next_actions = x.actions, diagnostics = x.diagnostics, source = x.source,
-          history_n = x.n, history_hash = x.hash, updated_at = x.updated
-        FROM x WHERE NOT x.is_new AND s.job_id = x.job_id
-        RETURNING s.job_id
-    )
+  su AS (
+    UPDATE okit.first_signal_snapshots s SET kind = x.kind, phase = x.phase, summary = x.summary, eta_seconds = x.eta,
+        last_known_outcome = x.outcome, next_actions = x.actions, diagnostics = x.diagnostics, source = x.source,
+        history_n = x.n, history_hash = x.hash, updated_at = x.updated
+      FROM x WHERE NOT x.is_new AND s.job_id = x.job_id
+      RETURNING s.job_id),
+  si AS (
     INSERT INTO okit.first_signal_snapshots (job_id, tenant, run_id, kind, phase, summary, eta_seconds, last_known_outcome, next_actions,
         diagnostics, source, history_n, history_hash, created_at, updated_at)
       SELECT x.job_id, p_tenant, x.run_id, x.kind, x.phase, x.summary, x.eta, x.outcome, x.actions, x.diagnostics, x.source, x.n, x.hash,
         x.created, x.updated
-      FROM x WHERE x.is_new OR x.job_id NOT IN (SELECT job_id FROM u);
-  END IF;
-  IF cardinality(b_host) > 0 THEN
-    UPDATE okit.throttles t SET capacity = x.capacity, base_refill_per_sec = x.base, refill_per_sec = x.refill, tokens = x.tokens,
-        updated_at = x.updated, penalty_until = x.penalty
-      FROM unnest(b_host, b_capacity, b_base, b_refill, b_tokens, b_updated, b_penalty)
-        AS x(host, capacity, base, refill, tokens, updated, penalty)
-      WHERE t.tenant = p_tenant AND t.host = x.host;
-  END IF;
+      FROM x WHERE x.is_new OR x.job_id NOT IN (SELECT job_id FROM su))
+  UPDATE okit.throttles t SET capacity = b.capacity, base_refill_per_sec = b.base, refill_per_sec = b.refill, tokens = b.tokens,
+      updated_at = b.updated, penalty_until = b.penalty
+    FROM unnest(b_host, b_capacity, b_base, b_refill, b_tokens, b_updated, b_penalty)
+      AS b(host, capacity, base, refill, tokens, updated, penalty)
+    WHERE t.tenant = p_tenant AND t.host = b.host;
   IF p_notify IS NOT NULL THEN
     PERFORM pg_notify('okit_signal', p_notify);
   END IF;
