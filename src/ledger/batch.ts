@@ -681,7 +681,7 @@ export class Batch {
     return { table: 'throttle_events', pos: e.event.pos!, host: e.event.host, event: e.event.event, at: e.event.at, data: e.event.data };
   }
 
-  /** Arguments of okit.write_batch (migration 007) after its first four, after seal. */
+  /** Arguments of okit.write_batch (migration 008) after its first four, after seal. */
   writeParams(notify: string | null): unknown[] {
     const rows = this.entries.flatMap((e) => (e.row ? [e.row.row!] : []));
     const events = this.entries.flatMap((e) => (e.event ? [e.event] : []));
