@@ -16,6 +16,7 @@ import {
 import { verifySignature, type PublicKey } from './keys.js';
 import { isV1, manifestProblems, renderSums } from './manifest.js';
 import { HISTORY_SCHEMA, JOB_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
+import { PositionCover } from './positions.js';
 import { TarReader } from './tar.js';
 import { sha256Hex } from '../util/hash.js';
 
@@ -101,13 +102,6 @@ const CHECKS: Array<{ id: string; codes: VerifyCode[] }> = [
   { id: 'previous', codes: ['PREVIOUS_MISMATCH', 'PREVIOUS_GAP', 'PREVIOUS_INVALID'] },
 ];
 
-type Range = [bigint, bigint];
-
-function addToRanges(rs: Range[], p: bigint): void {
-  const last = rs[rs.length - 1];
-  if (last && last[1] + 1n === p) last[1] = p;
-  else rs.push([p, p]);
-}
 
 /** The verifier's state over one bundle's byte stream. */
 class Verifier {
@@ -134,8 +128,9 @@ class Verifier {
   readonly heads: Map<string, ChainHead>;
   private readonly inBundle = new Map<string, ChainHead>();
   private readonly snapshotFor = new Set<string>();
-  private readonly histRanges: Range[] = [];
-  private readonly thrRanges: Range[] = [];
+  private readonly cover = new PositionCover();
+  private readonly histPos = this.cover.source();
+  private readonly thrPos = this.cover.source();
   private anchored = 0;
   private unanchored = 0;
   private historyRows = 0;
@@ -393,7 +388,7 @@ class Verifier {
     this.historyRows++;
     const pos = BigInt(r.pos);
     this.inWindow(pos, 'history.jsonl', ln);
-    addToRanges(this.histRanges, pos);
+    this.histPos(pos);
     const job = this.jobs.get(r.job_id);
     if (!job) this.add('JOB_MISSING', `history.jsonl line ${ln}: job ${r.job_id} is not in jobs.jsonl`, at);
     let h = '';
@@ -426,7 +421,7 @@ class Verifier {
   private onThrottle(t: Throttle, ln: number): void {
     const pos = BigInt(t.pos);
     this.inWindow(pos, 'throttles.jsonl', ln);
-    addToRanges(this.thrRanges, pos);
+    this.thrPos(pos);
     this.data?.throttles.push(t);
   }
 
@@ -460,15 +455,7 @@ class Verifier {
       if (this.stopped) return;
     }
     // positions: history ∪ throttles = [from_pos, to_pos], each once
-    const all = [...this.histRanges, ...this.thrRanges].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    let next = BigInt(m.window.from_pos);
-    const to = BigInt(m.window.to_pos);
-    for (const [a, b] of all) {
-      if (a < next) this.add('POSITION_DUPLICATE', `position ${a} is used more than once`);
-      else if (a > next && next <= to) this.add('POSITION_GAP', `positions ${next}..${a - 1n > to ? to : a - 1n} are used by no line`);
-      if (b + 1n > next) next = b + 1n;
-    }
-    if (next <= to) this.add('POSITION_GAP', `positions ${next}..${to} are used by no line`);
+    for (const p of this.cover.problems(BigInt(m.window.from_pos), BigInt(m.window.to_pos))) this.add(p.code, p.message);
     for (const [id, j] of this.jobs) {
       const last = this.inBundle.get(id);
       if (!last) {

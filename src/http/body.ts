@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { OkitError } from '../errors.js';
+import { inexactNumber } from '../util/canonical.js';
 
 export const MAX_BODY_BYTES = 256 * 1024;
 
@@ -27,11 +28,15 @@ export async function readJson(req: IncomingMessage, max = MAX_BODY_BYTES): Prom
   const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') throw new OkitError('UNSUPPORTED_MEDIA_TYPE', 'body must be application/json');
   let value: unknown;
+  const text = Buffer.concat(chunks).toString('utf8');
   try {
-    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     throw new OkitError('INVALID_JSON', 'body is not valid JSON');
   }
+  // A number that JSON.parse would silently round is refused, not stored changed (number policy: docs/bundle-format.md §2).
+  const inexact = inexactNumber(text);
+  if (inexact) throw new OkitError('INVALID_INPUT', `body: ${inexact}`);
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new OkitError('INVALID_JSON', 'body must be a JSON object');
   return value as Record<string, unknown>;
 }
