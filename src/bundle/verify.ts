@@ -528,8 +528,26 @@ export async function peekManifest(src: BundleSource): Promise<{ manifest: Manif
 }
 
 export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Promise<VerifyReport> {
+  return (await verifyChain(src, opts)).report;
+}
+
+/** A verified earlier bundle of a chain: its source and what its verification found. */
+export interface EarlierBundle {
+  src: BundleSource;
+  report: VerifyReport;
+}
+
+function partialReport(v: Verifier, src: BundleSource): VerifyReport {
+  return {
+    ok: v.problems.length === 0 && v.manifest !== null, label: labelOf(src), sha256: '', manifest: v.manifest, manifestSha256: v.manifestSha256,
+    evidence: [], problems: v.problems, moreProblems: v.moreProblems, notes: v.notes, heads: new Map(), places: v.tar.places, stoppedAtContainer: v.tar.failed,
+  };
+}
+
+/** verifyBundle, also returning the supplied previous bundles in chain order (for replay). */
+export async function verifyChain(src: BundleSource, opts: VerifyOptions): Promise<{ report: VerifyReport; earlier: EarlierBundle[] }> {
   // Previous bundles: verify each (oldest first), carrying chain heads forward.
-  const prevReports: Array<{ v: Verifier; label: string }> = [];
+  const prevReports: Array<{ v: Verifier; label: string; src: BundleSource }> = [];
   let anchors = new Map<string, ChainHead>();
   let chainComplete = false;
   const prevProblems: Finding[] = [];
@@ -549,7 +567,7 @@ export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Prom
       if (before) linkProblems(before, v, labelOf(p), prevProblems);
       anchors = v.heads;
       before = v;
-      prevReports.push({ v, label: labelOf(p) });
+      prevReports.push({ v, label: labelOf(p), src: p });
     }
     if (prevProblems.some((p) => p.code === 'PREVIOUS_GAP' || p.code === 'PREVIOUS_MISMATCH')) chainComplete = false;
   }
@@ -572,7 +590,7 @@ export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Prom
   const stoppedAtContainer = v.tar.failed;
   if (stoppedAtContainer)
     v.notes.push('NOT_CHECKED: verification stopped at the tar container: the signature, the manifest and the contents were not checked (the tar must be exactly as okit writes it; docs/bundle-format.md §1 says how to recreate it)');
-  return {
+  const report: VerifyReport = {
     ok,
     label: labelOf(src),
     sha256: v.whole.digest('hex'),
@@ -588,6 +606,7 @@ export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Prom
     data: v.data,
     earlier: opts.collect ? prevReports.flatMap((p) => p.v.data?.history ?? []) : undefined,
   };
+  return { report, earlier: prevReports.map((p) => ({ src: p.src, report: partialReport(p.v, p.src) })) };
 }
 
 /** later must link to earlier: previous hash and contiguous positions. */
