@@ -5,7 +5,7 @@
  * field stays equal to its final value (the row that set the value the bundle disagrees with).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -202,6 +202,8 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
     const j = v as Job;
     jobs.set(j.id, { facts: factsText(jobFacts(j)), history_n: j.history_n, off: -1, len: 0, skipped: false });
   }
+  // Opened first: a bad --out fails before any work.
+  const outFh = opts.out ? await open(opts.out, 'w') : null;
   const dir = await mkdtemp(join(tmpdir(), 'okit-replay-'));
   const file = join(dir, 'replayed.jsonl');
   const fh = await open(file, 'w+');
@@ -285,19 +287,28 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
         res.divergences.push(firstDivergenceOf(rs, facts, d.want, d.fields));
       }
     }
-    if (opts.out) {
-      const ws = createWriteStream(opts.out);
+    if (outFh) {
+      // In job id order, as snapshots.jsonl; written in batches.
       const ids = [...jobs.entries()].filter(([, i]) => i.off >= 0).map(([id]) => id).sort();
+      let batch: Buffer[] = [];
+      let size = 0;
       for (const id of ids) {
         const info = jobs.get(id)!;
         const b = Buffer.alloc(info.len + 1);
         await fh.read(b, 0, info.len + 1, info.off);
-        if (!ws.write(b)) await new Promise<void>((r) => ws.once('drain', () => r()));
+        batch.push(b);
+        size += b.length;
+        if (size > 1 << 20) {
+          await outFh.write(Buffer.concat(batch));
+          batch = [];
+          size = 0;
+        }
       }
-      await new Promise<void>((res2, rej) => ws.end((e?: Error | null) => (e ? rej(e) : res2())));
+      if (batch.length) await outFh.write(Buffer.concat(batch));
     }
     return res;
   } finally {
+    await outFh?.close();
     await fh.close();
     await rm(dir, { recursive: true, force: true });
   }

@@ -98,34 +98,41 @@ const FIELDS: Array<[string, number, number]> = [
   ['uname', 265, 297], ['gname', 297, 329], ['devmajor', 329, 337], ['devminor', 337, 345], ['prefix', 345, 500], ['padding', 500, 512],
 ];
 
-/** A header field shown so that NULs and spaces are visible. */
-function show(b: Buffer): string {
+const NUMERIC = new Set(['mode', 'uid', 'gid', 'size', 'mtime', 'chksum', 'devmajor', 'devminor']);
+
+/** A header field shown so that NULs and spaces are visible (text fields: up to the first NUL). */
+function show(b: Buffer, field = 'chksum'): string {
   const s = b.toString('latin1');
   if (/^\0*$/.test(s)) return 'empty';
+  if (!NUMERIC.has(field)) return `'${JSON.stringify(s.replace(/\0.*$/s, '')).slice(1, -1)}'`;
   const trimmed = s.replace(/\0+$/, '');
   const vis = JSON.stringify(trimmed).slice(1, -1);
   return `'${vis}'${trimmed.length < s.length && trimmed.length + 1 < s.length ? ` + ${s.length - trimmed.length} NULs` : trimmed.length < s.length ? ' + NUL' : ''}`;
 }
 
-function hint(found: Buffer): string {
-  const s = found.toString('latin1');
-  if (/ \0$/.test(s)) return ' (the field ends in space-NUL, as node-tar writes it)';
-  if (/\0 $/.test(s)) return ' (the field ends in NUL-space)';
-  if (/\0$/.test(s) && /^[0-7]+\0$/.test(s)) return ' (the field ends in NUL, as GNU tar writes it)';
-  return '';
+const ending = (s: string) => (/ \0$/.test(s) ? 'space-NUL' : /\0 $/.test(s) ? 'NUL-space' : /^[0-7]+\0$/.test(s) ? 'NUL' : null);
+
+/** Says how a numeric field's spelling differs when only its terminator does (a re-pack by another tool). */
+function hint(found: Buffer, expected: Buffer): string {
+  const a = ending(found.toString('latin1'));
+  const b = ending(expected.toString('latin1'));
+  if (!a || !b || a === b) return '';
+  const who: Record<string, string> = { 'space-NUL': ', as node-tar writes it', NUL: ', as GNU tar and python write it', 'NUL-space': '' };
+  return ` (the field ends in ${a}${who[a]}; okit's ends in ${b})`;
 }
 
-/** The first field where `found` differs from `expected`, as a sentence. */
+/**
+ * The first field where `found` differs from `expected`, as a sentence. chksum is named only
+ * when nothing else differs (any other change changes it too).
+ */
 export function headerDiff(found: Buffer, expected: Buffer): string {
   for (const [f, a, b] of FIELDS) {
+    if (f === 'chksum') continue;
     const x = found.subarray(a, b);
     const y = expected.subarray(a, b);
-    if (!x.equals(y)) {
-      if (f === 'chksum') return `chksum is ${show(x)}, expected ${show(y)}${hint(x)}`;
-      return `${f} is ${show(x)}, expected ${show(y)}${hint(x)}`;
-    }
+    if (!x.equals(y)) return `${f} is ${show(x, f)}, expected ${show(y, f)}${hint(x, y)}`;
   }
-  return 'identical';
+  return `chksum is ${show(found.subarray(148, 156))}, expected ${show(expected.subarray(148, 156))}${hint(found.subarray(148, 156), expected.subarray(148, 156))}`;
 }
 
 function readOctal(buf: Buffer, off: number, len: number): number | null {
@@ -332,7 +339,7 @@ export class TarReader {
     if (this.version === null) {
       const v: TarVersion | null = tarHeader(name, size, mtime).equals(block) ? 2 : tarHeaderV1(name, size, mtime).equals(block) ? 1 : null;
       if (v === null) {
-        this.fail('TAR_BAD_HEADER', `${name}: header ${headerDiff(block, tarHeader(name, size, mtime))} (okit v2; v1 would be ${show(tarHeaderV1(name, size, mtime).subarray(100, 108))} there)`);
+        this.fail('TAR_BAD_HEADER', `${name}: header ${headerDiff(block, tarHeader(name, size, mtime))} (compared with okit's format v2 header; a v1 header, as GNU tar writes it with the flags in docs/bundle-format.md §1, is accepted too)`);
         return;
       }
       this.version = v;
