@@ -186,6 +186,7 @@ export async function* entryValues(ref: BundleRef, name: DataFile): AsyncGenerat
 }
 
 interface JobInfo {
+  /** sha256 (base64) of the job row's canonical facts: 44 bytes instead of the facts. */
   facts: string;
   history_n: number;
   /** Offset and length of the replayed snapshot line in the temporary file; -1 if none yet. */
@@ -194,13 +195,13 @@ interface JobInfo {
   skipped: boolean;
 }
 
-const factsText = (v: Views) => canonicalize(v as never);
+const factsDigest = (v: Views) => createHash('sha256').update(canonicalize(v as never)).digest('base64');
 
 export async function replayBundle(current: BundleRef, previous: readonly BundleRef[], opts: { out?: string } = {}): Promise<StreamReplayResult> {
   const jobs = new Map<string, JobInfo>();
   for await (const v of entryValues(current, 'jobs.jsonl')) {
     const j = v as Job;
-    jobs.set(j.id, { facts: factsText(jobFacts(j)), history_n: j.history_n, off: -1, len: 0, skipped: false });
+    jobs.set(j.id, { facts: factsDigest(jobFacts(j)), history_n: j.history_n, off: -1, len: 0, skipped: false });
   }
   // Opened first: a bad --out fails before any work.
   const outFh = opts.out ? await open(opts.out, 'w') : null;
@@ -209,15 +210,26 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
   const fh = await open(file, 'w+');
   try {
     let written = 0;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async () => {
+      if (!pendingBytes) return;
+      const b = Buffer.concat(pending);
+      await fh.write(b, 0, b.length, written - pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+    };
     const folds = new Map<string, Projection>();
     const finish = async (id: string, p: Projection) => {
       const line = Buffer.from(canonicalize(finishProjection(p)) + '\n');
-      await fh.write(line, 0, line.length, written);
       const info = jobs.get(id)!;
       info.off = written;
       info.len = line.length - 1;
       written += line.length;
+      pending.push(line);
+      pendingBytes += line.length;
       folds.delete(id);
+      if (pendingBytes > 1 << 20) await flush();
     };
     const inBundle = new Set<string>();
     const fold = async (r: HistoryRow, current: boolean) => {
@@ -243,6 +255,7 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
     }
     // Jobs whose history goes on beyond the window: replayed as far as the bundle goes.
     for (const [id, p] of folds) if (inBundle.has(id)) await finish(id, p);
+    await flush();
     folds.clear();
     inBundle.clear();
 
@@ -252,7 +265,7 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
       await fh.read(b, 0, info.len, info.off);
       return JSON.parse(b.toString('utf8')) as Snapshot;
     };
-    const diverging = new Map<string, { want: Views; fields: string[] }>();
+    const diverging = new Map<string, { live: Snapshot; got: Snapshot }>();
     const withSnapshot = new Set<string>();
     for await (const v of entryValues(current, 'snapshots.jsonl')) {
       const live = v as Snapshot;
@@ -261,12 +274,11 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
       withSnapshot.add(live.job_id);
       res.compared++;
       const got = await replayedOf(info);
-      const job = JSON.parse(info.facts) as Views;
-      const want = views(live, job);
-      const have = views(got, projectedFacts(got));
-      const fields = [...new Set([...Object.keys(want), ...Object.keys(have)])].sort().filter((k) => want[k] !== have[k]);
-      if (fields.length === 0) res.identical++;
-      else if (diverging.size < MAX_DETAILED) diverging.set(live.job_id, { want, fields });
+      if (canonicalize(got) === canonicalize(live) && factsDigest(projectedFacts(got)) === info.facts) {
+        res.identical++;
+        continue;
+      }
+      if (diverging.size < MAX_DETAILED) diverging.set(live.job_id, { live, got });
       else res.moreDivergences++;
     }
     for (const [id, info] of jobs) {
@@ -278,13 +290,16 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
     }
     res.skipped.sort();
     if (diverging.size) {
-      // The first diverging event needs each diverging job's rows: read them once more.
+      // Naming the first diverging event needs each diverging job's row and its rows: read them once more.
+      const facts = new Map<string, Views>();
+      for await (const v of entryValues(current, 'jobs.jsonl')) if (diverging.has((v as Job).id)) facts.set((v as Job).id, jobFacts(v as Job));
       const rows = new Map<string, HistoryRow[]>([...diverging.keys()].map((id) => [id, []]));
       for (const ref of [...previous, current]) for await (const v of entryValues(ref, 'history.jsonl')) rows.get((v as HistoryRow).job_id)?.push(v as HistoryRow);
       for (const [id, d] of [...diverging].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-        const rs = rows.get(id)!;
-        const facts = JSON.parse(jobs.get(id)!.facts) as Views;
-        res.divergences.push(firstDivergenceOf(rs, facts, d.want, d.fields));
+        const want = views(d.live, facts.get(id));
+        const have = views(d.got, projectedFacts(d.got));
+        const fields = [...new Set([...Object.keys(want), ...Object.keys(have)])].sort().filter((k) => want[k] !== have[k]);
+        res.divergences.push(firstDivergenceOf(rows.get(id)!, facts.get(id), want, fields));
       }
     }
     if (outFh) {

@@ -49,6 +49,7 @@ export interface ChainHead {
   n: number;
   hash: string;
   pos: string;
+  posN: bigint;
   to_state: string;
 }
 
@@ -64,7 +65,6 @@ export interface VerifyReport {
   /** Problems beyond MAX_PROBLEMS, counted but not listed. */
   moreProblems: number;
   notes: string[];
-  heads: Map<string, ChainHead>;
   /** Where each entry's body lies in the file (to read one again: replay, import). */
   places: EntryPlace[];
   /** True when verification stopped at the container: signature and contents were not checked. */
@@ -363,9 +363,13 @@ class Verifier {
     else this.onSnapshot(o as unknown as Snapshot, ln);
   }
 
+  private win: [bigint, bigint] | null = null;
+
   private inWindow(pos: bigint, f: string, ln: number): void {
     const m = this.manifest;
-    if (m && (pos < BigInt(m.window.from_pos) || pos > BigInt(m.window.to_pos)))
+    if (!m) return;
+    const w = (this.win ??= [BigInt(m.window.from_pos), BigInt(m.window.to_pos)]);
+    if (pos < w[0] || pos > w[1])
       this.add('POSITION_OUT_OF_WINDOW', `${f} line ${ln}: position ${pos} is outside ${m.window.from_pos}..${m.window.to_pos}`, { file: f, line: ln });
   }
 
@@ -376,6 +380,7 @@ class Verifier {
 
   private onHistory(r: HistoryRow, ln: number, bytes: Buffer): void {
     const at = { file: 'history.jsonl', line: ln, job_id: r.job_id };
+    // (One small object per row; the checks below allocate nothing more on the happy path.)
     this.historyRows++;
     const pos = BigInt(r.pos);
     this.inWindow(pos, 'history.jsonl', ln);
@@ -392,7 +397,7 @@ class Verifier {
       if (first) this.anchored++;
       if (r.n !== prev.n + 1) this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} follows n=${prev.n}`, at);
       if (r.prev_hash !== prev.hash) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} does not link to the row before it`, at);
-      if (pos <= BigInt(prev.pos)) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} at ${r.pos} is not after ${prev.pos}`, at);
+      if (pos <= prev.posN) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} at ${r.pos} is not after ${prev.pos}`, at);
     } else if (r.n === 1) {
       if (r.prev_hash !== null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=1 has a prev_hash`, at);
     } else if (this.chainComplete) {
@@ -401,7 +406,14 @@ class Verifier {
       this.unanchored++;
       if (r.prev_hash === null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} has no prev_hash`, at);
     }
-    this.heads.set(r.job_id, { n: r.n, hash: r.hash, pos: r.pos, to_state: r.to_state });
+    // Heads carried from earlier bundles are theirs: replaced, not changed; this bundle's are reused.
+    if (prev && !first) {
+      prev.n = r.n;
+      prev.hash = r.hash;
+      prev.pos = r.pos;
+      prev.posN = pos;
+      prev.to_state = r.to_state;
+    } else this.heads.set(r.job_id, { n: r.n, hash: r.hash, pos: r.pos, posN: pos, to_state: r.to_state });
     if (job) {
       if (job.n === 0) this.inBundle++;
       job.n = r.n;
@@ -540,7 +552,7 @@ export interface EarlierBundle {
 function partialReport(v: Verifier, src: BundleSource): VerifyReport {
   return {
     ok: v.problems.length === 0 && v.manifest !== null, label: labelOf(src), sha256: '', manifest: v.manifest, manifestSha256: v.manifestSha256,
-    evidence: [], problems: v.problems, moreProblems: v.moreProblems, notes: v.notes, heads: new Map(), places: v.tar.places, stoppedAtContainer: v.tar.failed,
+    evidence: [], problems: v.problems, moreProblems: v.moreProblems, notes: v.notes, places: v.tar.places, stoppedAtContainer: v.tar.failed,
   };
 }
 
@@ -600,7 +612,6 @@ export async function verifyChain(src: BundleSource, opts: VerifyOptions): Promi
     problems: v.problems,
     moreProblems: v.moreProblems,
     notes: v.notes,
-    heads: v.heads,
     places: v.tar.places,
     stoppedAtContainer,
     data: v.data,

@@ -54,7 +54,64 @@ function scalar(v: unknown, stack: readonly Frame[]): string {
   }
 }
 
+/**
+ * True when JSON.stringify(v) is already v's canonical form: only JSON values, every object's
+ * keys in code-unit order as Object.keys lists them (so JSON.stringify writes them sorted),
+ * every string and key well-formed, nesting shallow enough for V8's recursive stringify. Then
+ * the native serialiser does the work (what a canonical line parses to always qualifies).
+ */
+const FAST_DEPTH = 512;
+function stringifiesCanonically(value: unknown): boolean {
+  const todo: unknown[] = [value];
+  const depth: number[] = [0];
+  while (todo.length) {
+    const v = todo.pop();
+    const d = depth.pop()!;
+    if (v === null || v === true || v === false) continue;
+    switch (typeof v) {
+      case 'string':
+        if (!wellFormed(v)) return false;
+        continue;
+      case 'number':
+        if (!Number.isFinite(v)) return false;
+        continue;
+      case 'object': {
+        if (d >= FAST_DEPTH) return false;
+        if (Array.isArray(v)) {
+          for (let i = 0; i < v.length; i++) {
+            todo.push(v[i]);
+            depth.push(d + 1);
+          }
+          continue;
+        }
+        const proto = Object.getPrototypeOf(v);
+        if (proto !== Object.prototype && proto !== null) return false;
+        const o = v as Record<string, unknown>;
+        let prev: string | null = null;
+        for (const k in o) {
+          if (prev !== null && !(prev < k)) return false;
+          if (!wellFormed(k)) return false;
+          const x = o[k];
+          if (x === undefined) return false;
+          prev = k;
+          todo.push(x);
+          depth.push(d + 1);
+        }
+        continue;
+      }
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
 export function canonicalize(value: unknown): string {
+  if (stringifiesCanonically(value)) return JSON.stringify(value);
+  return canonicalizeSlow(value);
+}
+
+function canonicalizeSlow(value: unknown): string {
   const stack: Frame[] = [];
   let out = '';
   let v: unknown = value;
