@@ -11,6 +11,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import type { Pool } from '../db/pool.js';
+import type { HistoryRow } from '../ledger/types.js';
 import { OkitError } from '../errors.js';
 import { rowHash } from '../ledger/chain.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, json, toHistory, toJob, toSnapshot, ts } from '../ledger/rows.js';
@@ -19,6 +20,7 @@ import { normalizeTimestamp, parseMicros } from '../util/time.js';
 import { DATA_FILES, EPOCH_AS_OF, FORMAT_ID, FORMAT_VERSION, MANIFEST, SIGNATURE, SUMS, type DataFile, type FileEntry, type Manifest } from './format.js';
 import { sign, type SigningKey } from './keys.js';
 import { renderManifest, renderSums } from './manifest.js';
+import { historyPreimage } from './jsonl.js';
 import { PositionCover } from './positions.js';
 import { END_BYTES, padding, tarHeader } from './tar.js';
 import { sha256Hex } from '../util/hash.js';
@@ -91,11 +93,14 @@ interface ChainIssue {
 }
 
 /** Checks one history row against its content hash and its predecessor in the database. */
-function chainIssue(raw: Record<string, unknown>): ChainIssue | null {
-  const r = toHistory(raw);
+function chainIssue(raw: Record<string, unknown>, row?: HistoryRow, line?: string): ChainIssue | null {
+  const r = row ?? toHistory(raw);
   let h = '';
   try {
-    h = rowHash(r);
+    // The canonical line without its hash member is the hashed content (jsonl.ts): one
+    // serialisation per row instead of two.
+    const pre = line === undefined ? null : historyPreimage(Buffer.from(line, 'utf8'));
+    h = pre ? createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') : rowHash(r);
   } catch {
     /* unhashable content is a mismatch */
   }
@@ -268,8 +273,10 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     for await (const raw of cursor(c, 'okit_history', `${HISTORY_WITH_PRIOR} WHERE h.tenant = $1 AND h.pos BETWEEN $2 AND $3 ORDER BY h.pos`, P, batch, o.signal)) {
       exactJson(raw, ['data'], () => `job ${String(raw.job_id)} history row n=${String(raw.n)} (pos ${String(raw.pos)})`);
       histPos(BigInt(String(raw.pos)));
-      note(chainIssue(raw));
-      await files['history.jsonl'].write(canonicalize(toHistory(raw)));
+      const row = toHistory(raw);
+      const line = canonicalize(row);
+      note(chainIssue(raw, row, line));
+      await files['history.jsonl'].write(line);
     }
     // The exported jobs' rows before the window: together with the links checked above, every
     // exported job's whole chain (n = 1 up to its last row in the window) is verified.
