@@ -4,6 +4,8 @@
  */
 export type ErrorCode =
   | 'INVALID_INPUT'
+  | 'INVALID_JSON'
+  | 'BAD_REQUEST'
   | 'INVALID_SEED'
   | 'JOB_NOT_FOUND'
   | 'ILLEGAL_TRANSITION'
@@ -32,6 +34,8 @@ export type ErrorCode =
 
 const STATUS: Record<string, number> = {
   INVALID_INPUT: 400,
+  INVALID_JSON: 400,
+  BAD_REQUEST: 400,
   INVALID_SEED: 400,
   JOB_NOT_FOUND: 404,
   SOURCE_NOT_FOUND: 404,
