@@ -189,52 +189,62 @@ interface JobInfo {
   /** sha256 (base64) of the job row's canonical facts: 44 bytes instead of the facts. */
   facts: string;
   history_n: number;
-  /** Offset and length of the replayed snapshot line in the temporary file; -1 if none yet. */
+  /** sha256 (base64) of the replayed snapshot's canonical JSON; '' until replayed. */
+  snap: string;
+  /** The replayed snapshot states the job row's facts. */
+  factsOk: boolean;
+  /** Offset and length of the replayed line in the spool (only with --out); -1 if none. */
   off: number;
   len: number;
   skipped: boolean;
+  inBundle: boolean;
+  withSnapshot: boolean;
 }
 
-const factsDigest = (v: Views) => createHash('sha256').update(canonicalize(v as never)).digest('base64');
+const digest = (text: string) => createHash('sha256').update(text).digest('base64');
+const factsDigest = (v: Views) => digest(canonicalize(v as never));
 
 export async function replayBundle(current: BundleRef, previous: readonly BundleRef[], opts: { out?: string } = {}): Promise<StreamReplayResult> {
   const jobs = new Map<string, JobInfo>();
   for await (const v of entryValues(current, 'jobs.jsonl')) {
     const j = v as Job;
-    jobs.set(j.id, { facts: factsDigest(jobFacts(j)), history_n: j.history_n, off: -1, len: 0, skipped: false });
+    jobs.set(j.id, { facts: factsDigest(jobFacts(j)), history_n: j.history_n, snap: '', factsOk: false, off: -1, len: 0, skipped: false, inBundle: false, withSnapshot: false });
   }
-  // Opened first: a bad --out fails before any work.
+  // Opened first: a bad --out fails before any work. Only --out needs the replayed lines kept.
   const outFh = opts.out ? await open(opts.out, 'w') : null;
-  const dir = await mkdtemp(join(tmpdir(), 'okit-replay-'));
-  const file = join(dir, 'replayed.jsonl');
-  const fh = await open(file, 'w+');
+  const dir = outFh ? await mkdtemp(join(tmpdir(), 'okit-replay-')) : null;
+  const fh = dir ? await open(join(dir, 'replayed.jsonl'), 'w+') : null;
   try {
     let written = 0;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     const flush = async () => {
-      if (!pendingBytes) return;
+      if (!pendingBytes || !fh) return;
       const b = Buffer.concat(pending);
       await fh.write(b, 0, b.length, written - pendingBytes);
       pending = [];
       pendingBytes = 0;
     };
     const folds = new Map<string, Projection>();
-    const finish = async (id: string, p: Projection) => {
-      const line = Buffer.from(canonicalize(finishProjection(p)) + '\n');
-      const info = jobs.get(id)!;
+    const finish = async (info: JobInfo, id: string, p: Projection) => {
+      const snap = finishProjection(p);
+      const text = canonicalize(snap);
+      info.snap = digest(text);
+      info.factsOk = factsDigest(projectedFacts(snap)) === info.facts;
+      folds.delete(id);
+      if (!fh) return;
+      const line = Buffer.from(text + '\n');
       info.off = written;
       info.len = line.length - 1;
       written += line.length;
       pending.push(line);
       pendingBytes += line.length;
-      folds.delete(id);
       if (pendingBytes > 1 << 20) await flush();
     };
-    const inBundle = new Set<string>();
     const fold = async (r: HistoryRow, current: boolean) => {
       const info = jobs.get(r.job_id);
       if (!info || info.skipped) return;
+      if (current) info.inBundle = true;
       let p = folds.get(r.job_id);
       if (!p) {
         if (r.n !== 1) {
@@ -245,47 +255,35 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
         folds.set(r.job_id, p);
       }
       projectStep(p, r);
-      if (current && r.n === info.history_n) await finish(r.job_id, p);
+      if (current && r.n === info.history_n) await finish(info, r.job_id, p);
     };
     for (const ref of previous) for await (const v of entryValues(ref, 'history.jsonl')) await fold(v as HistoryRow, false);
-    for await (const v of entryValues(current, 'history.jsonl')) {
-      const r = v as HistoryRow;
-      inBundle.add(r.job_id);
-      await fold(r, true);
-    }
+    for await (const v of entryValues(current, 'history.jsonl')) await fold(v as HistoryRow, true);
     // Jobs whose history goes on beyond the window: replayed as far as the bundle goes.
-    for (const [id, p] of folds) if (inBundle.has(id)) await finish(id, p);
+    for (const [id, p] of folds) {
+      const info = jobs.get(id)!;
+      if (info.inBundle) await finish(info, id, p);
+    }
     await flush();
     folds.clear();
-    inBundle.clear();
 
     const res: StreamReplayResult = { jobs: jobs.size, compared: 0, identical: 0, skipped: [], open: 0, divergences: [], replayed: 0, moreDivergences: 0 };
-    const replayedOf = async (info: JobInfo): Promise<Snapshot> => {
-      const b = Buffer.alloc(info.len);
-      await fh.read(b, 0, info.len, info.off);
-      return JSON.parse(b.toString('utf8')) as Snapshot;
-    };
-    const diverging = new Map<string, { live: Snapshot; got: Snapshot }>();
-    const withSnapshot = new Set<string>();
+    const diverging = new Map<string, Snapshot>();
     for await (const v of entryValues(current, 'snapshots.jsonl')) {
       const live = v as Snapshot;
       const info = jobs.get(live.job_id);
-      if (!info || info.off < 0) continue;
-      withSnapshot.add(live.job_id);
+      if (!info || !info.snap) continue;
+      info.withSnapshot = true;
       res.compared++;
-      const got = await replayedOf(info);
-      if (canonicalize(got) === canonicalize(live) && factsDigest(projectedFacts(got)) === info.facts) {
-        res.identical++;
-        continue;
-      }
-      if (diverging.size < MAX_DETAILED) diverging.set(live.job_id, { live, got });
+      if (info.factsOk && digest(canonicalize(live)) === info.snap) res.identical++;
+      else if (diverging.size < MAX_DETAILED) diverging.set(live.job_id, live);
       else res.moreDivergences++;
     }
     for (const [id, info] of jobs) {
       if (info.skipped) res.skipped.push(id);
-      else if (info.off >= 0) {
+      else if (info.snap) {
         res.replayed++;
-        if (!withSnapshot.has(id)) res.open++;
+        if (!info.withSnapshot) res.open++;
       }
     }
     res.skipped.sort();
@@ -295,14 +293,16 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
       for await (const v of entryValues(current, 'jobs.jsonl')) if (diverging.has((v as Job).id)) facts.set((v as Job).id, jobFacts(v as Job));
       const rows = new Map<string, HistoryRow[]>([...diverging.keys()].map((id) => [id, []]));
       for (const ref of [...previous, current]) for await (const v of entryValues(ref, 'history.jsonl')) rows.get((v as HistoryRow).job_id)?.push(v as HistoryRow);
-      for (const [id, d] of [...diverging].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-        const want = views(d.live, facts.get(id));
-        const have = views(d.got, projectedFacts(d.got));
+      for (const [id, live] of [...diverging].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+        const rs = rows.get(id)!;
+        const got = project(rs);
+        const want = views(live, facts.get(id));
+        const have = views(got, projectedFacts(got));
         const fields = [...new Set([...Object.keys(want), ...Object.keys(have)])].sort().filter((k) => want[k] !== have[k]);
-        res.divergences.push(firstDivergenceOf(rows.get(id)!, facts.get(id), want, fields));
+        res.divergences.push(firstDivergenceOf(rs, facts.get(id), want, fields));
       }
     }
-    if (outFh) {
+    if (outFh && fh) {
       // In job id order, as snapshots.jsonl; written in batches.
       const ids = [...jobs.entries()].filter(([, i]) => i.off >= 0).map(([id]) => id).sort();
       let batch: Buffer[] = [];
@@ -324,7 +324,7 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
     return res;
   } finally {
     await outFh?.close();
-    await fh.close();
-    await rm(dir, { recursive: true, force: true });
+    await fh?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
   }
 }

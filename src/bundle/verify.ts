@@ -48,7 +48,6 @@ export interface BundleData {
 export interface ChainHead {
   n: number;
   hash: string;
-  pos: string;
   posN: bigint;
   to_state: string;
 }
@@ -113,8 +112,11 @@ interface JobState {
   state: string;
   /** The job row's last_hash until its row n = history_n is seen, then ''. */
   last_hash: string;
-  /** Last row of the job in this bundle (0: none yet). */
+  /** Last row of the job in this bundle (0: none yet): its n, hash, position and state. */
   n: number;
+  hash: string;
+  posN: bigint;
+  to_state: string;
   head_ok: boolean;
   snapshot: boolean;
 }
@@ -141,7 +143,9 @@ class Verifier {
   // content state
   /** Per job of jobs.jsonl: what its row says, and what its chain in this bundle shows. */
   private readonly jobs = new Map<string, JobState>();
-  readonly heads: Map<string, ChainHead>;
+  /** Heads carried from earlier bundles (read only), and rows of jobs absent from jobs.jsonl. */
+  private readonly anchors: Map<string, ChainHead>;
+  private readonly orphans = new Map<string, ChainHead>();
   private inBundle = 0;
   private snapshots = 0;
   private readonly cover = new PositionCover();
@@ -158,7 +162,7 @@ class Verifier {
     anchors: Map<string, ChainHead>,
     private readonly chainComplete: boolean,
   ) {
-    this.heads = new Map(anchors);
+    this.anchors = anchors;
     if (opts.collect) this.data = { jobs: [], history: [], throttles: [], snapshots: [] };
     this.tar = new TarReader(
       {
@@ -374,7 +378,7 @@ class Verifier {
   }
 
   private onJob(j: Job): void {
-    this.jobs.set(j.id, { history_n: j.history_n, last_hash: j.last_hash, state: j.state, n: 0, head_ok: false, snapshot: false });
+    this.jobs.set(j.id, { history_n: j.history_n, last_hash: j.last_hash, state: j.state, n: 0, hash: '', posN: 0n, to_state: '', head_ok: false, snapshot: false });
     this.data?.jobs.push(j);
   }
 
@@ -391,13 +395,13 @@ class Verifier {
     const pre = historyPreimage(bytes);
     const h = pre ? createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') : '';
     if (h !== r.hash) this.add('CHAIN_HASH_MISMATCH', `history.jsonl line ${ln}: row n=${r.n} of job ${r.job_id} does not hash to its hash`, at);
-    const prev = this.heads.get(r.job_id);
     const first = !job || job.n === 0;
+    const prev: ChainHead | undefined = job && job.n > 0 ? job : (this.orphans.get(r.job_id) ?? this.anchors.get(r.job_id));
     if (prev) {
       if (first) this.anchored++;
       if (r.n !== prev.n + 1) this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} follows n=${prev.n}`, at);
       if (r.prev_hash !== prev.hash) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} does not link to the row before it`, at);
-      if (pos <= prev.posN) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} at ${r.pos} is not after ${prev.pos}`, at);
+      if (pos <= prev.posN) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} at ${r.pos} is not after ${prev.posN}`, at);
     } else if (r.n === 1) {
       if (r.prev_hash !== null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=1 has a prev_hash`, at);
     } else if (this.chainComplete) {
@@ -406,24 +410,31 @@ class Verifier {
       this.unanchored++;
       if (r.prev_hash === null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} has no prev_hash`, at);
     }
-    // Heads carried from earlier bundles are theirs: replaced, not changed; this bundle's are reused.
-    if (prev && !first) {
-      prev.n = r.n;
-      prev.hash = r.hash;
-      prev.pos = r.pos;
-      prev.posN = pos;
-      prev.to_state = r.to_state;
-    } else this.heads.set(r.job_id, { n: r.n, hash: r.hash, pos: r.pos, posN: pos, to_state: r.to_state });
     if (job) {
       if (job.n === 0) this.inBundle++;
       job.n = r.n;
+      job.hash = r.hash;
+      job.posN = pos;
+      job.to_state = r.to_state;
       // The job row names its latest row: compare when it passes, then forget the hash.
       if (r.n === job.history_n) {
         job.head_ok = job.last_hash === r.hash && job.state === r.to_state;
         job.last_hash = '';
       } else if (r.n > job.history_n) job.head_ok = false;
     }
+    else {
+      if (!this.orphans.has(r.job_id)) this.inBundle++;
+      this.orphans.set(r.job_id, { n: r.n, hash: r.hash, posN: pos, to_state: r.to_state });
+    }
     this.data?.history.push(r);
+  }
+
+  /** Every job's last row so far (earlier bundles and this one): the anchors of the next bundle. */
+  chainHeads(): Map<string, ChainHead> {
+    const m = new Map(this.anchors);
+    for (const [id, h] of this.orphans) m.set(id, h);
+    for (const [id, j] of this.jobs) if (j.n > 0) m.set(id, { n: j.n, hash: j.hash, posN: j.posN, to_state: j.to_state });
+    return m;
   }
 
   private onThrottle(t: Throttle, ln: number): void {
@@ -438,8 +449,8 @@ class Verifier {
     const job = this.jobs.get(s.job_id);
     this.snapshots++;
     if (job) job.snapshot = true;
-    const last = this.heads.get(s.job_id);
-    if (!job || job.n === 0 || !last || job.history_n !== job.n) {
+    const last = job;
+    if (!job || !last || job.n === 0 || job.history_n !== job.n) {
       this.add('SNAPSHOT_UNEXPECTED', `snapshots.jsonl line ${ln}: job ${s.job_id}'s latest row is not in this bundle`, at);
     } else if (s.history_n !== last.n || s.history_hash !== last.hash)
       this.add('SNAPSHOT_HEAD_MISMATCH', `snapshots.jsonl line ${ln}: job ${s.job_id}'s snapshot is of row n=${s.history_n}, its latest row is n=${last.n}`, at);
@@ -471,8 +482,7 @@ class Verifier {
         continue;
       }
       if (j.history_n < j.n || (j.history_n === j.n && !j.head_ok)) {
-        const last = this.heads.get(id)!;
-        this.add('JOB_HEAD_MISMATCH', `job ${id} records ${j.history_n} rows (state ${j.state}), its chain here ends at n=${last.n} (${last.to_state})`, { job_id: id });
+        this.add('JOB_HEAD_MISMATCH', `job ${id} records ${j.history_n} rows (state ${j.state}), its chain here ends at n=${j.n} (${j.to_state})`, { job_id: id });
       }
       if (j.history_n === j.n && !j.snapshot) this.add('SNAPSHOT_MISSING', `job ${id}'s latest row is in this bundle but it has no snapshot`, { job_id: id });
     }
@@ -577,7 +587,7 @@ export async function verifyChain(src: BundleSource, opts: VerifyOptions): Promi
       const v = await runOne(p, { pubkeys: opts.pubkeys, collect: opts.collect }, anchors, chainComplete);
       if (v.problems.length) prevProblems.push({ code: 'PREVIOUS_INVALID', message: `${labelOf(p)}: ${v.problems.map((x) => x.code).join(', ')}` });
       if (before) linkProblems(before, v, labelOf(p), prevProblems);
-      anchors = v.heads;
+      anchors = v.chainHeads();
       before = v;
       prevReports.push({ v, label: labelOf(p), src: p });
     }
