@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { startServer } from '../http/server.js';
+import { parseMetricsListen } from '../metrics/listen.js';
+import { parseDuration } from '../util/duration.js';
 import { withDb } from './context.js';
 import { action, EXIT, type Io } from './io.js';
 import { OkitError } from '../errors.js';
@@ -7,6 +9,10 @@ import { OkitError } from '../errors.js';
 export interface ServeOptions {
   host?: string;
   port?: string;
+  /** commander's --no-telemetry sets this false. */
+  telemetry?: boolean;
+  telemetryRetention?: string;
+  metricsListen?: string;
 }
 
 export function port(p: string | undefined): number {
@@ -18,6 +24,8 @@ export function port(p: string | undefined): number {
 /** Serves until SIGTERM/SIGINT, then shuts down gracefully and returns 0. */
 export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknown>): Promise<number> {
   const p = port(opts.port);
+  const retention = opts.telemetryRetention === undefined ? undefined : parseDuration(opts.telemetryRetention, '--telemetry-retention');
+  const metricsListen = opts.metricsListen === undefined ? undefined : parseMetricsListen(opts.metricsListen);
   const stopped =
     stop ??
     new Promise<string>((resolve) => {
@@ -27,8 +35,19 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
   await withDb(
     io,
     async ({ db, pool, ledger }) => {
-      const srv = await startServer({ url: db.url, pool, ledger, host: opts.host ?? '127.0.0.1', port: p, log: (l) => io.err(`okit: ${l}`) });
+      const srv = await startServer({
+        url: db.url,
+        pool,
+        ledger,
+        host: opts.host ?? '127.0.0.1',
+        port: p,
+        log: (l) => io.err(`okit: ${l}`),
+        telemetry: opts.telemetry !== false,
+        telemetryRetentionSeconds: retention,
+        metricsListen,
+      });
       io.out(`okit serve listening on ${srv.baseUrl}`);
+      if (srv.metricsUrl) io.out(`okit metrics on ${srv.metricsUrl}`);
       const why = await stopped;
       io.err(`okit: ${typeof why === 'string' ? why : 'stop'}: draining and shutting down`);
       await srv.close();
@@ -45,5 +64,8 @@ export function register(program: Command, io: Io): void {
     .description('serve first signals (GET, long-poll, SSE) and the worker API over HTTP')
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0 picks a free one)', '8080')
+    .option('--no-telemetry', 'record no time-to-first-signal telemetry (no telemetry route; /metrics still serves the rest)')
+    .option('--telemetry-retention <duration>', 'delete telemetry older than this (e.g. 90d) at start and hourly; history is never pruned')
+    .option('--metrics-listen <host:port>', 'also serve GET /metrics without a token on this loopback address (e.g. 127.0.0.1:9464)')
     .action(action(io, (o: ServeOptions) => runServe(o, io)));
 }

@@ -38,8 +38,10 @@ export class SignalStore {
     this.cache = new SnapshotCache<Current>(cacheTtlMs);
   }
 
-  async read(tenant: string, jobId: string): Promise<Current> {
+  /** The job's current signal; `info.hit` tells whether the in-process cache answered. */
+  async read(tenant: string, jobId: string, info?: { hit: boolean }): Promise<Current> {
     const hit = this.cache.get(tenant, jobId);
+    if (info) info.hit = hit !== undefined;
     if (hit) return hit;
     const ticket = this.cache.ticket(tenant, jobId);
     const k = `${tenant}/${jobId}`;
