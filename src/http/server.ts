@@ -10,6 +10,7 @@ import { OkitError, isOkitError } from '../errors.js';
 import type { Pool } from '../db/pool.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { SignalDeps } from '../signals/handlers.js';
+import { ClaimWaiters } from '../signals/claims.js';
 import { SignalListener } from '../signals/listener.js';
 import { SignalStore } from '../signals/store.js';
 import { Waiters } from '../signals/waiters.js';
@@ -63,6 +64,8 @@ export interface RunningServer {
   baseUrl: string;
   listener: SignalListener;
   waiters: Waiters;
+  /** Parked `POST /workers/claim` calls with `wait`; `wakeTypes(tenant, types)` wakes them (e.g. a resumed type). */
+  claims: ClaimWaiters;
   store: SignalStore;
   metrics: OkitMetrics;
   telemetry: ServerTelemetry | undefined;
@@ -77,12 +80,15 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000);
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal); // one listener per in-flight request, removed when it ends
+  // Claims with `wait` (called only once the listener below exists).
+  const claims = new ClaimWaiters({ pool: o.pool, clock: o.ledger.clock, listenerReady: () => listener.ready, fallbackPollMs: o.fallbackPollMs, log });
   const listener = new SignalListener({
     url: o.url,
     log,
     checkMs: o.listenerCheckMs,
     probeTimeoutMs: o.listenerProbeTimeoutMs,
-    onNotify: (tenant, ids) => {
+    onNotify: (tenant, ids, hints) => {
+      if (hints) claims.notify(tenant, hints);
       if (ids === '*') {
         store.cache.invalidateTenant(tenant);
         waiters.wakeTenant(tenant);
@@ -96,6 +102,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     onReconnect: () => {
       store.cache.clear();
       waiters.wakeAll();
+      claims.wakeAll();
     },
     onState: (up) => log(up ? 'ready: LISTEN is up' : 'not ready: LISTEN connection lost'),
   });
@@ -139,6 +146,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     maxBatchBodyBytes: o.maxBatchBodyBytes,
     metrics,
     telemetry,
+    claims,
   });
 
   // Each request's AbortController, aborted when its client goes away, and by close() for all
@@ -254,6 +262,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     baseUrl: `http://${addr.address}:${addr.port}`,
     listener,
     waiters,
+    claims,
     store,
     metrics,
     telemetry,
