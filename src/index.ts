@@ -24,3 +24,5 @@ export { OkitError, isOkitError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { HistoryRow, Job, Signal, SignalKind, Phase } from './ledger/types.js';
 export type { JobState } from './ledger/states.js';
+export { commandHandler, resolveCommand, parseReport, EX_TEMPFAIL } from './worker/command.js';
+export type { CommandOptions } from './worker/command.js';

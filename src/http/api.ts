@@ -230,7 +230,7 @@ export function buildRouter(d: ApiDeps): Router {
     authed('worker', async (ctx, t) => {
       const b = await body(ctx);
       if (b.status == null) throw new OkitError('INVALID_INPUT', 'status: is required (the HTTP status the upstream answered)', { field: 'status' });
-      const bucket = await d.ledger.reportThrottle(t, b.host as string, {
+      const bucket = await d.ledger.reportThrottle(t, (b.host ?? null) as string | null, {
         status: b.status as number,
         retryAfterSeconds: opt(b.retry_after_seconds as number),
         workerId: v.workerId(b.worker_id),

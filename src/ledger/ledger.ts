@@ -164,7 +164,7 @@ export class Ledger implements LedgerCore {
     return this.sources.configureThrottle(tenant, host, cfg);
   }
   /** An upstream throttled a worker: penalise the host's bucket; answers the bucket now. */
-  reportThrottle(tenant: string, host: string, input: { retryAfterSeconds?: number | null; status?: number; workerId?: string; jobId?: string | null }): Promise<BucketView> {
+  reportThrottle(tenant: string, host: string | null, input: { retryAfterSeconds?: number | null; status?: number; workerId?: string; jobId?: string | null }): Promise<BucketView> {
     return this.sources.reportThrottle(tenant, host, input);
   }
   addFailureSignature(...args: Parameters<SourceOps['addFailureSignature']>): Promise<string> {

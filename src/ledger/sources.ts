@@ -99,11 +99,12 @@ export class SourceOps {
    */
   async reportThrottle(
     tenant: string,
-    hostName: string,
+    hostName: string | null | undefined,
     input: { retryAfterSeconds?: number | null; status?: number; workerId?: string; jobId?: string | null },
   ): Promise<BucketView> {
     v.tenant(tenant);
-    const host = v.host(hostName);
+    // Without a host, the job's source's host (as for a fail with upstream).
+    const given = hostName == null && input.jobId != null ? null : v.host(hostName);
     const up = upstreamInput({ status: input.status ?? 429, retryAfterSeconds: input.retryAfterSeconds });
     const worker = input.workerId ? v.workerId(input.workerId) : undefined;
     const jobId = input.jobId != null ? v.uuid(input.jobId, 'job_id') : null;
@@ -112,8 +113,15 @@ export class SourceOps {
     return this.l.writer.submit(tenant, {
       weight: 1,
       async run(b) {
-        const [job] = await Promise.all([jobId ? b.job(jobId) : null, b.bucket(host, { capacity: d.capacity, refillPerSec: d.refillPerSec, now })]);
+        const seed = { capacity: d.capacity, refillPerSec: d.refillPerSec, now };
+        const [job] = await Promise.all([jobId ? b.job(jobId) : null, given ? b.bucket(given, seed) : null]);
         if (jobId && !job) throw new OkitError('JOB_NOT_FOUND', `job ${jobId} not found`, { job_id: jobId });
+        let host = given;
+        if (!host) {
+          host = job!.job.source_id ? ((await b.source(job!.job.source_id))?.host ?? null) : null;
+          if (!host) throw new OkitError('INVALID_INPUT', 'host: is required when the job has no source', { field: 'host' });
+          await b.bucket(host, seed);
+        }
         const after = recordPenalty(b, host, up, now, { worker, jobId });
         return () => bucketView(host, after);
       },

@@ -231,8 +231,8 @@ export class OkitClient {
     return r.jobs.map((c) => ({ job: c.job, leaseExpiresAt: c.lease_expires_at, attempt: c.attempt, leaseToken: c.lease_token }));
   }
 
-  /** An upstream throttled us (a 429 or 503, maybe with Retry-After): slow that host's bucket. Answers the bucket now. */
-  async reportThrottle(req: { host: string; status: number; retryAfterSeconds?: number; workerId: string; jobId?: string }): Promise<BucketView> {
+  /** An upstream throttled us (a 429 or 503, maybe with Retry-After): slow that host's bucket (no host: the job's source's). Answers the bucket now. */
+  async reportThrottle(req: { host?: string | null; status: number; retryAfterSeconds?: number; workerId: string; jobId?: string }): Promise<BucketView> {
     return (
       await this.json<{ bucket: BucketView }>('POST', `${API}/throttles/report`, {
         host: req.host,

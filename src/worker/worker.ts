@@ -39,8 +39,8 @@ export interface JobContext {
   signal: AbortSignal;
   /** Reports a phase and progress (it becomes the job's first signal). Rejects with JOB_CANCELED or LEASE_NOT_HELD once the job is not ours. */
   progress(phase: string, report?: ProgressReport): Promise<void>;
-  /** The upstream throttled us (429 with Retry-After, 503): slow that host's bucket now. Answers the bucket. */
-  reportThrottle(host: string, retryAfterSeconds?: number, status?: number): Promise<BucketView>;
+  /** The upstream throttled us (429 with Retry-After, 503): slow that host's bucket now (null: the job's source's host). Answers the bucket. */
+  reportThrottle(host: string | null, retryAfterSeconds?: number, status?: number): Promise<BucketView>;
 }
 
 export type Handler = (job: Job, ctx: JobContext) => Promise<Record<string, unknown> | void | null | undefined> | Record<string, unknown> | void | null | undefined;
