@@ -28,7 +28,7 @@ process.on('message', async (m) => {
   if (m.cmd === 'stats') {
     const mem = process.memoryUsage();
     peakRss = Math.max(peakRss, mem.rss);
-    process.send({ id: m.id, waiters: srv.waiters.size, rss: mem.rss, peakRss, heapUsed: mem.heapUsed, cache: { hits: srv.store.cache.hits, misses: srv.store.cache.misses }, notifications: srv.listener.stats.notifications, telemetry: srv.telemetry ? { ...srv.telemetry.queue.stats, depth: srv.telemetry.queue.depth } : null });
+    process.send({ id: m.id, waiters: srv.waiters.size, claimWaiters: srv.claims.size, claimStats: { ...srv.claims.stats }, rss: mem.rss, peakRss, heapUsed: mem.heapUsed, cache: { hits: srv.store.cache.hits, misses: srv.store.cache.misses }, notifications: srv.listener.stats.notifications, telemetry: srv.telemetry ? { ...srv.telemetry.queue.stats, depth: srv.telemetry.queue.depth } : null });
   } else if (m.cmd === 'gc') {
     globalThis.gc?.();
     process.send({ id: m.id });

@@ -3,6 +3,8 @@
  * child processes (Bash scripts) per job.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -290,5 +292,49 @@ exit 75`,
     expect(f.code).toBe(2);
     expect(await state(job.id)).toBe('queued');
     expect((await w.getJob(job.id)).attempt).toBe(0);
+  });
+  it('the README’s Bash and Python workers run under okit work as printed', async () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const bash = /```bash\n(#!\/usr\/bin\/env bash\n# okit work --type mirror[\s\S]*?)```/.exec(readme)?.[1];
+    const py = /```python\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(bash).toBeTruthy();
+    expect(py).toBeTruthy();
+    const mirror = path.join(dir, 'mirror.sh');
+    const scan = path.join(dir, 'scan.py');
+    writeFileSync(mirror, bash!);
+    writeFileSync(scan, py!);
+    chmodSync(mirror, 0o755);
+    chmodSync(scan, 0o755);
+    // The mirror's upstream: 429 with Retry-After first, then the file.
+    let hits = 0;
+    const up = createServer((req, res) => {
+      req.resume();
+      if (hits++ === 0) res.writeHead(429, { 'retry-after': '60' }).end();
+      else res.writeHead(200).end('0123456789');
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const upUrl = `http://127.0.0.1:${(up.address() as AddressInfo).port}/feed`;
+    try {
+      const src = await t.ledger.createSource('acme', { name: 'mirror', host: 'mirror.example' });
+      await t.ledger.configureThrottle('acme', 'mirror.example', { capacity: 5, refillPerSec: 4 });
+      const a = (await w.enqueue({ type: 'mirror', payload: { url: upUrl }, sourceId: src.id })).job;
+      const b = (await w.enqueue({ type: 'mirror', payload: { url: upUrl } })).job;
+      const c = (await w.enqueue({ type: 'scan-py', payload: { files: ['a', 'b', 'c'] } })).job;
+      const h = work(['--type', 'mirror', '--', mirror]);
+      const h2 = work(['--type', 'scan-py', '--', scan]);
+      await until('the mirror jobs', async () => (await events(a.id)).includes('retry_scheduled') && (await state(b.id)) === 'succeeded');
+      const retry = (await w.history(a.id)).find((r) => r.event === 'retry_scheduled')!.data as { error: { code: string } };
+      expect(retry.error.code).toBe('UPSTREAM_429');
+      const rate = (await db.pool.query("SELECT refill_per_sec::float8 AS r FROM okit.throttles WHERE tenant = 'acme' AND host = 'mirror.example'")).rows[0].r;
+      expect(rate).toBe(2);
+      expect(((await w.history(b.id)).find((r) => r.event === 'succeeded')!.data as { result: unknown }).result).toEqual({ bytes: 10 });
+      await until('the python job', async () => (await state(c.id)) === 'succeeded');
+      expect(((await w.history(c.id)).find((r) => r.event === 'succeeded')!.data as { result: unknown }).result).toEqual({ scanned: 3, attempt: '1' });
+      h.p.kill('SIGTERM');
+      h2.p.kill('SIGTERM');
+      await Promise.all([h.exit, h2.exit]);
+    } finally {
+      await new Promise((r) => up.close(r));
+    }
   });
 });
