@@ -18,6 +18,8 @@ import { createPool } from '../../dist/db/pool.js';
 import { Ledger } from '../../dist/ledger/ledger.js';
 import { NOTIFY_CHANNEL } from '../../dist/ledger/writer.js';
 import { createToken } from '../../dist/http/tokens.js';
+import { OkitClient } from '../../dist/worker/client.js';
+import { OkitWorker } from '../../dist/worker/worker.js';
 import { createDatabase, round, spawnServer, stampCommits, startPostgres, summary, table, until, writeResult, sleep } from './lib.mjs';
 
 const ROUNDS = Number(process.argv[2] ?? 200);
@@ -137,6 +139,42 @@ try {
   console.log(`\nidle fleet: ${FLEET} workers, wait ${WAIT} s, ${SECONDS} s`);
   table([fleet]);
   out.fleet = fleet;
+
+  // ------------------------------------------------------------ cancel → handler aborted
+  // An OkitWorker whose handler waits on ctx.signal; t0 just before the admin's cancel call.
+  const { token: adminToken } = await createToken(pool, { tenant: TENANT, scope: 'admin' });
+  const admin = new OkitClient({ url: server.baseUrl, token: adminToken });
+  const cancel = {};
+  for (const [name, watchCancel, rounds] of [['pushed (first-signal long-poll)', true, 40], ['heartbeat only (every 1 s)', false, 10]]) {
+    const times = [];
+    let started = null;
+    const worker = new OkitWorker({
+      url: server.baseUrl, token, types: ['cancel'], leaseSeconds: 3, heartbeatSeconds: 1, claimWaitSeconds: 2, watchCancel,
+      handler: (job, ctx) => new Promise((resolve) => {
+        started?.(job.id);
+        ctx.signal.addEventListener('abort', () => { times.push(performance.now()); resolve(undefined); }, { once: true });
+      }),
+    });
+    const run = worker.run();
+    const lat = [];
+    for (let i = 0; i < rounds; i++) {
+      const running = new Promise((r) => (started = r));
+      const { job } = await ledger.enqueue(TENANT, { type: 'cancel' });
+      await running;
+      await sleep(watchCancel ? 50 : 100 + Math.random() * 900); // the watch is parked; the heartbeat at a random phase
+      const n = times.length;
+      const t0 = performance.now();
+      await admin.cancel(job.id, { reason: 'bench' });
+      await until(async () => times.length > n, 10_000, 'the abort');
+      lat.push(times[n] - t0);
+    }
+    await worker.stop();
+    await run;
+    cancel[name] = summary(lat);
+  }
+  console.log('\ncancel → handler aborted, ms');
+  table(Object.entries(cancel).map(([path, x]) => ({ path, ...Object.fromEntries(Object.entries(x).map(([k, y]) => [k, round(y)])) })));
+  out.cancel = cancel;
   await pool.end();
 } finally {
   await server?.stop();
