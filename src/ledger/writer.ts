@@ -4,11 +4,11 @@
  * Group commit. Concurrent changes of one tenant (units: a transition, an enqueue of one or
  * many jobs, a claim of up to N jobs, a throttle event) are written in one transaction, a batch:
  *
- *   BEGIN → the units' reads, batched, before the lock (batch.ts) → head += positions (the lock)
- *   → one statement writes every history row, throttle event, job row, snapshot and bucket of
- *   the batch, with one NOTIFY → COMMIT
+ *   BEGIN + the units' reads, batched, before the lock (batch.ts; one message per round) →
+ *   okit.write_batch: takes the positions and writes every history row, throttle event, job
+ *   row, snapshot and bucket of the batch, with its one NOTIFY → COMMIT
  *
- * so the head is locked for three round trips per batch instead of per change, and a batch's
+ * so the head is locked for a write and a COMMIT per batch instead of per change, and a batch's
  * positions are contiguous, in the order its rows are written. Several processes on one
  * database interleave whole batches: the head row stays the one serialisation point.
  *
@@ -26,6 +26,7 @@
  * error reaches its caller as a typed error (DB_UNAVAILABLE, WRITE_REFUSED). If the connection
  * is lost during COMMIT, the writer looks for the batch's first row in the ledger (position and
  * hash) before it decides between "committed" and "retry": nothing is written twice or half.
+ * (Write and COMMIT go as two messages: measured here, one message holding both took longer.)
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { isOkitError, OkitError } from '../errors.js';
@@ -259,8 +260,8 @@ export class BatchWriter {
 
   /**
    * One batch transaction. With `mayGuess`, a batch whose tenant this process has written
-   * recently expects the head where its last batch left it: positions, rows and COMMIT then go
-   * in one message, and the head is locked only while that message executes. The statement
+   * recently expects the head where its last batch left it: the write takes the positions
+   * itself, with no round trip to take them first. The statement
    * checks the guess; if another process moved the head, nothing is written ('moved') and the
    * batch runs again the locking way, as the next few batches of the tenant do.
    */
@@ -345,18 +346,21 @@ export class BatchWriter {
         sealed = true;
         hs.head = base + BigInt(positions);
         hs.sealedBy = key;
-        locked = performance.now();
-        committing = true;
         const wait = after === null ? [] : [{ text: 'SELECT pg_advisory_xact_lock($1::int4, $2::int4)', params: [lockKey, after] }];
-        const res = await b.send([...wait, writeStmt(b, tenant, true, base, notify())], 'COMMIT');
+        const write = writeStmt(b, tenant, true, base, notify());
+        locked = performance.now();
+        const res = await b.send([...wait, write]);
         if (res[res.length - 1]![0]!.ok !== true) {
           hs.head = null;
           hs.lockingFor = LOCKING_AFTER_MOVE;
           finished();
+          await c.query('ROLLBACK');
           release();
           report(true);
           return { kind: 'moved' };
         }
+        committing = true;
+        await b.send([], 'COMMIT');
       } else {
         if (hs.lockingFor > 0) hs.lockingFor--;
         locked = performance.now();
@@ -366,8 +370,9 @@ export class BatchWriter {
         sealed = true;
         hs.head = end;
         hs.sealedBy = key;
+        await b.send([writeStmt(b, tenant, false, end - BigInt(positions), notify())]);
         committing = true;
-        await b.send([writeStmt(b, tenant, false, end - BigInt(positions), notify())], 'COMMIT');
+        await b.send([], 'COMMIT');
       }
       finished();
       release();

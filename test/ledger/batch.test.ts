@@ -3,7 +3,9 @@
  * refusals fail only their caller; a database error in a batch retries its members one by one;
  * a connection lost mid-batch leaves nothing half-written and applies every change once.
  */
+import net from 'node:net';
 import pg from 'pg';
+import { createPool } from '../../src/db/pool.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkLedger } from '../../src/ledger/check.js';
 import { Ledger, NOTIFY_CHANNEL, type BatchStats } from '../../src/ledger/ledger.js';
@@ -92,11 +94,11 @@ describe('group commit', () => {
     await expectDenseAndWhole(db.pool, 'g1');
   });
 
-  it('a lone transition commits at once: a batch of one, two messages once the head is known', async () => {
+  it('a lone transition commits at once: a batch of one, three messages (reads, write, COMMIT) once the head is known', async () => {
     const [id] = await running(ledger, 'g2', 1);
     stats.length = 0;
     await ledger.progress('g2', id!, W, { phase: 'fetch' });
-    expect(stats.map((s) => [s.units, s.messages, s.failed])).toEqual([[1, 2, false]]);
+    expect(stats.map((s) => [s.units, s.messages, s.failed])).toEqual([[1, 3, false]]);
   });
 
   it('a batch with one illegal transition (and other refusals) fails only those callers', async () => {
@@ -205,8 +207,19 @@ describe('a database error in a batch', () => {
     return work;
   }
 
+  /** Each job's 'fetch' progress written exactly once, snapshots = project(history), the ledger sound and dense. */
+  async function expectFetchedOnce(ledger: Ledger, tenant: string, ids: string[]): Promise<void> {
+    for (const id of ids) {
+      const h = await ledger.history(tenant, id);
+      expect(h.filter((x) => x.event === 'progress' && x.data.phase === 'fetch').length).toBe(1);
+      expect(await ledger.getSnapshot(tenant, id)).toEqual(project(h));
+    }
+    expect((await checkLedger(db.pool, { tenant })).problems).toEqual([]);
+    await expectDenseAndWhole(db.pool, tenant);
+  }
+
   for (const known of [false, true])
-    it(`the connection killed in the middle of a batch (${known ? 'head known: killed in write+COMMIT' : 'taking the head lock'}): every change applied exactly once`, async () => {
+    it(`the connection killed in the middle of a batch (${known ? 'head known: killed while the write waits for the head' : 'taking the head lock'}): every change applied exactly once`, async () => {
       const tenant = known ? 'k2' : 'k1';
       const stats: BatchStats[] = [];
       const setup = new Ledger(db.pool);
@@ -221,13 +234,78 @@ describe('a database error in a batch', () => {
       expect(stats.slice(1).every((s) => s.units === 1 && s.retry && !s.failed)).toBe(true);
       const after = await rowsByTx(db.pool, tenant);
       expect(after.length - before.length).toBe(8);
-      for (const id of ids) {
-        const h = await ledger.history(tenant, id);
-        expect(h.filter((x) => x.event === 'progress' && x.data.phase === 'fetch').length).toBe(1);
-        expect(await ledger.getSnapshot(tenant, id)).toEqual(project(h));
+      await expectFetchedOnce(ledger, tenant, ids);
+    });
+
+  /**
+   * A TCP proxy in front of Postgres that, once armed, cuts the connection at the batch's COMMIT:
+   * after forwarding it (the batch commits, its answer is lost) or instead of forwarding it (it
+   * never commits). Either way the writer sees a connection lost during COMMIT.
+   */
+  async function commitCutter(): Promise<{ url: string; arm(mode: 'after' | 'instead'): void; cuts: () => number; close(): Promise<void> }> {
+    const target = new URL(db.url);
+    let armed: 'after' | 'instead' | null = null;
+    let cuts = 0;
+    const sockets = new Set<net.Socket>();
+    const srv = net.createServer((client) => {
+      const server = net.connect(Number(target.port), target.hostname);
+      sockets.add(client).add(server);
+      let mute = false;
+      client.on('data', (d) => {
+        if (armed && d.includes('COMMIT')) {
+          const mode = armed;
+          armed = null;
+          cuts++;
+          mute = true;
+          if (mode === 'after') server.write(d);
+          setTimeout(() => (client.destroy(), server.destroy()), 300);
+          return;
+        }
+        server.write(d);
+      });
+      server.on('data', (d) => !mute && client.write(d));
+      const end = () => (client.destroy(), server.destroy());
+      client.on('error', end).on('close', end);
+      server.on('error', end).on('close', end);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const u = new URL(db.url);
+    u.hostname = '127.0.0.1';
+    u.port = String((srv.address() as net.AddressInfo).port);
+    return {
+      url: u.toString(),
+      arm: (m) => (armed = m),
+      cuts: () => cuts,
+      close: async () => {
+        for (const x of sockets) x.destroy();
+        await new Promise((r) => srv.close(r));
+      },
+    };
+  }
+
+  for (const mode of ['after', 'instead'] as const)
+    it(`the connection lost during COMMIT (${mode === 'after' ? 'it went through, the answer was lost' : 'it never arrived'}): the ledger is asked, each change written once`, async () => {
+      const tenant = mode === 'after' ? 'x1' : 'x2';
+      const cut = await commitCutter();
+      const pool = createPool(cut.url, { max: 4 });
+      try {
+        const stats: BatchStats[] = [];
+        const ids = await running(new Ledger(db.pool), tenant, 6);
+        const ledger = new Ledger(pool, { onBatch: (st) => stats.push(st) });
+        await ledger.progress(tenant, ids[0]!, W, { phase: 'resolve' });
+        stats.length = 0;
+        cut.arm(mode);
+        const out = await Promise.all(ids.map((id) => ledger.progress(tenant, id, W, { phase: 'fetch' })));
+        expect(cut.cuts()).toBe(1);
+        expect(out.map((s) => s.phase)).toEqual(ids.map(() => 'fetch'));
+        // 'after': the batch committed, found by its first row, answered as it was; 'instead': rolled back, then one by one.
+        if (mode === 'after') expect(stats.map((st) => [st.units, st.failed])).toEqual([[6, false]]);
+        else expect(stats.map((st) => [st.units, st.failed])).toEqual([[6, true], ...ids.map(() => [1, false])]);
+        await expectFetchedOnce(ledger, tenant, ids);
+      } finally {
+        await pool.end();
+        await cut.close();
       }
-      expect((await checkLedger(db.pool, { tenant })).problems).toEqual([]);
-      await expectDenseAndWhole(db.pool, tenant);
     });
 
   it('a database that stays away gives each caller a typed DB_UNAVAILABLE', async () => {
