@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { importBundle } from '../bundle/import.js';
 import { replay } from '../bundle/replay.js';
 import { verifyBundle } from '../bundle/verify.js';
+import { checkDatabaseUrl } from '../db/connect.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import { OkitError } from '../errors.js';
@@ -26,6 +27,7 @@ export async function runReplay(file: string, opts: ReplayCliOptions, io: Io): P
   const previous = [];
   for (const p of opts.previous ?? []) previous.push(await bundlePath(io, p));
   if (opts.into !== undefined && !/^postgres(ql)?:\/\//.test(opts.into)) throw new OkitError('INVALID_INPUT', '--into takes a postgres:// URL');
+  if (opts.into !== undefined) checkDatabaseUrl(opts.into, '--into');
   const r = await verifyBundle(path, { pubkeys, previous, collect: true });
   if (!r.ok || !r.data || !r.manifest) {
     printReport(io, r, false);

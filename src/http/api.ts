@@ -19,7 +19,9 @@ export interface ApiDeps {
   ledger: Ledger;
   auth: TokenAuth;
   signals: SignalDeps;
-  ready(): { ready: boolean; listener: boolean; shuttingDown: boolean };
+  /** Is the database answering (DbHealth)? Routes that need it are 503 at once while it is not. */
+  dbUp(): boolean;
+  ready(): { ready: boolean; listener: boolean; db: boolean; shuttingDown: boolean };
   /** Aborted when the client goes away or the server shuts down. */
   signalFor(ctx: Ctx): AbortSignal;
   maxBodyBytes: number;
@@ -36,10 +38,17 @@ function signalReply(ctx: Ctx, s: Snapshot): void {
 
 export function buildRouter(d: ApiDeps): Router {
   const r = new Router();
-  const authed = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) => async (ctx: Ctx) => {
+  // Signal reads may be answered from the cache or a last-known ETag; every other route
+  // needs the database and is 503 at once while it is known not to answer.
+  const authedSignal = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) => async (ctx: Ctx) => {
     const p = await d.auth.authenticate(ctx.req.headers.authorization, need);
     await fn(ctx, p.tenant, `token:${p.tokenId}`);
   };
+  const authed = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) =>
+    authedSignal(need, async (ctx, tenant, actor) => {
+      if (!d.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is not answering; retry shortly');
+      await fn(ctx, tenant, actor);
+    });
   const body = (ctx: Ctx) => readJson(ctx.req, d.maxBodyBytes);
   const id = (ctx: Ctx) => v.uuid(ctx.params.id, 'job_id');
 
@@ -49,8 +58,8 @@ export function buildRouter(d: ApiDeps): Router {
     sendJson(ctx.res, s.ready ? 200 : 503, s, { 'Cache-Control': 'no-store' });
   });
 
-  r.add('GET', `${API}/jobs/:id/first-signal`, authed('read', (ctx, t) => firstSignal(ctx, t, d.signals, d.signalFor(ctx))));
-  r.add('GET', `${API}/stream/jobs/:id/first-signal`, authed('read', (ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
+  r.add('GET', `${API}/jobs/:id/first-signal`, authedSignal('read', (ctx, t) => firstSignal(ctx, t, d.signals, d.signalFor(ctx))));
+  r.add('GET', `${API}/stream/jobs/:id/first-signal`, authedSignal('read', (ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
 
   r.add('GET', `${API}/jobs/:id`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { job: await d.ledger.getJob(t, id(ctx)) })));
   r.add('GET', `${API}/jobs/:id/history`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { history: await d.ledger.history(t, id(ctx)) })));
