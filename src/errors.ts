@@ -4,6 +4,8 @@
  */
 export type ErrorCode =
   | 'INVALID_INPUT'
+  | 'INVALID_JSON'
+  | 'BAD_REQUEST'
   | 'INVALID_SEED'
   | 'JOB_NOT_FOUND'
   | 'ILLEGAL_TRANSITION'
@@ -27,7 +29,6 @@ export type ErrorCode =
   | 'SHUTTING_DOWN'
   | 'SERVER_UNREACHABLE'
   | 'TIMEOUT'
-  | 'BAD_REQUEST'
   | 'REQUEST_TIMEOUT'
   | 'HEADERS_TOO_LARGE'
   | 'TOO_MANY_CONNECTIONS'
@@ -36,6 +37,8 @@ export type ErrorCode =
 
 const STATUS: Record<string, number> = {
   INVALID_INPUT: 400,
+  INVALID_JSON: 400,
+  BAD_REQUEST: 400,
   INVALID_SEED: 400,
   JOB_NOT_FOUND: 404,
   SOURCE_NOT_FOUND: 404,
@@ -48,7 +51,6 @@ const STATUS: Record<string, number> = {
   METHOD_NOT_ALLOWED: 405,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
-  BAD_REQUEST: 400,
   REQUEST_TIMEOUT: 408,
   HEADERS_TOO_LARGE: 431,
   DB_UNAVAILABLE: 503,

@@ -102,11 +102,11 @@ const workers = Array.from({ length: LOAD.workers }, async (_, k) => {
         continue;
       }
       for (let p = 1; p <= LOAD.progress_per_job; p++) {
-        await client.progress(c.job.id, { workerId: me, phase: 'analyze', summary: 'Scanning image layers', itemsDone: p, itemsTotal: LOAD.progress_per_job });
+        await client.progress(c.job.id, { workerId: me, leaseToken: c.leaseToken, phase: 'analyze', summary: 'Scanning image layers', itemsDone: p, itemsTotal: LOAD.progress_per_job });
         count('progress', 200);
         await sleep(100);
       }
-      await client.complete(c.job.id, { workerId: me, result: { ok: true } });
+      await client.complete(c.job.id, { workerId: me, leaseToken: c.leaseToken, result: { ok: true } });
       count('complete', 200);
     } catch (e) {
       count('worker', e.code ?? 'error');

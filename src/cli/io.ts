@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { isOkitError, OkitError } from '../errors.js';
 import { isDbUnavailable } from '../http/errors.js';
+import { terminalLine, terminalText } from '../util/terminal.js';
 
 /** What a command may touch of the outside world; tests pass their own. */
 export interface Io {
@@ -10,9 +11,10 @@ export interface Io {
   cwd: string;
 }
 
+// Every line reaches the terminal with its control characters escaped (util/terminal.ts).
 export const processIo: Io = {
-  out: (l) => process.stdout.write(l + '\n'),
-  err: (l) => process.stderr.write(l + '\n'),
+  out: (l) => process.stdout.write(terminalText(l) + '\n'),
+  err: (l) => process.stderr.write(terminalText(l) + '\n'),
   env: process.env,
   cwd: process.cwd(),
 };
@@ -43,7 +45,8 @@ export function userErrorOf(e: unknown): OkitError | undefined {
 export function reportError(io: Io, raw: unknown): number {
   const e = userErrorOf(raw) ?? raw;
   if (isOkitError(e)) {
-    io.err(`okit: error ${e.code}: ${e.message}`);
+    // The message may quote what a server or a user sent: one line, whatever it holds.
+    io.err(`okit: error ${terminalLine(e.code)}: ${terminalLine(e.message)}`);
     return EXIT.USAGE;
   }
   io.err(`okit: internal error: ${(e as Error)?.stack ?? String(e)}`);

@@ -3,6 +3,7 @@ import { OkitError } from '../errors.js';
 import * as v from '../ledger/validate.js';
 import { OkitClient } from '../worker/client.js';
 import { followJob } from '../worker/follow.js';
+import { terminalLine } from '../util/terminal.js';
 import { action, type Io } from './io.js';
 
 export interface JobStatusOptions {
@@ -36,8 +37,10 @@ export async function runJobHistory(jobId: string, opts: JobHistoryOptions, io: 
   v.uuid(jobId, 'job_id');
   const rows = await clientFrom(opts, io).history(jobId);
   for (const r of rows) {
-    if (opts.json) io.out(JSON.stringify(r));
-    else io.out(`${String(r.n).padStart(3)}  ${r.at}  ${r.event.padEnd(15)} ${(r.from_state ?? '-').padEnd(11)} → ${r.to_state.padEnd(11)} ${JSON.stringify(r.data)}`);
+    // JSON.stringify escapes C0 controls but not C1 or bidi controls; terminalLine does, and
+    // its \uXXXX escapes keep a --json line valid JSON with the same meaning.
+    if (opts.json) io.out(terminalLine(JSON.stringify(r)));
+    else io.out(terminalLine(`${String(r.n).padStart(3)}  ${r.at}  ${r.event.padEnd(15)} ${(r.from_state ?? '-').padEnd(11)} → ${r.to_state.padEnd(11)} ${JSON.stringify(r.data)}`));
   }
   return 0;
 }

@@ -14,9 +14,9 @@ export interface ServeOptions {
 }
 
 export function port(p: string | undefined): number {
-  const n = Number(p ?? 8080);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new OkitError('INVALID_INPUT', 'port: must be an integer from 0 to 65535');
-  return n;
+  if (p === undefined) return 8080;
+  if (!/^[0-9]{1,5}$/.test(p) || Number(p) > 65535) throw new OkitError('INVALID_INPUT', 'port: must be a decimal integer from 0 to 65535');
+  return Number(p);
 }
 
 function count(v: string | undefined, flag: string): number | undefined {

@@ -14,8 +14,9 @@ export interface SimulateCliOptions {
 
 export async function runSimulate(opts: SimulateCliOptions, io: Io): Promise<number> {
   const seed = parseSeed(opts.seed);
-  const jobs = v.int(Number(opts.jobs), 'jobs', 1, 1_000_000);
-  const workers = v.int(opts.workers === undefined ? 4 : Number(opts.workers), 'workers', 1, 64);
+  // Decimal digits only: Number() would take "0x10", " 16", "1e3" and "" (as 0).
+  const jobs = v.decimalArg(opts.jobs, 'jobs', 1, 1_000_000);
+  const workers = opts.workers === undefined ? 4 : v.decimalArg(opts.workers, 'workers', 1, 64);
   const tenant = v.tenant(opts.tenant ?? 'sim');
   const r = await withDb(io, ({ pool }) => simulate(pool, { seed, jobs, tenant, workers, progress: (l) => io.err(`okit: ${l}`) }));
   if (opts.json) {

@@ -100,6 +100,7 @@ export async function runWorker(
     }
     stats.claims++;
     const job = claim.job;
+    const lease = { workerId, leaseToken: claim.leaseToken };
     const payload = job.payload as { behaviour: Behaviour };
     const behaviour = payload.behaviour;
     try {
@@ -108,7 +109,7 @@ export async function runWorker(
         // The upstream said 429 Retry-After: 2; tell the ledger so the bucket adapts.
         await ledger.reportThrottle(tenant, 'advisories.example', { retryAfterSeconds: 2, status: 429, workerId });
         stats.upstream429++;
-        await client.fail(job.id, { workerId, code: 'UPSTREAM_429', message: 'advisories.example answered 429 Too Many Requests (Retry-After: 2)', retryable: true });
+        await client.fail(job.id, { ...lease, code: 'UPSTREAM_429', message: 'advisories.example answered 429 Too Many Requests (Retry-After: 2)', retryable: true });
         stats.retries++;
         continue;
       }
@@ -116,21 +117,21 @@ export async function runWorker(
         const chunks = 4;
         for (let i = 1; i <= chunks; i++) {
           await sleep(stepMs);
-          await client.progress(job.id, { workerId, phase: step.phase, summary: step.summary, itemsDone: Math.round((step.items * i) / chunks), itemsTotal: step.items });
-          await client.heartbeat(job.id, { workerId, leaseSeconds: 15 });
+          await client.progress(job.id, { ...lease, phase: step.phase, summary: step.summary, itemsDone: Math.round((step.items * i) / chunks), itemsTotal: step.items });
+          await client.heartbeat(job.id, { ...lease, leaseSeconds: 15 });
         }
         if (behaviour === 'flaky' && claim.attempt === 1) {
-          await client.fail(job.id, { workerId, code: 'FETCH_TIMEOUT', message: 'mirror timed out after 30s', retryable: true });
+          await client.fail(job.id, { ...lease, code: 'FETCH_TIMEOUT', message: 'mirror timed out after 30s', retryable: true });
           stats.retries++;
           break;
         }
         if (behaviour === 'broken' && step.phase === 'analyze') {
-          await client.fail(job.id, { workerId, code: 'LAYER_EXTRACT_FAILED', message: 'layer 3 of 5 could not be extracted', retryable: false });
+          await client.fail(job.id, { ...lease, code: 'LAYER_EXTRACT_FAILED', message: 'layer 3 of 5 could not be extracted', retryable: false });
           break;
         }
       }
       const now = await client.getJob(job.id);
-      if (now.state === 'running') await client.complete(job.id, { workerId, result: { findings: 3 } });
+      if (now.state === 'running') await client.complete(job.id, { ...lease, result: { findings: 3 } });
     } catch (e) {
       // A job canceled under its worker is the one expected refusal; anything else is a bug.
       if (!(e instanceof OkitError && (e.code === 'ILLEGAL_TRANSITION' || e.code === 'LEASE_NOT_HELD'))) throw e;

@@ -51,6 +51,9 @@ export function buildRouter(d: ApiDeps): Router {
     });
   const body = (ctx: Ctx) => readJson(ctx.req, d.maxBodyBytes);
   const id = (ctx: Ctx) => v.uuid(ctx.params.id, 'job_id');
+  // The lease holder's calls present the claim's lease_token: a stale process that shares
+  // the worker id (an earlier attempt) is LEASE_NOT_HELD.
+  const lease = (b: Record<string, unknown>) => ({ workerId: v.workerId(b.worker_id), leaseToken: v.leaseToken(b.lease_token) });
 
   r.add('GET', '/healthz', async (ctx) => sendJson(ctx.res, 200, { ok: true }));
   r.add('GET', '/readyz', async (ctx) => {
@@ -89,7 +92,7 @@ export function buildRouter(d: ApiDeps): Router {
     authed('worker', async (ctx, t) => {
       const b = await body(ctx);
       const c = await d.ledger.claim(t, { workerId: b.worker_id as string, types: b.types as string[], leaseSeconds: opt(b.lease_seconds as number) });
-      sendJson(ctx.res, 200, c ? { job: c.job, lease_expires_at: c.leaseExpiresAt, attempt: c.attempt } : { job: null });
+      sendJson(ctx.res, 200, c ? { job: c.job, lease_expires_at: c.leaseExpiresAt, attempt: c.attempt, lease_token: c.leaseToken } : { job: null });
     }),
   );
 
@@ -99,7 +102,7 @@ export function buildRouter(d: ApiDeps): Router {
     authed('worker', async (ctx, t) => {
       const jobId = id(ctx);
       const b = await body(ctx);
-      const h = await d.ledger.heartbeat(t, jobId, b.worker_id as string, opt(b.lease_seconds as number));
+      const h = await d.ledger.heartbeat(t, jobId, lease(b), opt(b.lease_seconds as number));
       sendJson(ctx.res, 200, { job_id: jobId, lease_expires_at: h.leaseExpiresAt });
     }),
   );
@@ -110,7 +113,7 @@ export function buildRouter(d: ApiDeps): Router {
     authed('worker', async (ctx, t) => {
       const jobId = id(ctx);
       const b = await body(ctx);
-      const s = await d.ledger.progress(t, jobId, b.worker_id as string, {
+      const s = await d.ledger.progress(t, jobId, lease(b), {
         phase: b.phase as string,
         summary: opt(b.summary as string),
         itemsDone: opt(b.items_done as number),
@@ -126,7 +129,7 @@ export function buildRouter(d: ApiDeps): Router {
     authed('worker', async (ctx, t) => {
       const jobId = id(ctx);
       const b = await body(ctx);
-      signalReply(ctx, await d.ledger.complete(t, jobId, b.worker_id as string, b.result));
+      signalReply(ctx, await d.ledger.complete(t, jobId, lease(b), b.result));
     }),
   );
 
@@ -136,11 +139,13 @@ export function buildRouter(d: ApiDeps): Router {
     authed('worker', async (ctx, t) => {
       const jobId = id(ctx);
       const b = await body(ctx);
-      const err = b.error && typeof b.error === 'object' ? (b.error as Record<string, unknown>) : {};
+      if (!b.error || typeof b.error !== 'object' || Array.isArray(b.error))
+        throw new OkitError('INVALID_INPUT', 'error: must be an object {"code", "message"}', { field: 'error' });
+      const err = b.error as Record<string, unknown>;
       if (b.retryable !== undefined && typeof b.retryable !== 'boolean') throw new OkitError('INVALID_INPUT', 'retryable: must be a boolean', { field: 'retryable' });
       signalReply(
         ctx,
-        await d.ledger.fail(t, jobId, b.worker_id as string, { code: err.code as string, message: err.message as string, retryable: b.retryable as boolean | undefined }),
+        await d.ledger.fail(t, jobId, lease(b), { code: err.code as string, message: err.message as string, retryable: b.retryable as boolean | undefined }),
       );
     }),
   );

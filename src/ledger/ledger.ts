@@ -3,13 +3,13 @@
  * appended hash-chained history row, the re-projected first-signal snapshot, and one NOTIFY.
  * Time comes from the injected clock only; ids from the injected generator.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { OkitError } from '../errors.js';
 import { withTx, type Pool, type PoolClient } from '../db/pool.js';
 import { canonicalize, type Json } from '../util/canonical.js';
 import { systemClock, type Clock } from '../util/clock.js';
-import { sha256Hex } from '../util/hash.js';
+import { constantTimeEqual, sha256Hex } from '../util/hash.js';
 import { formatMicros, parseMicros, SECOND, microsToSeconds, secondsToMicros, type Micros } from '../util/time.js';
 import { project } from '../signals/projection.js';
 import { rowHash } from './chain.js';
@@ -57,7 +57,15 @@ export interface ClaimedJob {
   job: Job;
   leaseExpiresAt: string;
   attempt: number;
+  /** The lease's fencing token: heartbeat, progress, complete and fail present it (over HTTP they must). */
+  leaseToken: string;
 }
+
+/**
+ * Who reports on a lease: the worker id alone (in-process callers that trust themselves), or
+ * with the claim's lease token, which fences off a stale process sharing the worker id.
+ */
+export type LeaseHolder = string | { workerId: string; leaseToken: string };
 
 export interface ProgressInput {
   phase: Phase | string;
@@ -310,11 +318,12 @@ export class Ledger {
     const payloadSha = sha256Hex(canonical);
     const priority = v.int(input.priority, 'priority', -1000, 1000, 0);
     const maxAttempts = v.int(input.maxAttempts, 'max_attempts', 1, 100, this.opts.defaultMaxAttempts);
-    const key = v.text(input.idempotencyKey, 'idempotency_key', 200, true);
-    const sourceId = input.sourceId ? v.uuid(input.sourceId, 'source_id') : null;
-    const runId = input.runId ? v.uuid(input.runId, 'run_id') : null;
-    const id = input.id ? v.uuid(input.id) : this.ids();
-    const notBefore = input.notBefore ? parseMicros(v.timestamp(input.notBefore, 'not_before')) : null;
+    const key = v.text(input.idempotencyKey, 'idempotency_key', v.MAX_IDEMPOTENCY_KEY_CHARS, true);
+    // Only absence (undefined or null) means "none": 0, false or "" are wrong types, refused.
+    const sourceId = input.sourceId != null ? v.uuid(input.sourceId, 'source_id') : null;
+    const runId = input.runId != null ? v.uuid(input.runId, 'run_id') : null;
+    const id = input.id != null ? v.uuid(input.id) : this.ids();
+    const notBefore = input.notBefore != null ? parseMicros(v.timestamp(input.notBefore, 'not_before')) : null;
 
     if (key) {
       const existing = await this.byIdempotencyKey(tenant, key, payloadSha);
@@ -329,16 +338,15 @@ export class Ledger {
           if (!rows[0]) throw new OkitError('SOURCE_NOT_FOUND', `source ${sourceId} not found`);
           source = rows[0];
         }
-        if (runId) {
-          await t.c.query('INSERT INTO okit.runs (id, tenant, source_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING', [
+        // A run is (tenant, id): another tenant's run of the same id is another run, so a run
+        // id tells nothing about other tenants and cannot be squatted (migration 005).
+        if (runId)
+          await t.c.query('INSERT INTO okit.runs (id, tenant, source_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, id) DO NOTHING', [
             runId,
             tenant,
             sourceId,
             formatMicros(now),
           ]);
-          const { rows } = await t.c.query('SELECT tenant FROM okit.runs WHERE id = $1', [runId]);
-          if (rows[0].tenant !== tenant) throw new OkitError('INVALID_INPUT', `run ${runId} belongs to another tenant`);
-        }
         // Counting is O(queue length), so it stops at queuePositionCap: past that the signal
         // says "more than N ahead" rather than every enqueue paying for a long queue.
         const ahead = await t.c.query(
@@ -461,6 +469,8 @@ export class Ledger {
         }
         const attempt = job.attempt + 1;
         const leaseUntil = formatMicros(now + BigInt(leaseSeconds) * SECOND);
+        // Random, never in history (which readers see) nor in the job row's public columns.
+        const leaseToken = randomBytes(16).toString('base64url');
         const { row } = await this.transition(
           t,
           job,
@@ -468,13 +478,14 @@ export class Ledger {
           'running',
           { worker_id: worker, attempt, lease_expires_at: leaseUntil },
           now,
-          { attempt, lease_owner: worker, lease_expires_at: leaseUntil },
+          { attempt, lease_owner: worker, lease_expires_at: leaseUntil, lease_token: leaseToken },
           history,
         );
         return {
           job: { ...job, state: 'running', attempt, lease_owner: worker, lease_expires_at: leaseUntil, history_n: row.n, last_hash: row.hash, updated_at: row.at },
           leaseExpiresAt: leaseUntil,
           attempt,
+          leaseToken,
         };
       });
       if (out !== 'again') return out;
@@ -482,23 +493,28 @@ export class Ledger {
     return null;
   }
 
-  private async lockLease(t: Tx, jobId: string, worker: string): Promise<Job> {
-    const job = await this.lockJob(t, jobId);
+  private async lockLease(t: Tx, jobId: string, worker: string, token: string | null): Promise<Job> {
+    v.uuid(jobId, 'job_id');
+    const { rows } = await t.c.query(`SELECT ${JOB_COLUMNS}, lease_token FROM okit.jobs WHERE id = $1 AND tenant = $2 FOR UPDATE`, [jobId, t.tenant]);
+    if (rows.length === 0) throw new OkitError('JOB_NOT_FOUND', `job ${jobId} not found`, { job_id: jobId });
+    const job = toJob(rows[0]);
     if (job.state !== 'running')
       throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is ${job.state}, not running`, { job_id: jobId, state: job.state });
     if (job.lease_owner !== worker)
       throw new OkitError('LEASE_NOT_HELD', `job ${jobId} is leased by another worker`, { job_id: jobId });
+    if (token !== null && !constantTimeEqual(String(rows[0].lease_token ?? ''), token))
+      throw new OkitError('LEASE_NOT_HELD', `job ${jobId}: this lease token is not the current lease's (the job was claimed again since)`, { job_id: jobId });
     return job;
   }
 
   /** Extends a lease. Not a signal change: no history row, no NOTIFY. */
-  async heartbeat(tenant: string, jobId: string, workerIdIn: string, leaseSecondsIn?: number): Promise<{ leaseExpiresAt: string }> {
+  async heartbeat(tenant: string, jobId: string, holder: LeaseHolder, leaseSecondsIn?: number): Promise<{ leaseExpiresAt: string }> {
     v.tenant(tenant);
-    const worker = v.workerId(workerIdIn);
+    const { worker, token } = leaseOf(holder);
     const leaseSeconds = v.int(leaseSecondsIn, 'lease_seconds', 1, 3600, this.opts.defaultLeaseSeconds);
     const now = this.clock.now();
     return this.tx(tenant, async (t) => {
-      const job = await this.lockLease(t, jobId, worker);
+      const job = await this.lockLease(t, jobId, worker, token);
       if (job.lease_expires_at && parseMicros(job.lease_expires_at) < now)
         throw new OkitError('LEASE_NOT_HELD', `job ${jobId}: the lease expired at ${job.lease_expires_at}`, { job_id: jobId });
       const until = formatMicros(now + BigInt(leaseSeconds) * SECOND);
@@ -507,35 +523,36 @@ export class Ledger {
     });
   }
 
-  async progress(tenant: string, jobId: string, workerIdIn: string, input: ProgressInput): Promise<Snapshot> {
+  async progress(tenant: string, jobId: string, holder: LeaseHolder, input: ProgressInput): Promise<Snapshot> {
     v.tenant(tenant);
-    const worker = v.workerId(workerIdIn);
+    const { worker, token } = leaseOf(holder);
     const data: { [k: string]: Json } = { worker_id: worker, phase: v.phase(input.phase) };
-    const summary = v.text(input.summary, 'summary', 500, true);
+    const summary = v.text(input.summary, 'summary', v.MAX_SUMMARY_CHARS, true);
     if (summary) data.summary = summary;
-    if (input.itemsTotal !== undefined && input.itemsTotal !== null) data.items_total = v.int(input.itemsTotal, 'items_total', 0, 1e12);
-    if (input.itemsDone !== undefined && input.itemsDone !== null) data.items_done = v.int(input.itemsDone, 'items_done', 0, 1e12);
+    if (input.itemsTotal !== undefined && input.itemsTotal !== null) data.items_total = v.int(input.itemsTotal, 'items_total', 0, v.MAX_ITEMS);
+    if (input.itemsDone !== undefined && input.itemsDone !== null) data.items_done = v.int(input.itemsDone, 'items_done', 0, v.MAX_ITEMS);
+    if (typeof data.items_done === 'number' && typeof data.items_total === 'number' && data.items_done > data.items_total)
+      throw new OkitError('INVALID_INPUT', `items_done: must not exceed items_total (${data.items_total})`, { field: 'items_done' });
     const now = this.clock.now();
     return this.tx(tenant, async (t) => {
-      const job = await this.lockLease(t, jobId, worker);
+      const job = await this.lockLease(t, jobId, worker, token);
       return (await this.transition(t, job, 'progress', 'running', data, now)).snapshot;
     });
   }
 
-  async complete(tenant: string, jobId: string, workerIdIn: string, result?: unknown): Promise<Snapshot> {
+  async complete(tenant: string, jobId: string, holder: LeaseHolder, result?: unknown): Promise<Snapshot> {
     v.tenant(tenant);
-    const worker = v.workerId(workerIdIn);
+    const { worker, token } = leaseOf(holder);
     const data: { [k: string]: Json } = { worker_id: worker };
     if (result !== undefined && result !== null) {
-      const r = v.payload(result, 'result');
-      if (typeof r.value !== 'object' || Array.isArray(r.value)) throw new OkitError('INVALID_INPUT', 'result: must be a JSON object', { field: 'result' });
-      if (r.canonical.length > 4096) throw new OkitError('INVALID_INPUT', 'result: must be at most 4096 bytes (it travels in history)', { field: 'result' });
-      data.result = r.value;
+      if (typeof result !== 'object' || Array.isArray(result)) throw new OkitError('INVALID_INPUT', 'result: must be a JSON object', { field: 'result' });
+      // Bytes of canonical JSON (UTF-8), as documented: it travels in history.
+      data.result = v.payload(result, 'result', v.MAX_RESULT_BYTES).value;
     }
     const now = this.clock.now();
     return this.tx(tenant, async (t) => {
-      const job = await this.lockLease(t, jobId, worker);
-      return (await this.transition(t, job, 'succeeded', 'succeeded', data, now, { lease_owner: null, lease_expires_at: null })).snapshot;
+      const job = await this.lockLease(t, jobId, worker, token);
+      return (await this.transition(t, job, 'succeeded', 'succeeded', data, now, NO_LEASE)).snapshot;
     });
   }
 
@@ -547,16 +564,16 @@ export class Ledger {
     return BigInt(Math.round(raw * (1 + jitter) * 1e6));
   }
 
-  async fail(tenant: string, jobId: string, workerIdIn: string, input: FailInput): Promise<Snapshot> {
+  async fail(tenant: string, jobId: string, holder: LeaseHolder, input: FailInput): Promise<Snapshot> {
     v.tenant(tenant);
-    const worker = v.workerId(workerIdIn);
-    const error = { code: v.errorCode(input?.code), message: v.text(input?.message, 'error.message', 2000)! };
+    const { worker, token } = leaseOf(holder);
+    const error = { code: v.errorCode(input?.code), message: v.text(input?.message, 'error.message', v.MAX_ERROR_MESSAGE_CHARS)! };
     const retryable = input.retryable === undefined ? true : input.retryable;
     if (typeof retryable !== 'boolean') throw new OkitError('INVALID_INPUT', 'retryable: must be a boolean', { field: 'retryable' });
     const now = this.clock.now();
     return this.tx(tenant, async (t) => {
-      const job = await this.lockLease(t, jobId, worker);
-      const clear = { lease_owner: null, lease_expires_at: null };
+      const job = await this.lockLease(t, jobId, worker, token);
+      const clear = NO_LEASE;
       const base = { worker_id: worker, attempt: job.attempt, error };
       if (retryable && job.attempt < job.max_attempts) {
         const delay = this.backoffMicros(jobId, job.attempt);
@@ -614,14 +631,14 @@ export class Ledger {
   async cancel(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
     v.tenant(tenant);
     const actor = v.text(input?.actor, 'actor', 100)!;
-    const reason = v.text(input?.reason, 'reason', 500, true);
+    const reason = v.text(input?.reason, 'reason', v.MAX_REASON_CHARS, true);
     const now = this.clock.now();
     return this.tx(tenant, async (t) => {
       const job = await this.lockJob(t, jobId);
       if (TERMINAL_STATES.has(job.state))
         throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is already ${job.state}`, { job_id: jobId, state: job.state });
       return (
-        await this.transition(t, job, 'canceled', 'canceled', { actor, reason }, now, { lease_owner: null, lease_expires_at: null })
+        await this.transition(t, job, 'canceled', 'canceled', { actor, reason }, now, NO_LEASE)
       ).snapshot;
     });
   }
@@ -652,7 +669,7 @@ export class Ledger {
           last ? 'dead_letter' : 'queued',
           { worker_id: job.lease_owner, attempt: job.attempt, lease_expires_at: job.lease_expires_at },
           now,
-          { lease_owner: null, lease_expires_at: null, ...(last ? {} : { not_before: formatMicros(now) }) },
+          { ...NO_LEASE, ...(last ? {} : { not_before: formatMicros(now) }) },
         );
         return true;
       });
@@ -700,6 +717,14 @@ export class Ledger {
     await this.getJob(tenant, jobId);
     return this.readHistory(this.pool, jobId);
   }
+}
+
+/** The job columns a transition out of `running` clears. */
+const NO_LEASE = { lease_owner: null, lease_expires_at: null, lease_token: null } as const;
+
+function leaseOf(h: LeaseHolder): { worker: string; token: string | null } {
+  if (h !== null && typeof h === 'object') return { worker: v.workerId(h.workerId), token: v.leaseToken(h.leaseToken) };
+  return { worker: v.workerId(h), token: null };
 }
 
 /** A caller-chosen id that is already a primary key (any tenant's) is bad input, not a crash. */

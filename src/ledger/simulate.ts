@@ -44,7 +44,8 @@ export interface SimulateResult {
 }
 
 export function parseSeed(text: string): number {
-  const t = String(text).trim();
+  // Exactly as typed: " 7" or "7 " is a typo to point out, not a seed to guess.
+  const t = String(text);
   const n = /^0x[0-9a-f]{1,8}$/i.test(t) ? parseInt(t, 16) : /^\d{1,10}$/.test(t) ? Number(t) : NaN;
   if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff)
     throw new OkitError('INVALID_SEED', `seed must be an integer from 0 to 4294967295 (decimal or 0x hex), got ${JSON.stringify(text)}`);

@@ -37,6 +37,12 @@ interface Fold {
 
 /** How many recent progress samples the rate (and so the ETA) is computed over. */
 export const ETA_WINDOW = 5;
+/**
+ * ETAs beyond this (365 days) are not estimates anyone can act on, and unbounded they would
+ * overflow storage and JSON's exact integers (1e10 items at 1 item per 5 s): they are null,
+ * "unknown", like an ETA without a rate.
+ */
+export const MAX_ETA_SECONDS = 365 * 86400;
 
 const str = (v: Json | undefined): string | null => (typeof v === 'string' ? v : null);
 const num = (v: Json | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -66,7 +72,8 @@ function eta(f: Fold): number | null {
   const dt = Number(last.at - first.at) / 1e6;
   const dDone = last.done - first.done;
   if (dt <= 0 || dDone <= 0) return null;
-  return Math.ceil((f.itemsTotal - f.itemsDone) / (dDone / dt));
+  const s = Math.ceil((f.itemsTotal - f.itemsDone) / (dDone / dt));
+  return s <= MAX_ETA_SECONDS ? s : null;
 }
 
 function errorOf(d: Obj): { code: string; message: string } {

@@ -39,7 +39,11 @@ export function parseMicros(text: string): Micros {
   if (tz !== 'Z') {
     const sign = tz!.startsWith('-') ? -1 : 1;
     const digits = tz!.slice(1).replace(':', '');
-    offsetSec = sign * (+digits.slice(0, 2) * 3600 + +digits.slice(2, 4) * 60);
+    const oh = +digits.slice(0, 2);
+    const om = +digits.slice(2, 4);
+    // RFC 3339's time-numoffset: hours 00..23, minutes 00..59 (+99:99 is no offset at all).
+    if (oh > 23 || om > 59) throw new RangeError(`invalid UTC offset: ${text}`);
+    offsetSec = sign * (oh * 3600 + om * 60);
   }
   return BigInt(secs - offsetSec) * 1000000n + BigInt(frac.padEnd(6, '0'));
 }

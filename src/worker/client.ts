@@ -30,6 +30,14 @@ export interface Claim {
   job: Job;
   leaseExpiresAt: string;
   attempt: number;
+  /** Present it on heartbeat, progress, complete and fail: it fences this lease from stale ones. */
+  leaseToken: string;
+}
+
+/** Who reports on a lease: the claiming worker and the claim's lease token. */
+export interface LeaseRef {
+  workerId: string;
+  leaseToken: string;
 }
 
 export interface SignalReply {
@@ -143,26 +151,28 @@ export class OkitClient {
   }
 
   async claim(req: { workerId: string; types: string[]; leaseSeconds?: number }): Promise<Claim | null> {
-    const r = await this.json<{ job: Job | null; lease_expires_at?: string; attempt?: number }>('POST', `${API}/workers/claim`, {
+    const r = await this.json<{ job: Job | null; lease_expires_at?: string; attempt?: number; lease_token?: string }>('POST', `${API}/workers/claim`, {
       worker_id: req.workerId,
       types: req.types,
       lease_seconds: req.leaseSeconds,
     });
-    return r.job ? { job: r.job, leaseExpiresAt: r.lease_expires_at!, attempt: r.attempt! } : null;
+    return r.job ? { job: r.job, leaseExpiresAt: r.lease_expires_at!, attempt: r.attempt!, leaseToken: r.lease_token! } : null;
   }
 
-  async heartbeat(jobId: string, req: { workerId: string; leaseSeconds?: number }): Promise<{ leaseExpiresAt: string }> {
+  async heartbeat(jobId: string, req: LeaseRef & { leaseSeconds?: number }): Promise<{ leaseExpiresAt: string }> {
     const r = await this.json<{ lease_expires_at: string }>('POST', `${API}/jobs/${encodeURIComponent(jobId)}/heartbeat`, {
       worker_id: req.workerId,
+      lease_token: req.leaseToken,
       lease_seconds: req.leaseSeconds,
     });
     return { leaseExpiresAt: r.lease_expires_at };
   }
 
-  async progress(jobId: string, req: { workerId: string; phase: string; summary?: string; itemsDone?: number; itemsTotal?: number }): Promise<SignalReply> {
+  async progress(jobId: string, req: LeaseRef & { phase: string; summary?: string; itemsDone?: number; itemsTotal?: number }): Promise<SignalReply> {
     return OkitClient.reply(
       await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/progress`, {
         worker_id: req.workerId,
+        lease_token: req.leaseToken,
         phase: req.phase,
         summary: req.summary,
         items_done: req.itemsDone,
@@ -171,14 +181,17 @@ export class OkitClient {
     );
   }
 
-  async complete(jobId: string, req: { workerId: string; result?: Record<string, unknown> }): Promise<SignalReply> {
-    return OkitClient.reply(await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/complete`, { worker_id: req.workerId, result: req.result }));
+  async complete(jobId: string, req: LeaseRef & { result?: Record<string, unknown> }): Promise<SignalReply> {
+    return OkitClient.reply(
+      await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/complete`, { worker_id: req.workerId, lease_token: req.leaseToken, result: req.result }),
+    );
   }
 
-  async fail(jobId: string, req: { workerId: string; code: string; message: string; retryable?: boolean }): Promise<SignalReply> {
+  async fail(jobId: string, req: LeaseRef & { code: string; message: string; retryable?: boolean }): Promise<SignalReply> {
     return OkitClient.reply(
       await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/fail`, {
         worker_id: req.workerId,
+        lease_token: req.leaseToken,
         error: { code: req.code, message: req.message },
         retryable: req.retryable,
       }),

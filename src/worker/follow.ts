@@ -6,6 +6,7 @@
  */
 import type { Signal } from '../ledger/types.js';
 import { signalLine, TERMINAL_KINDS } from '../signals/projection.js';
+import { terminalLine } from '../util/terminal.js';
 import { isRetryable, type OkitClient } from './client.js';
 
 export interface FollowOptions {
@@ -64,13 +65,14 @@ export async function followJob(client: OkitClient, jobId: string, o: FollowOpti
         etag = r.etag;
         last = r.signal;
         ttfsMs ??= performance.now() - t0;
-        o.out(signalLine(r.signal));
+        // A worker wrote the summary: one line, no terminal control, whatever it holds.
+        o.out(terminalLine(signalLine(r.signal)));
         o.onSignal?.(r.signal, r.etag);
       }
     } catch (e) {
       if (o.signal?.aborted) break;
       if (!o.watch || !isRetryable(e)) throw e;
-      if (failures === 0) o.err?.(`okit: ${(e as Error).message}; retrying`);
+      if (failures === 0) o.err?.(terminalLine(`okit: ${(e as Error).message}; retrying`));
       failures++;
       await sleep(Math.min(o.retryMaxMs ?? 2000, (o.retryMinMs ?? 200) * 2 ** Math.min(failures - 1, 8)), o.signal);
       continue;

@@ -1,17 +1,13 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runJobHistory, runJobStatus } from '../../src/cli/job.js';
-import type { Io } from '../../src/cli/io.js';
 import { OkitClient } from '../../src/worker/client.js';
 import { followJob } from '../../src/worker/follow.js';
+import { captureIo } from '../helpers/cli.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { startTestServer, type TestServer } from '../helpers/serve.js';
 
-function capture(env: NodeJS.ProcessEnv): Io & { lines: string[]; errs: string[] } {
-  const lines: string[] = [];
-  const errs: string[] = [];
-  return { lines, errs, out: (l) => lines.push(l), err: (l) => errs.push(l), env, cwd: process.cwd() };
-}
+const capture = captureIo;
 
 async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   const t0 = Date.now();

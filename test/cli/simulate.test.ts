@@ -7,9 +7,11 @@ import { expectCode } from '../helpers/ledger.js';
 describe('okit simulate: bad input', () => {
   it('parseSeed takes decimal or 0x hex in 0..2^32-1 and refuses the rest with INVALID_SEED', async () => {
     expect(parseSeed('7')).toBe(7);
-    expect(parseSeed(' 0x10 ')).toBe(16);
+    expect(parseSeed('0x10')).toBe(16);
     expect(parseSeed('4294967295')).toBe(4294967295);
-    for (const seed of ['abc', '-1', '1.5', '4294967296', '0xZZ', '', '1e3', '0x123456789']) await expectCode(async () => parseSeed(seed), 'INVALID_SEED');
+    // As typed: padding is refused rather than guessed away (issue 9).
+    for (const seed of ['abc', '-1', '1.5', '4294967296', '0xZZ', '', '1e3', '0x123456789', ' 7', '7 ', ' 0x10 ', '\t7'])
+      await expectCode(async () => parseSeed(seed), 'INVALID_SEED');
   });
 
   it('a malformed seed exits 2 with INVALID_SEED, before touching any database', async () => {

@@ -145,11 +145,11 @@ describe('failover to a promoted synchronous standby (Debian Postgres 15)', () =
           ack(id).claimed++;
           try {
             for (const done of [1, 2]) {
-              await persist(() => w.progress(id, { workerId: me, phase: 'analyze', summary: 'Scanning image layers', itemsDone: done, itemsTotal: 2 }));
+              await persist(() => w.progress(id, { workerId: me, leaseToken: claim.leaseToken, phase: 'analyze', summary: 'Scanning image layers', itemsDone: done, itemsTotal: 2 }));
               ack(id).progress++;
               await sleep(40);
             }
-            await persist(() => w.complete(id, { workerId: me, result: { ok: true } }));
+            await persist(() => w.complete(id, { workerId: me, leaseToken: claim.leaseToken, result: { ok: true } }));
             ack(id).succeeded = true;
           } catch (e) {
             // An unacknowledged attempt may have committed, or the lease ran out during the

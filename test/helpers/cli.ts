@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { Io } from '../../src/cli/io.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -27,4 +28,11 @@ export function okit(args: string[], env: Record<string, string | undefined> = {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** An Io that keeps what a command prints, for run(opts, io) tests. */
+export function captureIo(env: NodeJS.ProcessEnv): Io & { lines: string[]; errs: string[] } {
+  const lines: string[] = [];
+  const errs: string[] = [];
+  return { lines, errs, out: (l) => lines.push(l), err: (l) => errs.push(l), env, cwd: process.cwd() };
 }

@@ -37,7 +37,8 @@ describe('HTTP API: bad input is a 4xx JSON error, never a 500', () => {
     ['wait not a number', () => t.get(FS(jobId) + '?wait=abc', t.tokens.read), 400, 'INVALID_INPUT'],
     ['invalid enqueue fields', () => t.post(`${A}/jobs`, t.tokens.worker, { type: '' }), 400, 'INVALID_INPUT'],
     ['claim without types', () => t.post(`${A}/workers/claim`, t.tokens.worker, { worker_id: 'w' }), 400, 'INVALID_INPUT'],
-    ['complete a job not leased', () => t.post(`${A}/jobs/${jobId}/complete`, t.tokens.worker, { worker_id: 'w' }), 409, 'ILLEGAL_TRANSITION'],
+    ['complete a job not leased', () => t.post(`${A}/jobs/${jobId}/complete`, t.tokens.worker, { worker_id: 'w', lease_token: 'A'.repeat(22) }), 409, 'ILLEGAL_TRANSITION'],
+    ['complete without the lease token', () => t.post(`${A}/jobs/${jobId}/complete`, t.tokens.worker, { worker_id: 'w' }), 400, 'INVALID_INPUT'],
     ['fail with a bad error', () => t.post(`${A}/jobs/${jobId}/fail`, t.tokens.worker, { worker_id: 'w', error: 'boom' }), 400, 'INVALID_INPUT'],
     ['progress with numbers as strings', () => t.post(`${A}/jobs/${jobId}/progress`, t.tokens.worker, { worker_id: 'w', phase: 'analyze', items_done: '3' }), 400, 'INVALID_INPUT'],
   ];
@@ -81,22 +82,24 @@ describe('worker API through the typed client', () => {
     const c = await w.claim({ workerId: 'w1', types: ['scan'], leaseSeconds: 60 });
     expect(c?.job.id).toBe(job.id);
     expect(c?.attempt).toBe(1);
-    const hb = await w.heartbeat(job.id, { workerId: 'w1', leaseSeconds: 120 });
+    expect(c?.leaseToken).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    const lease = { workerId: 'w1', leaseToken: c!.leaseToken };
+    const hb = await w.heartbeat(job.id, { ...lease, leaseSeconds: 120 });
     expect(hb.leaseExpiresAt > c!.leaseExpiresAt).toBe(true);
-    const p = await w.progress(job.id, { workerId: 'w1', phase: 'analyze', summary: 'Scanning image layers', itemsDone: 47, itemsTotal: 100 });
+    const p = await w.progress(job.id, { ...lease, phase: 'analyze', summary: 'Scanning image layers', itemsDone: 47, itemsTotal: 100 });
     expect(p.signal.summary).toBe('Scanning image layers (47%)');
     const fs = await w.firstSignal(job.id);
     expect(fs.status === 200 && fs.etag).toBe(p.etag);
-    const done = await w.complete(job.id, { workerId: 'w1', result: { ok: true } });
+    const done = await w.complete(job.id, { ...lease, result: { ok: true } });
     expect(done.signal.kind).toBe('succeeded');
     expect((await w.getJob(job.id)).state).toBe('succeeded');
     // Lease checks still apply over HTTP.
-    await expect(w.complete(job.id, { workerId: 'w1' })).rejects.toMatchObject({ code: 'ILLEGAL_TRANSITION' });
+    await expect(w.complete(job.id, lease)).rejects.toMatchObject({ code: 'ILLEGAL_TRANSITION' });
 
     const { job: j2 } = await w.enqueue({ type: 'scan', maxAttempts: 1 });
-    await w.claim({ workerId: 'w2', types: ['scan'] });
-    await expect(w.progress(j2.id, { workerId: 'intruder', phase: 'fetch' })).rejects.toMatchObject({ code: 'LEASE_NOT_HELD' });
-    const f = await w.fail(j2.id, { workerId: 'w2', code: 'E_NET', message: 'unreachable', retryable: false });
+    const c2 = await w.claim({ workerId: 'w2', types: ['scan'] });
+    await expect(w.progress(j2.id, { workerId: 'intruder', leaseToken: c2!.leaseToken, phase: 'fetch' })).rejects.toMatchObject({ code: 'LEASE_NOT_HELD' });
+    const f = await w.fail(j2.id, { workerId: 'w2', leaseToken: c2!.leaseToken, code: 'E_NET', message: 'unreachable', retryable: false });
     expect(f.signal.kind).toBe('failed');
 
     const { job: j3 } = await w.enqueue({ type: 'scan' });
