@@ -52,4 +52,17 @@ if (vr) {
   out.push('**Verify and replay**\n');
   out.push(md(vr.rows, ['history_rows', 'bundle_mib', 'sha256sum_s', 'verify_s', 'verify_ratio', 'verify_peak_rss_mib', 'replay_s', 'replay_events_per_s', 'replay_only_events_per_s', 'replay_peak_rss_mib']));
 }
+const soak = load('soak');
+if (soak) {
+  const sm = soak.summary;
+  out.push(
+    `**Soak** (${sm.minutes} min of steady mixed load, \`${soak.command}\`; sampled every 10 s, shown every 5 min; 5xx answers: **${sm.responses_5xx}**; samples not ready: ${sm.not_ready_samples})\n`,
+  );
+  const every = soak.samples.filter((x, i) => i === 0 || x.t_s % 300 < 10 || i === soak.samples.length - 1);
+  out.push(
+    md(
+      every.map((x) => ({ min: Math.round(x.t_s / 60), rss_mib: x.rss_mib, heap_mib: x.heap_mib, fds: x.fds, http_conns: x.http_connections, pool: x.pool_total, pg_conns: x.pg_connections, loop_p99_ms: x.loop_p99_ms })),
+    ),
+  );
+}
 console.log(out.join('\n'));

@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import pg from 'pg';
 import { createPool } from '../../dist/db/pool.js';
 import { createToken } from '../../dist/http/tokens.js';
@@ -58,13 +59,24 @@ function request(method, path, { headers = {}, body, timeoutMs = 40_000 } = {}) 
       res.setEncoding('utf8');
       res.on('data', (d) => (text += d));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
-      res.on('error', () => resolve({ status: 0, headers: {}, text: '' }));
+      res.on('error', (e) => resolve({ status: e.code ?? 'error', headers: {}, text: '' }));
     });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve({ status: 0, headers: {}, text: '' }));
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'CLIENT_TIMEOUT' })));
+    // No answer at all: counted by the client-side error code (ECONNRESET, CLIENT_TIMEOUT, ...).
+    req.on('error', (e) => resolve({ status: e.code ?? 'error', headers: {}, text: '' }));
     req.end(body ? JSON.stringify(body) : undefined);
   });
 }
+
+/** A status to count: 5xx answers with their error code (which bound gave way). */
+const statusOf = (r) => {
+  if (typeof r.status !== 'number' || r.status < 500) return r.status;
+  try {
+    return `${r.status}:${JSON.parse(r.text).error.code}`;
+  } catch {
+    return r.status;
+  }
+};
 
 let running = true;
 const recent = []; // job ids, newest last
@@ -123,7 +135,7 @@ const watchers = Array.from({ length: LOAD.longpoll_watchers }, async () => {
     let etag = null;
     for (let polls = 0; running && polls < 15; polls++) {
       const r = await request('GET', `${A}/jobs/${id}/first-signal?wait=2`, { headers: { Authorization: `Bearer ${read}`, ...(etag ? { 'If-None-Match': etag } : {}) } });
-      count('longpoll', r.status);
+      count('longpoll', statusOf(r));
       if (r.status === 200) {
         etag = r.headers.etag;
         if (TERMINAL.has(JSON.parse(r.text).kind)) {
@@ -139,7 +151,7 @@ const readers = Array.from({ length: LOAD.get_loops }, async () => {
   while (running && recent.length === 0) await sleep(100);
   while (running) {
     const r = await request('GET', `${A}/jobs/${pick()}/first-signal`, { headers: { Authorization: `Bearer ${read}` } });
-    count('get', r.status);
+    count('get', statusOf(r));
     await sleep(LOAD.get_pause_ms);
   }
 });
@@ -222,6 +234,7 @@ while (performance.now() - t0 < MINUTES * 60_000) {
     pool_total: st.pool.total,
     pool_idle: st.pool.idle,
     pool_waiting: st.pool.waiting,
+    load_1m: round(os.loadavg()[0], 2),
     pg_connections: Object.values(pgConns).reduce((a, b) => a + b, 0),
     pg_by_app: pgConns,
     waiters: st.waiters,
@@ -261,7 +274,7 @@ const late = window(Math.max(60, endS - 300), endS);
 const statuses = {};
 for (const [k, v] of Object.entries(counts)) statuses[k] = v;
 const fiveXX = Object.entries(counts)
-  .filter(([k]) => /:5\d\d$/.test(k))
+  .filter(([k]) => /:5\d\d(:|$)/.test(k))
   .reduce((a, [, v]) => a + v, 0);
 const summary = {
   minutes: MINUTES,

@@ -22,11 +22,13 @@ export function isDbUnavailable(e: unknown): boolean {
 /**
  * Settles with p's value, or with undefined once `ms` have passed (p keeps running; its late
  * rejection is swallowed). For answers that are due at a time whatever the database does.
+ * The bound gives way to an answer that arrived meanwhile: after an event-loop stall, timers
+ * run before pending I/O, so the timeout waits one turn (setImmediate) for what already came.
  */
 export function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   if (!Number.isFinite(ms)) return p;
   return new Promise<T | undefined>((resolve, reject) => {
-    const timer = setTimeout(() => resolve(undefined), Math.max(0, ms));
+    const timer = setTimeout(() => setImmediate(() => resolve(undefined)), Math.max(0, ms));
     p.then(
       (v) => {
         clearTimeout(timer);

@@ -47,20 +47,25 @@ export class DbHealth {
     this.probing = true;
     this.stats.probes++;
     const timeoutMs = this.o.timeoutMs ?? 2000;
-    // Down as soon as the bound passes, even while the probe itself is still waiting.
-    const late = setTimeout(() => this.set(false, `no answer within ${timeoutMs} ms`), timeoutMs);
+    // Down as soon as the bound passes, even while the probe itself is still waiting (one more
+    // event-loop turn first, for an answer that arrived during a stall: see within()).
+    let settled = false;
+    const late = setTimeout(() => setImmediate(() => settled || this.set(false, `no answer within ${timeoutMs} ms`)), timeoutMs);
     try {
       if (!this.client) {
-        const c = createClient(this.o.url, 'okit-health', { connectTimeoutMs: timeoutMs });
+        // pg's own bounds sit a second above ours: they only free the connection; `late` decides.
+        const c = createClient(this.o.url, 'okit-health', { connectTimeoutMs: timeoutMs + 1000 });
         c.on('error', () => this.drop(c));
         this.client = c;
         await c.connect();
       }
-      await this.client.query({ text: 'SELECT 1', query_timeout: timeoutMs } as pg.QueryConfig); // pg honours a per-query query_timeout; its types omit it
+      await this.client.query({ text: 'SELECT 1', query_timeout: timeoutMs + 1000 } as pg.QueryConfig); // pg honours a per-query query_timeout; its types omit it
+      settled = true;
       clearTimeout(late);
       if (!this.closed) this.set(true, 'answering');
       return true;
     } catch (e) {
+      settled = true;
       clearTimeout(late);
       this.stats.failures++;
       if (this.client) this.drop(this.client);
