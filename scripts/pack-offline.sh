@@ -31,6 +31,8 @@ cp -R dist "$STAGE/dist"
 cp package.json package-lock.json README.md "$STAGE/"
 [ -f OFFLINE.md ] && cp OFFLINE.md "$STAGE/"
 [ -f LICENSE ] && cp LICENSE "$STAGE/"
+# Prometheus rules and their unit tests, for the monitoring on the disconnected side.
+mkdir -p "$STAGE/docs" && cp -R docs/prometheus "$STAGE/docs/prometheus"
 mkdir -p "$STAGE/scripts"
 [ -f scripts/verify-bundle.sh ] && cp scripts/verify-bundle.sh "$STAGE/scripts/"
 cp scripts/offline-install.sh "$STAGE/install.sh"

@@ -1,11 +1,13 @@
 #!/bin/sh
 # Verifies an okit audit bundle without Node: POSIX sh, tar, sha256sum, openssl, coreutils.
 #   scripts/verify-bundle.sh BUNDLE PUBKEY
-# Checks: exactly the seven v1 entries, all regular files; the Ed25519 signature of
-# manifest.json by PUBKEY; the manifest's key id is PUBKEY's; SHA256SUMS and every data file
-# have the bytes, line count and sha256 the manifest lists; `sha256sum -c SHA256SUMS`.
-# It does not check canonical JSON, sort order, positions, hash chains or the tar layout
-# byte for byte: `okit verify` does (see OFFLINE.md). Exit 0 valid, 1 invalid, 2 usage.
+# Checks: PUBKEY is a usable Ed25519 key (not small-order, canonical); exactly the seven
+# entries, all regular files; the Ed25519 signature of manifest.json by PUBKEY; the manifest's
+# key id is PUBKEY's; SHA256SUMS and every data file have the bytes, line count and sha256 the
+# manifest lists; `sha256sum -c SHA256SUMS`.
+# It does NOT check the tar header bytes (so it accepts re-packs that `okit verify` refuses),
+# canonical JSON, sort order, positions, hash chains or snapshots: `okit verify` does (see
+# OFFLINE.md). Its verdict line says so. Exit 0 valid, 1 invalid, 2 usage.
 set -eu
 if [ $# -ne 2 ]; then
   echo "usage: $0 BUNDLE PUBKEY" >&2
@@ -21,6 +23,32 @@ fail() {
   echo "INVALID: $*"
   exit 1
 }
+# The raw 32-byte key: the SPKI DER is 302a300506032b6570032100 followed by it.
+der=$(openssl pkey -pubin -in "$pub" -outform DER 2>/dev/null | od -An -v -tx1 | tr -d ' \n') ||
+  der=''
+case $der in
+302a300506032b6570032100????????????????????????????????????????????????????????????????) ;;
+*) echo "$2 is not an Ed25519 public key (SPKI PEM)" >&2; exit 2 ;;
+esac
+raw=${der#302a300506032b6570032100}
+# Small-order keys ([8]A = identity) let a trivial signature verify for any message; refuse
+# them, and non-canonical encodings (y >= p), compared with the sign bit (bit 255) cleared,
+# as libsodium does.
+head62=$(printf '%s' "$raw" | cut -c1-62)
+last=$(printf '%s' "$raw" | cut -c63-64)
+masked=$(printf '%s%02x' "$head62" $((0x$last & 0x7f)))
+case $masked in
+0000000000000000000000000000000000000000000000000000000000000000 | \
+0100000000000000000000000000000000000000000000000000000000000000 | \
+26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05 | \
+c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a | \
+ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f | \
+e[d-f]ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f | \
+f[0-9a-f]ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f)
+  echo "INVALID: $2 is a small-order or non-canonical Ed25519 key: any signature of the form R = identity, S = 0 verifies under it"
+  exit 1 ;;
+esac
+
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT INT TERM
 
@@ -53,4 +81,4 @@ echo "ok   manifest: SHA256SUMS and the four data files match their listed bytes
   fail "SHA256SUMS does not list exactly the four data files"
 sha256sum -c --quiet SHA256SUMS || fail "sha256sum -c SHA256SUMS failed"
 echo "ok   SHA256SUMS: sha256sum -c passed"
-echo "VALID $1"
+echo "VALID (signature, key id and file hashes only; NOT checked: tar header bytes, canonical JSON, sort order, positions, hash chains, snapshots: run okit verify for those) $1"

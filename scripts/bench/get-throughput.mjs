@@ -5,12 +5,11 @@
 // the generator costs less than the servers it measures). Postgres, the server and the
 // generator share the machine's cores. Usage: node scripts/bench/get-throughput.mjs [seconds=5] [connections=32]
 // OKIT_BENCH_PROF=DIR writes a V8 CPU profile of the okit server process into DIR.
-import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { createPool } from '../../dist/db/pool.js';
 import { Ledger } from '../../dist/ledger/ledger.js';
 import { createToken } from '../../dist/http/tokens.js';
-import { createDatabase, round, sleep, spawnServer, startPostgres, summary, table, writeResult } from './lib.mjs';
+import { createDatabase, getBenchJob, httpLoad as load, round, spawnServer, startPostgres, table, writeResult } from './lib.mjs';
 
 const SECONDS = Number(process.argv[2] ?? 5);
 const CONNS = Number(process.argv[3] ?? 32);
@@ -27,62 +26,6 @@ const srv = http.createServer((req, res) => {
 });
 srv.listen(0, '127.0.0.1', () => process.send({ port: srv.address().port }));`;
 
-/** Drives C connections for `seconds`; returns requests/s, latency percentiles and status counts. */
-async function load(port, request, seconds, conns) {
-  const lat = [];
-  const statuses = {};
-  let done = 0;
-  let stop = false;
-  let measuring = false;
-  const one = () =>
-    new Promise((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.setNoDelay(true);
-      let buf = Buffer.alloc(0);
-      let t0 = 0;
-      const send = () => {
-        t0 = performance.now();
-        s.write(request);
-      };
-      s.on('connect', send);
-      s.on('error', reject);
-      s.on('data', (chunk) => {
-        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-        for (;;) {
-          const end = buf.indexOf('\r\n\r\n');
-          if (end < 0) return;
-          const head = buf.subarray(0, end).toString('latin1');
-          const status = head.slice(9, 12);
-          const m = /\r\ncontent-length: *(\d+)/i.exec(head);
-          const len = m ? Number(m[1]) : 0;
-          if (buf.length < end + 4 + len) return;
-          buf = buf.subarray(end + 4 + len);
-          if (measuring) {
-            lat.push(performance.now() - t0);
-            statuses[status] = (statuses[status] ?? 0) + 1;
-            done++;
-          }
-          if (stop) {
-            s.destroy();
-            return resolve();
-          }
-          send();
-        }
-      });
-    });
-  const runs = Array.from({ length: conns }, one);
-  await sleep(500); // warm-up
-  measuring = true;
-  const t0 = performance.now();
-  await sleep(seconds * 1000);
-  measuring = false;
-  const elapsed = (performance.now() - t0) / 1000;
-  stop = true;
-  await Promise.all(runs);
-  const l = summary(lat);
-  return { req_per_s: Math.round(done / elapsed), p50_ms: round(l.p50), p99_ms: round(l.p99), statuses };
-}
-
 const pgsrv = await startPostgres();
 let server;
 let bare;
@@ -92,9 +35,7 @@ try {
   const pool = createPool(url, { max: 4 });
   const ledger = new Ledger(pool);
   const { token } = await createToken(pool, { tenant: 'bench', scope: 'read' });
-  const { job } = await ledger.enqueue('bench', { type: 'get' });
-  await ledger.claim('bench', { workerId: 'w', types: ['get'], leaseSeconds: 3600 });
-  await ledger.progress('bench', job.id, 'w', { phase: 'analyze', summary: 'reading the inventory', itemsDone: 3, itemsTotal: 10 });
+  const job = await getBenchJob(ledger);
   await pool.end();
 
   server = await spawnServer(url, { execArgv: process.env.OKIT_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.OKIT_BENCH_PROF] : [] });

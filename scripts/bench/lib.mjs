@@ -1,6 +1,7 @@
 // Shared helpers for the benchmarks: a throwaway embedded Postgres, fresh databases,
 // percentiles, a table printer and the results writer. Benchmarks run against dist/ (build first).
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -166,3 +167,71 @@ export function procRss(pid) {
 }
 
 export const round = (x, d = 2) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
+
+/**
+ * Drives C keep-alive connections for `seconds`, each sending `request` again as soon as the
+ * previous response is complete (raw sockets, a minimal response parser); returns requests/s,
+ * latency percentiles and status counts.
+ */
+export async function httpLoad(port, request, seconds, conns) {
+  const lat = [];
+  const statuses = {};
+  let done = 0;
+  let stop = false;
+  let measuring = false;
+  const one = () =>
+    new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.setNoDelay(true);
+      let buf = Buffer.alloc(0);
+      let t0 = 0;
+      const send = () => {
+        t0 = performance.now();
+        s.write(request);
+      };
+      s.on('connect', send);
+      s.on('error', reject);
+      s.on('data', (chunk) => {
+        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const head = buf.subarray(0, end).toString('latin1');
+          const status = head.slice(9, 12);
+          const m = /\r\ncontent-length: *(\d+)/i.exec(head);
+          const len = m ? Number(m[1]) : 0;
+          if (buf.length < end + 4 + len) return;
+          buf = buf.subarray(end + 4 + len);
+          if (measuring) {
+            lat.push(performance.now() - t0);
+            statuses[status] = (statuses[status] ?? 0) + 1;
+            done++;
+          }
+          if (stop) {
+            s.destroy();
+            return resolve();
+          }
+          send();
+        }
+      });
+    });
+  const runs = Array.from({ length: conns }, one);
+  await sleep(500); // warm-up
+  measuring = true;
+  const t0 = performance.now();
+  await sleep(seconds * 1000);
+  measuring = false;
+  const elapsed = (performance.now() - t0) / 1000;
+  stop = true;
+  await Promise.all(runs);
+  const l = summary(lat);
+  return { req_per_s: Math.round(done / elapsed), p50_ms: round(l.p50), p99_ms: round(l.p99), statuses };
+}
+
+/** The GET benchmarks' job: claimed and part-way through a phase, so its signal has an ETA and a summary. */
+export async function getBenchJob(ledger) {
+  const { job } = await ledger.enqueue('bench', { type: 'get' });
+  await ledger.claim('bench', { workerId: 'w', types: ['get'], leaseSeconds: 3600 });
+  await ledger.progress('bench', job.id, 'w', { phase: 'analyze', summary: 'reading the inventory', itemsDone: 3, itemsTotal: 10 });
+  return job;
+}

@@ -52,6 +52,15 @@ if (vr) {
   out.push('**Verify and replay**\n');
   out.push(md(vr.rows, ['history_rows', 'bundle_mib', 'sha256sum_s', 'verify_s', 'verify_ratio', 'verify_peak_rss_mib', 'replay_s', 'replay_events_per_s', 'replay_only_events_per_s', 'replay_peak_rss_mib']));
 }
+const tel = load('telemetry');
+if (tel) {
+  out.push(`**Telemetry on vs off** (first-signal GET, ${tel.connections} keep-alive connections, ${tel.rounds} alternating rounds of ${tel.seconds} s; CPU = server process µs per request)\n`);
+  out.push(md(tel.get, ['case', 'on_req_per_s', 'off_req_per_s', 'ratio_median', 'ratio_total', 'on_cpu_us_per_req', 'off_cpu_us_per_req', 'cpu_ratio', 'met']));
+  out.push('**GET /metrics with 100,000 jobs** (30 scrapes 200 ms apart, after 3 warm-up)\n');
+  out.push(md(tel.metrics_scrape, ['scrape', 'p50_ms', 'p95_ms', 'max_ms', 'waiting_query_ms', 'finished_query_ms', 'exposition_kib', 'samples', 'met']));
+  out.push('**Long-poll delivery latency, telemetry on vs off** (signal-latency.mjs, four alternating runs pooled)\n');
+  out.push(md(tel.long_poll_latency, ['mode', 'watchers', 'deliveries_each', 'on_p50_ms', 'off_p50_ms', 'on_p99_ms', 'off_p99_ms', 'ratio_p50', 'ratio_p99']));
+}
 const soak = load('soak');
 if (soak) {
   const sm = soak.summary;

@@ -13,6 +13,7 @@ const url = process.env.DATABASE_URL;
 const pool = createPool(url, { max: Number(process.env.OKIT_POOL_MAX ?? 10), timeouts: SERVE_DB_TIMEOUTS });
 const ledger = new Ledger(pool);
 const d = defaultLimits();
+// OKIT_BENCH_TELEMETRY=off runs the server as `okit serve --no-telemetry` (the telemetry benchmark's baseline).
 const srv = await startServer({
   url,
   pool,
@@ -21,6 +22,11 @@ const srv = await startServer({
   port: 0,
   limits: { maxConnectionsPerIp: d.maxConnections },
   log: (l) => process.env.OKIT_BENCH_LOG && console.error('server: ' + l),
+  telemetry: process.env.OKIT_BENCH_TELEMETRY !== 'off',
+  metricsOptions: {
+    ...(process.env.OKIT_BENCH_METRICS_DB_CACHE_MS ? { dbCacheMs: Number(process.env.OKIT_BENCH_METRICS_DB_CACHE_MS) } : {}),
+    ...(process.env.OKIT_BENCH_METRICS_FINISHED_CACHE_MS ? { finishedCacheMs: Number(process.env.OKIT_BENCH_METRICS_FINISHED_CACHE_MS) } : {}),
+  },
 });
 let peakRss = process.memoryUsage().rss;
 setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50).unref();
@@ -45,6 +51,7 @@ process.on('message', async (m) => {
       connections: srv.connections.total,
       refused: srv.connections.stats.refused,
       loop,
+      telemetry: srv.telemetry ? { ...srv.telemetry.queue.stats, depth: srv.telemetry.queue.depth } : null,
       serving: srv.listener.ready && srv.health.up, // not `ready`: lib.mjs reads that as the start-up message
     });
   } else if (m.cmd === 'gc') {

@@ -5,19 +5,23 @@
  * only per-row state lives in the database and on disk.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, rmSync, type WriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import type { Pool } from '../db/pool.js';
+import type { HistoryRow } from '../ledger/types.js';
 import { OkitError } from '../errors.js';
 import { rowHash } from '../ledger/chain.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, json, toHistory, toJob, toSnapshot, ts } from '../ledger/rows.js';
-import { canonicalize } from '../util/canonical.js';
+import { canonicalize, inexactNumber } from '../util/canonical.js';
 import { normalizeTimestamp, parseMicros } from '../util/time.js';
 import { DATA_FILES, EPOCH_AS_OF, FORMAT_ID, FORMAT_VERSION, MANIFEST, SIGNATURE, SUMS, type DataFile, type FileEntry, type Manifest } from './format.js';
 import { sign, type SigningKey } from './keys.js';
 import { renderManifest, renderSums } from './manifest.js';
+import { historyPreimage } from './jsonl.js';
+import { PositionCover } from './positions.js';
 import { END_BYTES, padding, tarHeader } from './tar.js';
 import { sha256Hex } from '../util/hash.js';
 
@@ -36,6 +40,8 @@ export interface ExportOptions {
   outDir: string;
   /** Rows per FETCH. */
   batch?: number;
+  /** Aborting stops the export at the next batch or file; nothing is left behind. */
+  signal?: AbortSignal;
 }
 
 export interface ExportResult {
@@ -66,9 +72,14 @@ class LineFile {
   }
 }
 
-async function* cursor(c: pg.PoolClient, name: string, sql: string, params: unknown[], batch: number): AsyncGenerator<Record<string, unknown>> {
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new OkitError('INTERRUPTED', `export interrupted${signal.reason instanceof Error ? '' : ` by ${String(signal.reason)}`}: nothing was written`);
+}
+
+async function* cursor(c: pg.PoolClient, name: string, sql: string, params: unknown[], batch: number, signal?: AbortSignal): AsyncGenerator<Record<string, unknown>> {
   await c.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, params);
   for (;;) {
+    checkAborted(signal);
     const { rows } = await c.query(`FETCH ${batch} FROM ${name}`);
     for (const r of rows) yield r;
     if (rows.length < batch) break;
@@ -82,11 +93,14 @@ interface ChainIssue {
 }
 
 /** Checks one history row against its content hash and its predecessor in the database. */
-function chainIssue(raw: Record<string, unknown>): ChainIssue | null {
-  const r = toHistory(raw);
+function chainIssue(raw: Record<string, unknown>, row?: HistoryRow, line?: string): ChainIssue | null {
+  const r = row ?? toHistory(raw);
   let h = '';
   try {
-    h = rowHash(r);
+    // The canonical line without its hash member is the hashed content (jsonl.ts): one
+    // serialisation per row instead of two.
+    const pre = line === undefined ? null : historyPreimage(Buffer.from(line, 'utf8'));
+    h = pre ? createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') : rowHash(r);
   } catch {
     /* unhashable content is a mismatch */
   }
@@ -152,6 +166,54 @@ async function resolveWindow(c: pg.PoolClient, o: ExportOptions): Promise<{ from
   return { fromPos, toPos, asOf };
 }
 
+/**
+ * Work in progress lives in `<out>/.okit-export-<pid>-<random>.partial/`, its files named
+ * `*.part`: no `*.tar` glob matches it. It is renamed into place only when complete, removed
+ * on any failure, on SIGTERM/SIGINT (the CLI calls removeActiveExports), and, after a SIGKILL
+ * or a crash, by the next export into the same directory (its pid is no longer alive).
+ */
+const PARTIAL = /^\.okit-export-(\d+)-[0-9a-f]+\.partial$/;
+// Before 0.1 the work directory was `.okit-export-XXXXXX` (mkdtemp), with no pid to check.
+const LEGACY_PARTIAL = /^\.okit-export-[A-Za-z0-9]{6}$/;
+const active = new Set<string>();
+
+/** Synchronously removes the work directories of exports still running (for signal handlers). */
+export function removeActiveExports(): void {
+  for (const d of active) rmSync(d, { recursive: true, force: true });
+  active.clear();
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function removeStalePartials(outDir: string): Promise<void> {
+  for (const name of await readdir(outDir)) {
+    const m = PARTIAL.exec(name);
+    if ((m && !alive(Number(m[1]))) || LEGACY_PARTIAL.test(name)) await rm(join(outDir, name), { recursive: true, force: true });
+  }
+}
+
+/** A jsonb column's text must be a number-exact JSON value, or the bundle would not reproduce it. */
+function exactJson(raw: Record<string, unknown>, cols: readonly string[], where: () => string): void {
+  for (const col of cols) {
+    const v = raw[col];
+    if (v === null || v === undefined) continue;
+    const p = inexactNumber(String(v));
+    if (p) throw new OkitError('NOT_EXPORTABLE', `${where()}, ${col}: ${p}; the bundle could not reproduce the stored value`);
+  }
+}
+
+function connectionLost(e: Error): OkitError {
+  return new OkitError('DB_UNAVAILABLE', `the database connection was lost during the export (${e.message}); nothing was written`);
+}
+
 export async function exportBundle(pool: Pool, o: ExportOptions): Promise<ExportResult> {
   const batch = o.batch ?? 2000;
   const from = o.from ? normalizeTimestamp(o.from) : null;
@@ -160,9 +222,20 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
   if (o.previous && o.previous.manifest.tenant !== o.tenant)
     throw new OkitError('INVALID_INPUT', `the previous bundle is for tenant ${o.previous.manifest.tenant}, not ${o.tenant}`);
   await mkdir(o.outDir, { recursive: true });
-  const tmp = await mkdtemp(join(o.outDir, '.okit-export-'));
-  const c = await pool.connect();
+  await removeStalePartials(o.outDir);
+  const tmp = join(o.outDir, `.okit-export-${process.pid}-${randomBytes(6).toString('hex')}.partial`);
+  await mkdir(tmp, { mode: 0o700 });
+  active.add(tmp);
+  let c: pg.PoolClient | undefined;
+  // A checked-out client whose server goes away emits 'error': without a listener that is an
+  // unhandled event (a crash). Keep it, and report DB_UNAVAILABLE.
+  let lost: Error | undefined;
+  const onError = (e: Error) => {
+    lost = e;
+  };
   try {
+    c = await pool.connect();
+    c.on('error', onError);
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const { fromPos, toPos, asOf } = await resolveWindow(c, { ...o, from, to });
     const t = o.tenant;
@@ -171,7 +244,10 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     const anchors = ar[0].a === true;
     const HISTORY_WITH_PRIOR = historyWithPrior(anchors);
     const P = [t, String(fromPos), String(toPos)];
-    const files = Object.fromEntries(DATA_FILES.map((f) => [f, new LineFile(join(tmp, f))])) as Record<DataFile, LineFile>;
+    const files = Object.fromEntries(DATA_FILES.map((f) => [f, new LineFile(join(tmp, `${f}.part`))])) as Record<DataFile, LineFile>;
+    const cover = new PositionCover();
+    const histPos = cover.source();
+    const thrPos = cover.source();
     const issues: ChainIssue[] = [];
     const note = (i: ChainIssue | null) => {
       if (i && issues.length < 20) issues.push(i);
@@ -187,14 +263,20 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
        FROM okit.jobs j WHERE j.tenant = $1 AND ${inWindow} ORDER BY j.id`,
       P,
       batch,
+      o.signal,
     )) {
+      exactJson(raw, ['payload'], () => `job ${String(raw.id)}`);
       if (raw.head_hash !== raw.last_hash || raw.beyond === true)
         note({ job_id: String(raw.id), message: `the job row records ${raw.history_n} rows ending in ${String(raw.last_hash).slice(0, 12)}…, its history disagrees` });
       await files['jobs.jsonl'].write(canonicalize(toJob(raw)));
     }
-    for await (const raw of cursor(c, 'okit_history', `${HISTORY_WITH_PRIOR} WHERE h.tenant = $1 AND h.pos BETWEEN $2 AND $3 ORDER BY h.pos`, P, batch)) {
-      note(chainIssue(raw));
-      await files['history.jsonl'].write(canonicalize(toHistory(raw)));
+    for await (const raw of cursor(c, 'okit_history', `${HISTORY_WITH_PRIOR} WHERE h.tenant = $1 AND h.pos BETWEEN $2 AND $3 ORDER BY h.pos`, P, batch, o.signal)) {
+      exactJson(raw, ['data'], () => `job ${String(raw.job_id)} history row n=${String(raw.n)} (pos ${String(raw.pos)})`);
+      histPos(BigInt(String(raw.pos)));
+      const row = toHistory(raw);
+      const line = canonicalize(row);
+      note(chainIssue(raw, row, line));
+      await files['history.jsonl'].write(line);
     }
     // The exported jobs' rows before the window: together with the links checked above, every
     // exported job's whole chain (n = 1 up to its last row in the window) is verified.
@@ -207,6 +289,7 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
        WHERE h.tenant = $1 AND h.pos < $2 ORDER BY h.pos`,
       P,
       batch,
+      o.signal,
     ))
       note(chainIssue(raw));
     for await (const raw of cursor(
@@ -215,10 +298,14 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
       `SELECT tenant, pos, host, at, event, data FROM okit.throttle_events WHERE tenant = $1 AND pos BETWEEN $2 AND $3 ORDER BY pos`,
       P,
       batch,
-    ))
+      o.signal,
+    )) {
+      exactJson(raw, ['data'], () => `throttle event at pos ${String(raw.pos)}`);
+      thrPos(BigInt(String(raw.pos)));
       await files['throttles.jsonl'].write(
         canonicalize({ tenant: String(raw.tenant), pos: String(raw.pos), host: String(raw.host), at: ts(raw.at), event: String(raw.event), data: json(raw.data) }),
       );
+    }
     // Snapshots only for jobs whose latest row is in the window (see docs/bundle-format.md).
     for await (const raw of cursor(
       c,
@@ -229,9 +316,19 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
        ORDER BY s.job_id`,
       P,
       batch,
-    ))
+      o.signal,
+    )) {
+      exactJson(raw, ['last_known_outcome', 'next_actions', 'diagnostics'], () => `snapshot of job ${String(raw.job_id)}`);
       await files['snapshots.jsonl'].write(canonicalize(toSnapshot(raw)));
+    }
     await c.query('COMMIT');
+    c.removeListener('error', onError);
+    c.release();
+    c = undefined;
+    // The same completeness check verify makes: the window's positions are dense.
+    const gaps = cover.problems(fromPos, toPos);
+    if (gaps.length)
+      throw new OkitError('LEDGER_BROKEN', `refusing to sign positions ${fromPos}..${toPos} of tenant ${t}: ${gaps.slice(0, 5).map((g) => g.message).join('; ')}${gaps.length > 5 ? ` (and ${gaps.length - 5} more)` : ''}; okit verify would reject the bundle (was a table truncated?)`, { first: gaps[0]!.message });
 
     const entries: FileEntry[] = [];
     for (const f of DATA_FILES) {
@@ -258,7 +355,7 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     const sig = sign(o.key, mbytes);
     const mtime = Number(parseMicros(asOf) / 1000000n);
     const name = `okit-${t}-${fromPos}-${toPos}.tar`;
-    const tmpTar = join(tmp, name);
+    const tmpTar = join(tmp, 'bundle.tar.part');
     const ws = createWriteStream(tmpTar);
     const hash = createHash('sha256');
     let bytes = 0;
@@ -277,20 +374,26 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
       await put(padding(body.length));
     }
     for (const e of entries) {
+      checkAborted(o.signal);
       await put(tarHeader(e.name, e.bytes, mtime));
-      for await (const chunk of createReadStream(join(tmp, e.name))) await put(chunk as Buffer);
+      for await (const chunk of createReadStream(join(tmp, `${e.name}.part`))) await put(chunk as Buffer);
       await put(padding(e.bytes));
     }
     await put(Buffer.alloc(END_BYTES, 0));
     await new Promise<void>((res, rej) => ws.end((e?: Error | null) => (e ? rej(e) : res())));
     const path = join(o.outDir, name);
+    checkAborted(o.signal);
     await rename(tmpTar, path);
     return { path, sha256: hash.digest('hex'), bytes, manifest };
   } catch (e) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw e;
+    if (c && !lost) await c.query('ROLLBACK').catch(() => undefined);
+    throw lost ? connectionLost(lost) : e;
   } finally {
-    c.release();
+    if (c) {
+      c.removeListener('error', onError);
+      c.release(lost);
+    }
     await rm(tmp, { recursive: true, force: true });
+    active.delete(tmp);
   }
 }

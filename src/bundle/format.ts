@@ -3,7 +3,12 @@
  * codes. The spec is docs/bundle-format.md; keep both in step (one name for one thing).
  */
 export const FORMAT_ID = 'okit-audit-bundle';
-export const FORMAT_VERSION = 1;
+/**
+ * The version okit writes. v2 differs from v1 only in the tar header bytes (node-tar's
+ * encoding of the same fields); the verifier reads both.
+ */
+export const FORMAT_VERSION = 2;
+export const READABLE_VERSIONS: readonly number[] = [1, 2];
 
 export const MANIFEST = 'manifest.json';
 export const SIGNATURE = 'manifest.sig';
@@ -44,7 +49,7 @@ export interface Window {
 
 export interface Manifest {
   format: typeof FORMAT_ID;
-  version: typeof FORMAT_VERSION;
+  version: 1 | 2;
   tenant: string;
   window: Window;
   as_of: string;
@@ -71,7 +76,7 @@ export const ERROR_CODES = {
   TAR_TRAILING_DATA: 'anything but exactly two zero blocks after the last entry',
   TAR_MTIME_MISMATCH: 'an entry mtime differs from the manifest as_of seconds',
   MANIFEST_INVALID: 'manifest.json is not canonical JSON of the v1 shape',
-  MANIFEST_VERSION: 'the format id or version is not okit-audit-bundle v1',
+  MANIFEST_VERSION: 'the format id or version is not okit-audit-bundle v1 or v2, or disagrees with the tar encoding',
   SIGNATURE_INVALID: 'manifest.sig is not a valid Ed25519 signature of manifest.json by the given key',
   KEY_UNKNOWN: 'the manifest key id matches none of the --pubkey keys',
   SUMS_MISMATCH: 'SHA256SUMS differs from what the manifest lists',

@@ -15,6 +15,9 @@ import { canonicalize } from '../util/canonical.js';
 import type { Manifest } from './format.js';
 import type { BundleData } from './verify.js';
 import { historyParams, INSERT_HISTORY } from '../ledger/rows.js';
+import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
+import { entryValues, type BundleRef } from './replay.js';
+import type { Throttle } from './verify.js';
 
 async function isEmpty(c: pg.PoolClient): Promise<boolean> {
   const { rows } = await c.query(
@@ -32,19 +35,52 @@ export interface ImportResult {
   anchors: number;
 }
 
-export async function importBundle(pool: Pool, manifest: Manifest, manifestSha256: string, d: BundleData): Promise<ImportResult> {
+/** Where the rows come from: in memory (tests, small bundles) or streamed from a verified file. */
+interface Rows {
+  jobs(): AsyncIterable<Job>;
+  history(): AsyncIterable<HistoryRow>;
+  throttles(): AsyncIterable<Throttle>;
+  snapshots(): AsyncIterable<Snapshot>;
+}
+
+async function* each<T>(xs: readonly T[]): AsyncGenerator<T> {
+  yield* xs;
+}
+
+export function importBundle(pool: Pool, manifest: Manifest, manifestSha256: string, d: BundleData): Promise<ImportResult> {
+  return load(pool, manifest, manifestSha256, { jobs: () => each(d.jobs), history: () => each(d.history), throttles: () => each(d.throttles), snapshots: () => each(d.snapshots) });
+}
+
+/** Streams a verified bundle into an empty database (jobs.jsonl is read twice: once for the placeholders). */
+export function importVerified(pool: Pool, ref: BundleRef): Promise<ImportResult> {
+  const r = ref.report;
+  if (!r.ok || !r.manifest || !r.manifestSha256) throw new OkitError('INVALID_INPUT', 'only a verified bundle can be loaded');
+  const of = <T>(f: 'jobs.jsonl' | 'history.jsonl' | 'throttles.jsonl' | 'snapshots.jsonl') => () => entryValues(ref, f) as AsyncIterable<T>;
+  return load(pool, r.manifest, r.manifestSha256, { jobs: of<Job>('jobs.jsonl'), history: of<HistoryRow>('history.jsonl'), throttles: of<Throttle>('throttles.jsonl'), snapshots: of<Snapshot>('snapshots.jsonl') });
+}
+
+async function load(pool: Pool, manifest: Manifest, manifestSha256: string, d: Rows): Promise<ImportResult> {
+  const n = { jobs: 0, history: 0, throttles: 0, snapshots: 0 };
   return withTx(pool, async (c) => {
     if (!(await isEmpty(c))) throw new OkitError('INVALID_INPUT', '--into needs an empty okit database (no jobs, history, sources or ledger heads)');
     const t = manifest.tenant;
     const firstAt = new Map<string, string>();
-    for (const j of d.jobs) {
+    const sources = new Set<string>();
+    const runs = new Set<string>();
+    for await (const j of d.jobs()) {
       for (const id of [j.source_id, j.run_id]) if (id && (!firstAt.has(id) || j.created_at < firstAt.get(id)!)) firstAt.set(id, j.created_at);
+      if (j.source_id) sources.add(j.source_id);
+      if (j.run_id) runs.add(j.run_id);
     }
-    for (const id of new Set(d.jobs.map((j) => j.source_id).filter((x): x is string => !!x)))
+    for (const id of sources)
       await c.query(`INSERT INTO okit.sources (id, tenant, name, host, created_at) VALUES ($1, $2, $3, 'imported.invalid', $4)`, [id, t, `imported-${id}`, firstAt.get(id)]);
-    for (const id of new Set(d.jobs.map((j) => j.run_id).filter((x): x is string => !!x)))
+    for (const id of runs)
       await c.query(`INSERT INTO okit.runs (id, tenant, source_id, created_at) VALUES ($1, $2, NULL, $3)`, [id, t, firstAt.get(id)]);
-    for (const j of d.jobs)
+    firstAt.clear();
+    const historyN = new Map<string, { want: number; hash: string }>();
+    for await (const j of d.jobs()) {
+      n.jobs++;
+      historyN.set(j.id, { want: j.history_n, hash: j.last_hash });
       await c.query(
         `INSERT INTO okit.jobs (id, tenant, run_id, source_id, type, payload, payload_sha256, idempotency_key, priority, max_attempts, attempt,
            state, not_before, lease_owner, lease_expires_at, created_at, updated_at, history_n, last_hash)
@@ -52,29 +88,38 @@ export async function importBundle(pool: Pool, manifest: Manifest, manifestSha25
         [j.id, j.tenant, j.run_id, j.source_id, j.type, canonicalize(j.payload), j.payload_sha256, j.idempotency_key, j.priority, j.max_attempts,
           j.attempt, j.state, j.not_before, j.lease_owner, j.lease_expires_at, j.created_at, j.updated_at, j.history_n, j.last_hash],
       );
+    }
     const seen = new Map<string, number>();
     let anchors = 0;
     const anchor = async (job: string, n: number, hash: string) => {
       await c.query('INSERT INTO okit.bundle_anchors (tenant, job_id, n, hash) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [t, job, n, hash]);
       anchors++;
     };
-    for (const r of d.history) {
+    for await (const r of d.history()) {
+      n.history++;
       if (!seen.has(r.job_id) && r.n > 1 && r.prev_hash) await anchor(r.job_id, r.n - 1, r.prev_hash);
       seen.set(r.job_id, r.n);
       await c.query(INSERT_HISTORY, historyParams(r));
     }
     // Jobs whose latest row lies beyond the window (cut by --to).
-    for (const j of d.jobs) if ((seen.get(j.id) ?? 0) < j.history_n) await anchor(j.id, j.history_n, j.last_hash);
-    for (const e of d.throttles)
+    for (const [id, j] of historyN) if ((seen.get(id) ?? 0) < j.want) await anchor(id, j.want, j.hash);
+    historyN.clear();
+    seen.clear();
+    for await (const e of d.throttles()) {
+      n.throttles++;
       await c.query('INSERT INTO okit.throttle_events (tenant, pos, host, at, event, data) VALUES ($1,$2,$3,$4,$5,$6)', [
         e.tenant, e.pos, e.host, e.at, e.event, canonicalize(e.data as never),
       ]);
-    for (const s of d.snapshots) await writeSnapshot(c, s);
+    }
+    for await (const s of d.snapshots()) {
+      n.snapshots++;
+      await writeSnapshot(c, s);
+    }
     if (BigInt(manifest.window.to_pos) > 0n)
       await c.query('INSERT INTO okit.ledger_heads (tenant, pos) VALUES ($1, $2)', [t, manifest.window.to_pos]);
     await c.query('INSERT INTO okit.bundle_imports (manifest_sha256, tenant, from_pos, to_pos, manifest) VALUES ($1,$2,$3,$4,$5)', [
       manifestSha256, t, manifest.window.from_pos, manifest.window.to_pos, canonicalize(manifest),
     ]);
-    return { jobs: d.jobs.length, history: d.history.length, throttles: d.throttles.length, snapshots: d.snapshots.length, anchors };
+    return { ...n, anchors };
   });
 }

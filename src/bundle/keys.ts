@@ -19,6 +19,7 @@ export interface SigningKey {
   keyId: string;
 }
 
+/** Made only by parsePublicKey, which refuses small-order and non-canonical keys. */
 export interface PublicKey {
   publicKey: Uint8Array;
   keyId: string;
@@ -48,6 +49,9 @@ export function keyIdOf(publicKey: Uint8Array): string {
 export function signingKeyFromSeed(seed: Uint8Array): SigningKey {
   if (seed.length !== 32) throw new OkitError('KEY_INVALID', 'an Ed25519 seed is 32 bytes');
   const publicKey = ed.getPublicKey(seed);
+  // Cannot happen for a hashed, clamped seed; checked so that no path signs under a key verify refuses.
+  const problem = publicKeyProblem(publicKey);
+  if (problem) throw new OkitError('KEY_INVALID', `the key derived from this seed is refused: ${problem}`);
   return { seed, publicKey, keyId: keyIdOf(publicKey) };
 }
 
@@ -73,10 +77,31 @@ export function parsePrivateKey(text: string, what = 'private key'): SigningKey 
   return signingKeyFromSeed(new Uint8Array(der.subarray(16)));
 }
 
+/**
+ * Why a raw 32-byte Ed25519 public key is unusable, or null. Refused: encodings that are not a
+ * point, non-canonical encodings (y >= p, or x = 0 with the sign bit set), and small-order
+ * points ([8]A = identity: the 8 points of order 1, 2, 4 and 8). Under a small-order key a
+ * trivial signature (R = identity, S = 0) verifies for every message with OpenSSL's check.
+ */
+export function publicKeyProblem(publicKey: Uint8Array): string | null {
+  if (publicKey.length !== 32) return 'an Ed25519 public key is 32 bytes';
+  let point: ed.Point;
+  try {
+    point = ed.Point.fromBytes(publicKey, false);
+  } catch {
+    return 'not a valid Ed25519 point';
+  }
+  if (!Buffer.from(point.toBytes()).equals(Buffer.from(publicKey))) return 'not the canonical encoding of its point';
+  if (point.isSmallOrder()) return 'a small-order point ([8]A is the identity): any signature of the form R = identity, S = 0 would verify';
+  return null;
+}
+
 export function parsePublicKey(text: string, what = 'public key'): PublicKey {
   const der = unpem(text, 'PUBLIC KEY', what);
   if (der.length !== 44 || !der.subarray(0, 12).equals(SPKI_PREFIX)) throw new OkitError('KEY_INVALID', `${what}: not an Ed25519 SPKI public key`);
   const publicKey = new Uint8Array(der.subarray(12));
+  const problem = publicKeyProblem(publicKey);
+  if (problem) throw new OkitError('KEY_INVALID', `${what}: refused: ${problem}`);
   let object: KeyObject;
   try {
     object = createPublicKey({ key: der, format: 'der', type: 'spki' });

@@ -1,7 +1,7 @@
 /** Pure manifest building, rendering and parsing. */
 import { canonicalize } from '../util/canonical.js';
 import { isCanonicalTimestamp } from '../util/time.js';
-import { FORMAT_ID, FORMAT_VERSION, LISTED_FILES, type FileEntry, type Manifest } from './format.js';
+import { FORMAT_ID, LISTED_FILES, READABLE_VERSIONS, type FileEntry, type Manifest } from './format.js';
 
 export function renderManifest(m: Manifest): Buffer {
   return Buffer.from(canonicalize(m), 'utf8');
@@ -49,6 +49,7 @@ export function manifestProblems(v: unknown): string[] {
   return p;
 }
 
-export function isV1(v: unknown): boolean {
-  return isObj(v) && v.format === FORMAT_ID && v.version === FORMAT_VERSION;
+/** The manifest's format version if okit reads it (1 or 2), else null. */
+export function readableVersion(v: unknown): number | null {
+  return isObj(v) && v.format === FORMAT_ID && typeof v.version === 'number' && READABLE_VERSIONS.includes(v.version) ? v.version : null;
 }

@@ -4,10 +4,19 @@
  * event at which it arises: the earliest row from which the replayed value of a differing
  * field stays equal to its final value (the row that set the value the bundle disagrees with).
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import ndjson from 'ndjson';
+import { OkitError } from '../errors.js';
 import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
-import { project } from '../signals/projection.js';
+import { finishProjection, project, projectStep, startProjection, type Projection } from '../signals/projection.js';
 import { canonicalize } from '../util/canonical.js';
-import type { BundleData } from './verify.js';
+import type { DataFile } from './format.js';
+import type { BundleData, BundleSource, VerifyReport } from './verify.js';
 
 export interface Divergence {
   job_id: string;
@@ -107,12 +116,20 @@ export function replay(d: BundleData, earlier: readonly HistoryRow[] = []): Repl
 }
 
 function firstDivergence(rows: HistoryRow[], job: Job | undefined, want: Views, fields: string[]): Divergence {
-  const finals = replayViews(project(rows), job);
+  return firstDivergenceOf(rows, job && jobFacts(job), want, fields);
+}
+
+function firstDivergenceOf(rows: HistoryRow[], facts: Views | undefined, want: Views, fields: string[]): Divergence {
+  const at = (k: number) => {
+    const s = project(rows.slice(0, k));
+    return views(s, facts && projectedFacts(s));
+  };
+  const finals = at(rows.length);
   // For each differing field, walk back while the prefix projection still yields the final value.
   let first = rows.length - 1;
   for (const f of fields) {
     let k = rows.length - 1;
-    while (k > 0 && replayViews(project(rows.slice(0, k)), job)[f] === finals[f]) k--;
+    while (k > 0 && at(k)[f] === finals[f]) k--;
     first = Math.min(first, k);
   }
   const r = rows[first]!;
@@ -123,4 +140,191 @@ function firstDivergence(rows: HistoryRow[], job: Job | undefined, want: Views, 
     event: r.event,
     fields: fields.map((f) => ({ field: f, bundle: want[f], replay: finals[f] })),
   };
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Streaming replay of a verified bundle (the CLI's): entries are read again from the file by
+ * their place, each re-hashed against the verified manifest; history is folded job by job as
+ * it streams, keeping only the fold state of jobs whose rows are still arriving. A finished
+ * job's replayed snapshot goes to a temporary file (its offset kept), compared when
+ * snapshots.jsonl streams by. Memory: per job of jobs.jsonl a few dozen bytes of facts, per
+ * open job its fold; never the rows.
+ * ---------------------------------------------------------------------------------------- */
+
+export interface BundleRef {
+  src: BundleSource;
+  report: VerifyReport;
+}
+
+export interface StreamReplayResult extends Omit<ReplayResult, 'snapshots'> {
+  /** Jobs re-projected (written to `out` when given). */
+  replayed: number;
+  /** Divergent jobs beyond MAX_DETAILED: counted, their first event not searched. */
+  moreDivergences: number;
+}
+
+/** Divergent jobs whose first diverging event is searched (each needs its rows again). */
+export const MAX_DETAILED = 1000;
+
+/** Parsed lines of one entry, read again by its place; its sha256 must still be the manifest's. */
+export async function* entryValues(ref: BundleRef, name: DataFile): AsyncGenerator<unknown> {
+  const place = ref.report.places.find((p) => p.name === name);
+  const listed = ref.report.manifest?.files.find((f) => f.name === name);
+  if (!place || !listed) throw new OkitError('IO_ERROR', `${name}: not located in the verified bundle`);
+  const hash = createHash('sha256');
+  if (place.size > 0) {
+    const input = Buffer.isBuffer(ref.src)
+      ? Readable.from([ref.src.subarray(place.offset, place.offset + place.size)])
+      : createReadStream(ref.src, { start: place.offset, end: place.offset + place.size - 1, highWaterMark: 256 * 1024 });
+    const nd = ndjson.parse({ strict: true });
+    input.on('data', (c: Buffer) => hash.update(c));
+    input.on('error', (e: Error) => nd.destroy(e));
+    input.pipe(nd);
+    for await (const v of nd) yield v;
+  }
+  if (hash.digest('hex') !== listed.sha256) throw new OkitError('IO_ERROR', `${ref.report.label}: ${name} changed after it was verified`);
+}
+
+interface JobInfo {
+  /** sha256 (base64) of the job row's canonical facts: 44 bytes instead of the facts. */
+  facts: string;
+  history_n: number;
+  /** sha256 (base64) of the replayed snapshot's canonical JSON; '' until replayed. */
+  snap: string;
+  /** The replayed snapshot states the job row's facts. */
+  factsOk: boolean;
+  /** Offset and length of the replayed line in the spool (only with --out); -1 if none. */
+  off: number;
+  len: number;
+  skipped: boolean;
+  inBundle: boolean;
+  withSnapshot: boolean;
+}
+
+const digest = (text: string) => createHash('sha256').update(text).digest('base64');
+const factsDigest = (v: Views) => digest(canonicalize(v as never));
+
+export async function replayBundle(current: BundleRef, previous: readonly BundleRef[], opts: { out?: string } = {}): Promise<StreamReplayResult> {
+  const jobs = new Map<string, JobInfo>();
+  for await (const v of entryValues(current, 'jobs.jsonl')) {
+    const j = v as Job;
+    jobs.set(j.id, { facts: factsDigest(jobFacts(j)), history_n: j.history_n, snap: '', factsOk: false, off: -1, len: 0, skipped: false, inBundle: false, withSnapshot: false });
+  }
+  // Opened first: a bad --out fails before any work. Only --out needs the replayed lines kept.
+  const outFh = opts.out ? await open(opts.out, 'w') : null;
+  const dir = outFh ? await mkdtemp(join(tmpdir(), 'okit-replay-')) : null;
+  const fh = dir ? await open(join(dir, 'replayed.jsonl'), 'w+') : null;
+  try {
+    let written = 0;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async () => {
+      if (!pendingBytes || !fh) return;
+      const b = Buffer.concat(pending);
+      await fh.write(b, 0, b.length, written - pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+    };
+    const folds = new Map<string, Projection>();
+    const finish = async (info: JobInfo, id: string, p: Projection) => {
+      const snap = finishProjection(p);
+      const text = canonicalize(snap);
+      info.snap = digest(text);
+      info.factsOk = factsDigest(projectedFacts(snap)) === info.facts;
+      folds.delete(id);
+      if (!fh) return;
+      const line = Buffer.from(text + '\n');
+      info.off = written;
+      info.len = line.length - 1;
+      written += line.length;
+      pending.push(line);
+      pendingBytes += line.length;
+      if (pendingBytes > 1 << 20) await flush();
+    };
+    const fold = async (r: HistoryRow, current: boolean) => {
+      const info = jobs.get(r.job_id);
+      if (!info || info.skipped) return;
+      if (current) info.inBundle = true;
+      let p = folds.get(r.job_id);
+      if (!p) {
+        if (r.n !== 1) {
+          if (current) info.skipped = true;
+          return;
+        }
+        p = startProjection();
+        folds.set(r.job_id, p);
+      }
+      projectStep(p, r);
+      if (current && r.n === info.history_n) await finish(info, r.job_id, p);
+    };
+    for (const ref of previous) for await (const v of entryValues(ref, 'history.jsonl')) await fold(v as HistoryRow, false);
+    for await (const v of entryValues(current, 'history.jsonl')) await fold(v as HistoryRow, true);
+    // Jobs whose history goes on beyond the window: replayed as far as the bundle goes.
+    for (const [id, p] of folds) {
+      const info = jobs.get(id)!;
+      if (info.inBundle) await finish(info, id, p);
+    }
+    await flush();
+    folds.clear();
+
+    const res: StreamReplayResult = { jobs: jobs.size, compared: 0, identical: 0, skipped: [], open: 0, divergences: [], replayed: 0, moreDivergences: 0 };
+    const diverging = new Map<string, Snapshot>();
+    for await (const v of entryValues(current, 'snapshots.jsonl')) {
+      const live = v as Snapshot;
+      const info = jobs.get(live.job_id);
+      if (!info || !info.snap) continue;
+      info.withSnapshot = true;
+      res.compared++;
+      if (info.factsOk && digest(canonicalize(live)) === info.snap) res.identical++;
+      else if (diverging.size < MAX_DETAILED) diverging.set(live.job_id, live);
+      else res.moreDivergences++;
+    }
+    for (const [id, info] of jobs) {
+      if (info.skipped) res.skipped.push(id);
+      else if (info.snap) {
+        res.replayed++;
+        if (!info.withSnapshot) res.open++;
+      }
+    }
+    res.skipped.sort();
+    if (diverging.size) {
+      // Naming the first diverging event needs each diverging job's row and its rows: read them once more.
+      const facts = new Map<string, Views>();
+      for await (const v of entryValues(current, 'jobs.jsonl')) if (diverging.has((v as Job).id)) facts.set((v as Job).id, jobFacts(v as Job));
+      const rows = new Map<string, HistoryRow[]>([...diverging.keys()].map((id) => [id, []]));
+      for (const ref of [...previous, current]) for await (const v of entryValues(ref, 'history.jsonl')) rows.get((v as HistoryRow).job_id)?.push(v as HistoryRow);
+      for (const [id, live] of [...diverging].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+        const rs = rows.get(id)!;
+        const got = project(rs);
+        const want = views(live, facts.get(id));
+        const have = views(got, projectedFacts(got));
+        const fields = [...new Set([...Object.keys(want), ...Object.keys(have)])].sort().filter((k) => want[k] !== have[k]);
+        res.divergences.push(firstDivergenceOf(rs, facts.get(id), want, fields));
+      }
+    }
+    if (outFh && fh) {
+      // In job id order, as snapshots.jsonl; written in batches.
+      const ids = [...jobs.entries()].filter(([, i]) => i.off >= 0).map(([id]) => id).sort();
+      let batch: Buffer[] = [];
+      let size = 0;
+      for (const id of ids) {
+        const info = jobs.get(id)!;
+        const b = Buffer.alloc(info.len + 1);
+        await fh.read(b, 0, info.len + 1, info.off);
+        batch.push(b);
+        size += b.length;
+        if (size > 1 << 20) {
+          await outFh.write(Buffer.concat(batch));
+          batch = [];
+          size = 0;
+        }
+      }
+      if (batch.length) await outFh.write(Buffer.concat(batch));
+    }
+    return res;
+  } finally {
+    await outFh?.close();
+    await fh?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
 }

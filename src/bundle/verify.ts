@@ -5,18 +5,19 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { rowHash } from '../ledger/chain.js';
 import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
 import { canonicalize } from '../util/canonical.js';
 import { parseMicros } from '../util/time.js';
 import {
-  DATA_FILES, ENTRIES, LISTED_FILES, MANIFEST, MAX_DATA_BYTES, MAX_LINE_BYTES, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE,
+  DATA_FILES, ENTRIES, LISTED_FILES, MANIFEST, MAX_DATA_BYTES, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE,
   SIGNATURE_BYTES, SUMS, type DataFile, type Manifest, type VerifyCode,
 } from './format.js';
 import { verifySignature, type PublicKey } from './keys.js';
-import { isV1, manifestProblems, renderSums } from './manifest.js';
+import { manifestProblems, readableVersion, renderSums } from './manifest.js';
+import { historyPreimage, JsonlReader } from './jsonl.js';
 import { HISTORY_SCHEMA, JOB_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
-import { TarReader } from './tar.js';
+import { PositionCover } from './positions.js';
+import { TarReader, type EntryPlace } from './tar.js';
 import { sha256Hex } from '../util/hash.js';
 
 export interface Finding {
@@ -47,7 +48,7 @@ export interface BundleData {
 export interface ChainHead {
   n: number;
   hash: string;
-  pos: string;
+  posN: bigint;
   to_state: string;
 }
 
@@ -63,7 +64,10 @@ export interface VerifyReport {
   /** Problems beyond MAX_PROBLEMS, counted but not listed. */
   moreProblems: number;
   notes: string[];
-  heads: Map<string, ChainHead>;
+  /** Where each entry's body lies in the file (to read one again: replay, import). */
+  places: EntryPlace[];
+  /** True when verification stopped at the container: signature and contents were not checked. */
+  stoppedAtContainer: boolean;
   data?: BundleData;
   /** With collect: the history rows of the supplied previous bundles, oldest first. */
   earlier?: HistoryRow[];
@@ -101,12 +105,20 @@ const CHECKS: Array<{ id: string; codes: VerifyCode[] }> = [
   { id: 'previous', codes: ['PREVIOUS_MISMATCH', 'PREVIOUS_GAP', 'PREVIOUS_INVALID'] },
 ];
 
-type Range = [bigint, bigint];
 
-function addToRanges(rs: Range[], p: bigint): void {
-  const last = rs[rs.length - 1];
-  if (last && last[1] + 1n === p) last[1] = p;
-  else rs.push([p, p]);
+/** Compact per-job state (hundreds of thousands of jobs: no row is kept). */
+interface JobState {
+  history_n: number;
+  state: string;
+  /** The job row's last_hash until its row n = history_n is seen, then ''. */
+  last_hash: string;
+  /** Last row of the job in this bundle (0: none yet): its n, hash, position and state. */
+  n: number;
+  hash: string;
+  posN: bigint;
+  to_state: string;
+  head_ok: boolean;
+  snapshot: boolean;
 }
 
 /** The verifier's state over one bundle's byte stream. */
@@ -124,18 +136,21 @@ class Verifier {
   private fileHash: Hash | null = null;
   private fileBytes = 0;
   private fileLines = 0;
-  private partial: Buffer[] = [];
-  private partialLen = 0;
+  private jsonl: JsonlReader | null = null;
   private lastKey: string | bigint | null = null;
-  private readonly tar: TarReader;
+  readonly tar: TarReader;
   private keyLabel: string | null = null;
   // content state
-  private readonly jobs = new Map<string, { history_n: number; last_hash: string; state: string }>();
-  readonly heads: Map<string, ChainHead>;
-  private readonly inBundle = new Map<string, ChainHead>();
-  private readonly snapshotFor = new Set<string>();
-  private readonly histRanges: Range[] = [];
-  private readonly thrRanges: Range[] = [];
+  /** Per job of jobs.jsonl: what its row says, and what its chain in this bundle shows. */
+  private readonly jobs = new Map<string, JobState>();
+  /** Heads carried from earlier bundles (read only), and rows of jobs absent from jobs.jsonl. */
+  private readonly anchors: Map<string, ChainHead>;
+  private readonly orphans = new Map<string, ChainHead>();
+  private inBundle = 0;
+  private snapshots = 0;
+  private readonly cover = new PositionCover();
+  private readonly histPos = this.cover.source();
+  private readonly thrPos = this.cover.source();
   private anchored = 0;
   private unanchored = 0;
   private historyRows = 0;
@@ -147,7 +162,7 @@ class Verifier {
     anchors: Map<string, ChainHead>,
     private readonly chainComplete: boolean,
   ) {
-    this.heads = new Map(anchors);
+    this.anchors = anchors;
     if (opts.collect) this.data = { jobs: [], history: [], throttles: [], snapshots: [] };
     this.tar = new TarReader(
       {
@@ -189,10 +204,9 @@ class Verifier {
       this.fileHash = createHash('sha256');
       this.fileBytes = 0;
       this.fileLines = 0;
-      this.partial = [];
-      this.partialLen = 0;
       this.lastKey = null;
       this.deferred = [];
+      this.jsonl = null;
     } else this.file = null;
   }
 
@@ -209,33 +223,14 @@ class Verifier {
 
   private lines(b: Buffer): void {
     if (this.stopped) return;
-    let start = 0;
-    for (;;) {
-      const nl = b.indexOf(0x0a, start);
-      if (nl === -1) break;
-      const piece = b.subarray(start, nl);
-      // An overlong line was reported when it passed the limit; its tail is not a line of its own.
-      const overlong = this.partialLen > MAX_LINE_BYTES || this.partialLen + piece.length > MAX_LINE_BYTES;
-      const line = overlong ? null : this.partialLen ? Buffer.concat([...this.partial, piece]) : piece;
-      if (overlong && this.partialLen <= MAX_LINE_BYTES)
-        this.add('LINE_NOT_CANONICAL', `${this.file} line ${this.fileLines + 1}: longer than ${MAX_LINE_BYTES} bytes`, { file: this.file ?? undefined, line: this.fileLines + 1 });
-      this.partial = [];
-      this.partialLen = 0;
-      this.fileLines++;
-      if (line) this.line(line);
-      start = nl + 1;
+    if (!this.jsonl) {
+      const f = this.file!;
+      this.jsonl = new JsonlReader({
+        line: (v, bytes, n) => this.line(f, v, bytes, n),
+        bad: (n, why) => this.add('LINE_NOT_CANONICAL', `${f} line ${n}: ${why}`, { file: f, line: n }),
+      });
     }
-    if (start < b.length) {
-      const rest = b.subarray(start);
-      if (this.partialLen + rest.length > MAX_LINE_BYTES) {
-        if (this.partialLen <= MAX_LINE_BYTES) this.add('LINE_NOT_CANONICAL', `${this.file} line ${this.fileLines + 1}: longer than ${MAX_LINE_BYTES} bytes`, { file: this.file ?? undefined, line: this.fileLines + 1 });
-        this.partialLen = MAX_LINE_BYTES + 1;
-        this.partial = [];
-      } else {
-        this.partial.push(Buffer.from(rest));
-        this.partialLen += rest.length;
-      }
-    }
+    this.jsonl.write(b);
   }
 
   private entryEnd(name: string): void {
@@ -258,21 +253,22 @@ class Verifier {
   private beginLines(f: DataFile): void {
     this.file = f;
     this.fileLines = 0;
-    this.partial = [];
-    this.partialLen = 0;
+    this.jsonl = null;
     this.lastKey = null;
   }
 
-  private endLines(f: DataFile): void {
-    if (this.partialLen > 0 && !this.stopped) {
-      this.fileLines++;
-      this.add('LINE_NOT_CANONICAL', `${f}: the last line does not end with \\n`, { file: f, line: this.fileLines });
+  private endLines(_f: DataFile): void {
+    if (this.jsonl && !this.stopped) {
+      this.jsonl.end();
+      this.fileLines = this.jsonl.lines;
+      if (this.jsonl.abandoned) this.fileLines = -1;
     }
+    this.jsonl = null;
   }
 
   private checkLines(f: DataFile): void {
     const e = this.manifest?.files.find((x) => x.name === f);
-    if (e && !this.stopped && e.lines !== this.fileLines) this.add('LINE_COUNT_MISMATCH', `${f}: ${this.fileLines} lines, the manifest says ${e.lines}`, { file: f });
+    if (e && !this.stopped && this.fileLines >= 0 && e.lines !== this.fileLines) this.add('LINE_COUNT_MISMATCH', `${f}: ${this.fileLines} lines, the manifest says ${e.lines}`, { file: f });
   }
 
   private checkFile(f: DataFile): void {
@@ -298,8 +294,13 @@ class Verifier {
       this.add('MANIFEST_INVALID', 'manifest.json is not JSON');
       return;
     }
-    if (!isV1(v)) {
-      this.add('MANIFEST_VERSION', 'manifest.json is not format okit-audit-bundle version 1');
+    const version = readableVersion(v);
+    if (version === null) {
+      this.add('MANIFEST_VERSION', 'manifest.json is not format okit-audit-bundle version 1 or 2');
+      return;
+    }
+    if (this.tar.version !== null && version !== this.tar.version) {
+      this.add('MANIFEST_VERSION', `manifest.json says version ${version}, but the tar headers are format v${this.tar.version}'s`);
       return;
     }
     let canonical = false;
@@ -345,20 +346,9 @@ class Verifier {
       this.add('SUMS_MISMATCH', 'SHA256SUMS does not list exactly the data files and hashes of the manifest');
   }
 
-  private line(buf: Buffer): void {
-    const f = this.file!;
-    const ln = this.fileLines;
+  private line(f: DataFile, v: unknown, bytes: Buffer, ln: number): void {
     const at = { file: f, line: ln };
     this.lineTotal++;
-    const text = buf.toString('utf8');
-    let v: unknown;
-    try {
-      v = JSON.parse(text);
-      if (canonicalize(v) !== text || !Buffer.from(text, 'utf8').equals(buf)) throw new Error('not canonical');
-    } catch {
-      this.add('LINE_NOT_CANONICAL', `${f} line ${ln}: not RFC 8785 canonical JSON`, at);
-      return;
-    }
     const schema = f === 'jobs.jsonl' ? JOB_SCHEMA : f === 'history.jsonl' ? HISTORY_SCHEMA : f === 'throttles.jsonl' ? THROTTLE_SCHEMA : SNAPSHOT_SCHEMA;
     const sp = schemaProblem(v, schema);
     if (sp) {
@@ -372,43 +362,46 @@ class Verifier {
     if (this.lastKey !== null && !(key > this.lastKey)) this.add('SORT_ORDER', `${f} line ${ln}: ${String(key)} is not after ${String(this.lastKey)}`, at);
     this.lastKey = key;
     if (f === 'jobs.jsonl') this.onJob(o as unknown as Job);
-    else if (f === 'history.jsonl') this.onHistory(o as unknown as HistoryRow, ln);
+    else if (f === 'history.jsonl') this.onHistory(o as unknown as HistoryRow, ln, bytes);
     else if (f === 'throttles.jsonl') this.onThrottle(o as unknown as Throttle, ln);
     else this.onSnapshot(o as unknown as Snapshot, ln);
   }
 
+  private win: [bigint, bigint] | null = null;
+
   private inWindow(pos: bigint, f: string, ln: number): void {
     const m = this.manifest;
-    if (m && (pos < BigInt(m.window.from_pos) || pos > BigInt(m.window.to_pos)))
+    if (!m) return;
+    const w = (this.win ??= [BigInt(m.window.from_pos), BigInt(m.window.to_pos)]);
+    if (pos < w[0] || pos > w[1])
       this.add('POSITION_OUT_OF_WINDOW', `${f} line ${ln}: position ${pos} is outside ${m.window.from_pos}..${m.window.to_pos}`, { file: f, line: ln });
   }
 
   private onJob(j: Job): void {
-    this.jobs.set(j.id, { history_n: j.history_n, last_hash: j.last_hash, state: j.state });
+    this.jobs.set(j.id, { history_n: j.history_n, last_hash: j.last_hash, state: j.state, n: 0, hash: '', posN: 0n, to_state: '', head_ok: false, snapshot: false });
     this.data?.jobs.push(j);
   }
 
-  private onHistory(r: HistoryRow, ln: number): void {
+  private onHistory(r: HistoryRow, ln: number, bytes: Buffer): void {
     const at = { file: 'history.jsonl', line: ln, job_id: r.job_id };
+    // (One small object per row; the checks below allocate nothing more on the happy path.)
     this.historyRows++;
     const pos = BigInt(r.pos);
     this.inWindow(pos, 'history.jsonl', ln);
-    addToRanges(this.histRanges, pos);
+    this.histPos(pos);
     const job = this.jobs.get(r.job_id);
     if (!job) this.add('JOB_MISSING', `history.jsonl line ${ln}: job ${r.job_id} is not in jobs.jsonl`, at);
-    let h = '';
-    try {
-      h = rowHash(r);
-    } catch {
-      /* mismatch */
-    }
+    // The line is canonical, so the row's hashed content is the line without its hash member.
+    const pre = historyPreimage(bytes);
+    const h = pre ? createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') : '';
     if (h !== r.hash) this.add('CHAIN_HASH_MISMATCH', `history.jsonl line ${ln}: row n=${r.n} of job ${r.job_id} does not hash to its hash`, at);
-    const prev = this.heads.get(r.job_id);
+    const first = !job || job.n === 0;
+    const prev: ChainHead | undefined = job && job.n > 0 ? job : (this.orphans.get(r.job_id) ?? this.anchors.get(r.job_id));
     if (prev) {
-      if (!this.inBundle.has(r.job_id)) this.anchored++;
+      if (first) this.anchored++;
       if (r.n !== prev.n + 1) this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} follows n=${prev.n}`, at);
       if (r.prev_hash !== prev.hash) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} does not link to the row before it`, at);
-      if (pos <= BigInt(prev.pos)) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} at ${r.pos} is not after ${prev.pos}`, at);
+      if (pos <= prev.posN) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} at ${r.pos} is not after ${prev.posN}`, at);
     } else if (r.n === 1) {
       if (r.prev_hash !== null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=1 has a prev_hash`, at);
     } else if (this.chainComplete) {
@@ -417,25 +410,47 @@ class Verifier {
       this.unanchored++;
       if (r.prev_hash === null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} has no prev_hash`, at);
     }
-    const head = { n: r.n, hash: r.hash, pos: r.pos, to_state: r.to_state };
-    this.heads.set(r.job_id, head);
-    this.inBundle.set(r.job_id, head);
+    if (job) {
+      if (job.n === 0) this.inBundle++;
+      job.n = r.n;
+      job.hash = r.hash;
+      job.posN = pos;
+      job.to_state = r.to_state;
+      // The job row names its latest row: compare when it passes, then forget the hash.
+      if (r.n === job.history_n) {
+        job.head_ok = job.last_hash === r.hash && job.state === r.to_state;
+        job.last_hash = '';
+      } else if (r.n > job.history_n) job.head_ok = false;
+    }
+    else {
+      if (!this.orphans.has(r.job_id)) this.inBundle++;
+      this.orphans.set(r.job_id, { n: r.n, hash: r.hash, posN: pos, to_state: r.to_state });
+    }
     this.data?.history.push(r);
+  }
+
+  /** Every job's last row so far (earlier bundles and this one): the anchors of the next bundle. */
+  chainHeads(): Map<string, ChainHead> {
+    const m = new Map(this.anchors);
+    for (const [id, h] of this.orphans) m.set(id, h);
+    for (const [id, j] of this.jobs) if (j.n > 0) m.set(id, { n: j.n, hash: j.hash, posN: j.posN, to_state: j.to_state });
+    return m;
   }
 
   private onThrottle(t: Throttle, ln: number): void {
     const pos = BigInt(t.pos);
     this.inWindow(pos, 'throttles.jsonl', ln);
-    addToRanges(this.thrRanges, pos);
+    this.thrPos(pos);
     this.data?.throttles.push(t);
   }
 
   private onSnapshot(s: Snapshot, ln: number): void {
     const at = { file: 'snapshots.jsonl', line: ln, job_id: s.job_id };
     const job = this.jobs.get(s.job_id);
-    const last = this.inBundle.get(s.job_id);
-    this.snapshotFor.add(s.job_id);
-    if (!job || !last || job.history_n !== last.n) {
+    this.snapshots++;
+    if (job) job.snapshot = true;
+    const last = job;
+    if (!job || !last || job.n === 0 || job.history_n !== job.n) {
       this.add('SNAPSHOT_UNEXPECTED', `snapshots.jsonl line ${ln}: job ${s.job_id}'s latest row is not in this bundle`, at);
     } else if (s.history_n !== last.n || s.history_hash !== last.hash)
       this.add('SNAPSHOT_HEAD_MISMATCH', `snapshots.jsonl line ${ln}: job ${s.job_id}'s snapshot is of row n=${s.history_n}, its latest row is n=${last.n}`, at);
@@ -460,24 +475,16 @@ class Verifier {
       if (this.stopped) return;
     }
     // positions: history ∪ throttles = [from_pos, to_pos], each once
-    const all = [...this.histRanges, ...this.thrRanges].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    let next = BigInt(m.window.from_pos);
-    const to = BigInt(m.window.to_pos);
-    for (const [a, b] of all) {
-      if (a < next) this.add('POSITION_DUPLICATE', `position ${a} is used more than once`);
-      else if (a > next && next <= to) this.add('POSITION_GAP', `positions ${next}..${a - 1n > to ? to : a - 1n} are used by no line`);
-      if (b + 1n > next) next = b + 1n;
-    }
-    if (next <= to) this.add('POSITION_GAP', `positions ${next}..${to} are used by no line`);
+    for (const p of this.cover.problems(BigInt(m.window.from_pos), BigInt(m.window.to_pos))) this.add(p.code, p.message);
     for (const [id, j] of this.jobs) {
-      const last = this.inBundle.get(id);
-      if (!last) {
+      if (j.n === 0) {
         this.add('JOB_WITHOUT_HISTORY', `job ${id} has no history row in this bundle`, { job_id: id });
         continue;
       }
-      if (j.history_n < last.n || (j.history_n === last.n && (j.last_hash !== last.hash || j.state !== last.to_state)))
-        this.add('JOB_HEAD_MISMATCH', `job ${id} records ${j.history_n} rows (state ${j.state}), its chain here ends at n=${last.n} (${last.to_state})`, { job_id: id });
-      if (j.history_n === last.n && !this.snapshotFor.has(id)) this.add('SNAPSHOT_MISSING', `job ${id}'s latest row is in this bundle but it has no snapshot`, { job_id: id });
+      if (j.history_n < j.n || (j.history_n === j.n && !j.head_ok)) {
+        this.add('JOB_HEAD_MISMATCH', `job ${id} records ${j.history_n} rows (state ${j.state}), its chain here ends at n=${j.n} (${j.to_state})`, { job_id: id });
+      }
+      if (j.history_n === j.n && !j.snapshot) this.add('SNAPSHOT_MISSING', `job ${id}'s latest row is in this bundle but it has no snapshot`, { job_id: id });
     }
   }
 
@@ -485,7 +492,7 @@ class Verifier {
     const m = this.manifest!;
     const ok = (id: string) => !CHECKS.find((c) => c.id === id)!.codes.some((c) => this.codes.has(c));
     const lines: Record<string, string> = {
-      tar: `tar: exactly ${ENTRIES.length} regular files in v1 order, canonical ustar headers (mode 0644, uid/gid 0, mtime ${this.tar.mtime}), zero padding, two end blocks, nothing after`,
+      tar: `tar: exactly ${ENTRIES.length} regular files in order, canonical v${this.tar.version} ustar headers (mode 0644, uid/gid 0, mtime ${this.tar.mtime}), zero padding, two end blocks, nothing after`,
       manifest: `manifest: canonical ${m.format} v${m.version}, tenant ${m.tenant}, positions ${m.window.from_pos}..${m.window.to_pos}, as of ${m.as_of}`,
       key: `key: key id ${this.keyLabel ?? m.key_id} is a trusted --pubkey`,
       signature: `signature: Ed25519 signature of manifest.json (sha256 ${this.manifestSha256}) verified`,
@@ -493,8 +500,8 @@ class Verifier {
       files: `files: ${m.files.map((f) => `${f.name} ${f.bytes} B/${f.lines} lines`).join(', ')}: sha256, sizes, line counts and counts match`,
       lines: `lines: ${this.lineTotal} lines canonical JSON, sorted by their keys, all of tenant ${m.tenant}`,
       positions: `positions: ${m.counts.history} history rows + ${m.counts.throttles} throttle events use each position ${m.window.from_pos}..${m.window.to_pos} exactly once`,
-      chains: `chains: ${this.historyRows} rows of ${this.inBundle.size} jobs hash-chained (${this.anchored} continued jobs linked to previous bundles${this.unanchored ? `, ${this.unanchored} continued jobs' first link not checkable without earlier bundles` : ''})`,
-      jobs: `jobs: ${this.jobs.size} job rows agree with their chains; ${this.snapshotFor.size} snapshots, one for each job whose latest row is in the bundle`,
+      chains: `chains: ${this.historyRows} rows of ${this.inBundle} jobs hash-chained (${this.anchored} continued jobs linked to previous bundles${this.unanchored ? `, ${this.unanchored} continued jobs' first link not checkable without earlier bundles` : ''})`,
+      jobs: `jobs: ${this.jobs.size} job rows agree with their chains; ${this.snapshots} snapshots, one for each job whose latest row is in the bundle`,
       previous: prevLine ?? '',
     };
     return CHECKS.filter((c) => ok(c.id) && lines[c.id]).map((c) => lines[c.id]!);
@@ -543,8 +550,26 @@ export async function peekManifest(src: BundleSource): Promise<{ manifest: Manif
 }
 
 export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Promise<VerifyReport> {
+  return (await verifyChain(src, opts)).report;
+}
+
+/** A verified earlier bundle of a chain: its source and what its verification found. */
+export interface EarlierBundle {
+  src: BundleSource;
+  report: VerifyReport;
+}
+
+function partialReport(v: Verifier, src: BundleSource): VerifyReport {
+  return {
+    ok: v.problems.length === 0 && v.manifest !== null, label: labelOf(src), sha256: '', manifest: v.manifest, manifestSha256: v.manifestSha256,
+    evidence: [], problems: v.problems, moreProblems: v.moreProblems, notes: v.notes, places: v.tar.places, stoppedAtContainer: v.tar.failed,
+  };
+}
+
+/** verifyBundle, also returning the supplied previous bundles in chain order (for replay). */
+export async function verifyChain(src: BundleSource, opts: VerifyOptions): Promise<{ report: VerifyReport; earlier: EarlierBundle[] }> {
   // Previous bundles: verify each (oldest first), carrying chain heads forward.
-  const prevReports: Array<{ v: Verifier; label: string }> = [];
+  const prevReports: Array<{ v: Verifier; label: string; src: BundleSource }> = [];
   let anchors = new Map<string, ChainHead>();
   let chainComplete = false;
   const prevProblems: Finding[] = [];
@@ -562,9 +587,9 @@ export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Prom
       const v = await runOne(p, { pubkeys: opts.pubkeys, collect: opts.collect }, anchors, chainComplete);
       if (v.problems.length) prevProblems.push({ code: 'PREVIOUS_INVALID', message: `${labelOf(p)}: ${v.problems.map((x) => x.code).join(', ')}` });
       if (before) linkProblems(before, v, labelOf(p), prevProblems);
-      anchors = v.heads;
+      anchors = v.chainHeads();
       before = v;
-      prevReports.push({ v, label: labelOf(p) });
+      prevReports.push({ v, label: labelOf(p), src: p });
     }
     if (prevProblems.some((p) => p.code === 'PREVIOUS_GAP' || p.code === 'PREVIOUS_MISMATCH')) chainComplete = false;
   }
@@ -584,7 +609,10 @@ export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Prom
     }
   }
   const ok = v.problems.length === 0 && v.moreProblems === 0 && m !== null;
-  return {
+  const stoppedAtContainer = v.tar.failed;
+  if (stoppedAtContainer)
+    v.notes.push('NOT_CHECKED: verification stopped at the tar container: the signature, the manifest and the contents were not checked (the tar must be exactly as okit writes it; docs/bundle-format.md §1 says how to recreate it)');
+  const report: VerifyReport = {
     ok,
     label: labelOf(src),
     sha256: v.whole.digest('hex'),
@@ -594,10 +622,12 @@ export async function verifyBundle(src: BundleSource, opts: VerifyOptions): Prom
     problems: v.problems,
     moreProblems: v.moreProblems,
     notes: v.notes,
-    heads: v.heads,
+    places: v.tar.places,
+    stoppedAtContainer,
     data: v.data,
     earlier: opts.collect ? prevReports.flatMap((p) => p.v.data?.history ?? []) : undefined,
   };
+  return { report, earlier: prevReports.map((p) => ({ src: p.src, report: partialReport(p.v, p.src) })) };
 }
 
 /** later must link to earlier: previous hash and contiguous positions. */

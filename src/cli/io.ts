@@ -9,6 +9,8 @@ export interface Io {
   err(line: string): void;
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** performance.now() when the user's command started (0: the process start); unset: when the command function was called. */
+  startedAt?: number;
 }
 
 // Every line reaches the terminal with its control characters escaped (util/terminal.ts).
@@ -17,6 +19,7 @@ export const processIo: Io = {
   err: (l) => process.stderr.write(terminalText(l) + '\n'),
   env: process.env,
   cwd: process.cwd(),
+  startedAt: 0,
 };
 
 /** Exit codes: 0 ok, 1 a check failed (verify, ledger check, replay), 2 usage or input error, 3 internal. */

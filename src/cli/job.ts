@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { OkitError } from '../errors.js';
 import * as v from '../ledger/validate.js';
+import { TtfsReporter } from '../telemetry/reporter.js';
+import { detectSurface } from '../telemetry/surface.js';
 import { OkitClient } from '../worker/client.js';
 import { followJob } from '../worker/follow.js';
 import { terminalLine } from '../util/terminal.js';
@@ -10,20 +12,35 @@ export interface JobStatusOptions {
   watch?: boolean;
   url?: string;
   token?: string;
+  verbose?: boolean;
 }
 
-export function clientFrom(opts: { url?: string; token?: string }, io: Io): OkitClient {
+export function clientFrom(opts: { url?: string; token?: string }, io: Io, surface?: string): OkitClient {
   const url = opts.url ?? io.env.OKIT_URL ?? 'http://127.0.0.1:8080';
   const token = opts.token ?? io.env.OKIT_TOKEN;
   if (!token) throw new OkitError('INVALID_INPUT', 'a token is needed: --token or OKIT_TOKEN (see `okit tokens create`)');
-  return new OkitClient({ url, token });
+  return new OkitClient({ url, token, surface });
 }
 
-/** Exit 0 on succeeded (or still running without --watch), 1 on failed or canceled. */
+/**
+ * Exit 0 on succeeded (or still running without --watch), 1 on failed or canceled. Reports its
+ * time to first signal as `cli` (or `ci` under a CI system); --verbose prints the figure.
+ */
 export async function runJobStatus(jobId: string, opts: JobStatusOptions, io: Io): Promise<number> {
+  const startedAt = io.startedAt ?? performance.now();
   v.uuid(jobId, 'job_id');
-  const r = await followJob(clientFrom(opts, io), jobId, { watch: !!opts.watch, out: io.out, err: io.err });
-  return r.exitCode;
+  const surface = detectSurface(io.env);
+  const client = clientFrom(opts, io, surface);
+  const reporter = new TtfsReporter(client, { surface, startedAt, verbose: !!opts.verbose, err: io.err });
+  try {
+    const r = await followJob(client, jobId, { watch: !!opts.watch, out: io.out, err: io.err, onSignal: (_s, _e, reply) => reporter.firstSignal(jobId, reply) });
+    return r.exitCode;
+  } catch (e) {
+    reporter.error(jobId, e);
+    throw e;
+  } finally {
+    await reporter.flush();
+  }
 }
 
 export interface JobHistoryOptions {
@@ -51,6 +68,7 @@ export function register(program: Command, io: Io): void {
     .command('status <jobId>')
     .description("print the job's first signal; with --watch follow it to the end (exit 0 succeeded, 1 failed or canceled)")
     .option('--watch', 'follow with the 2-second long-poll until a terminal signal')
+    .option('--verbose', 'also print the time to first signal (on stderr); it is reported to the server as cli, or ci under a CI system')
     .option('--url <url>', 'server (default $OKIT_URL or http://127.0.0.1:8080)')
     .option('--token <token>', 'bearer token (default $OKIT_TOKEN)')
     .action(action(io, (id: string, o: JobStatusOptions) => runJobStatus(id, o, io)));

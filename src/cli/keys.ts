@@ -1,4 +1,5 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, lstat, mkdir, unlink, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { generateSigningKey, privatePem, publicPem } from '../bundle/keys.js';
@@ -10,23 +11,60 @@ export interface KeysGenerateOptions {
   seedHex?: string;
 }
 
+const KEY = 'okit-signing.key';
+const PUB = 'okit-signing.pub';
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await lstat(p);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new OkitError('IO_ERROR', `cannot check ${p}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Writes the pair or nothing: both names are checked first; each file is written complete
+ * under a temporary name and then hard-linked into place (link never overwrites, so a key
+ * that appeared meanwhile is not replaced); if the second link fails, the first is undone.
+ */
+async function writePair(dir: string, files: Array<{ name: string; text: string; mode: number }>): Promise<void> {
+  const present = [];
+  for (const f of files) if (await exists(resolve(dir, f.name))) present.push(resolve(dir, f.name));
+  if (present.length) throw new OkitError('IO_ERROR', `refusing to overwrite ${present.join(' and ')}: a key is never replaced (remove it, or choose another --out)`);
+  const tag = randomBytes(6).toString('hex');
+  const temps = files.map((f) => resolve(dir, `.${f.name}.${tag}.tmp`));
+  const linked: string[] = [];
+  try {
+    for (const [i, f] of files.entries()) await writeFile(temps[i]!, f.text, { mode: f.mode, flag: 'wx' });
+    for (const [i, f] of files.entries()) {
+      await link(temps[i]!, resolve(dir, f.name));
+      linked.push(resolve(dir, f.name));
+    }
+  } catch (e) {
+    for (const p of linked) await unlink(p).catch(() => undefined);
+    throw new OkitError('IO_ERROR', `cannot write the key pair into ${dir}: ${(e as Error).message}`);
+  } finally {
+    for (const t of temps) await unlink(t).catch(() => undefined);
+  }
+}
+
 export async function runKeysGenerate(opts: KeysGenerateOptions, io: Io): Promise<number> {
   const dir = resolve(io.cwd, opts.out);
   const k = generateSigningKey(opts.seedHex);
-  await mkdir(dir, { recursive: true });
-  const write = async (name: string, text: string, mode: number) => {
-    try {
-      // 'wx': never overwrite a key.
-      await writeFile(resolve(dir, name), text, { mode, flag: 'wx' });
-    } catch (e) {
-      throw new OkitError('IO_ERROR', `cannot write ${resolve(dir, name)}: ${(e as Error).message}`);
-    }
-  };
-  await write('okit-signing.key', privatePem(k), 0o600);
-  await write('okit-signing.pub', publicPem(k.publicKey), 0o644);
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (e) {
+    throw new OkitError('IO_ERROR', `cannot create ${dir}: ${(e as Error).message}`);
+  }
+  await writePair(dir, [
+    { name: KEY, text: privatePem(k), mode: 0o600 },
+    { name: PUB, text: publicPem(k.publicKey), mode: 0o644 },
+  ]);
   if (opts.seedHex) io.err('okit: INSECURE: this key is derived from a seed given on the command line; use it for tests only');
   io.out(`key id ${k.keyId}`);
-  io.out(`private key ${resolve(dir, 'okit-signing.key')} (mode 0600), public key ${resolve(dir, 'okit-signing.pub')}`);
+  io.out(`private key ${resolve(dir, KEY)} (mode 0600), public key ${resolve(dir, PUB)}`);
   return EXIT.OK;
 }
 

@@ -12,9 +12,10 @@ import { register as keys } from './keys.js';
 import { register as exportCmd } from './export.js';
 import { register as verify } from './verify.js';
 import { register as replay } from './replay.js';
+import { register as slo } from './slo.js';
 
 // One line per command module; each registers its own subcommands.
-const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job, keys, exportCmd, verify, replay];
+const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job, keys, exportCmd, verify, replay, slo];
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 

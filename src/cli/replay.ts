@@ -1,14 +1,12 @@
-import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { importBundle } from '../bundle/import.js';
-import { replay } from '../bundle/replay.js';
-import { verifyBundle } from '../bundle/verify.js';
+import { importVerified } from '../bundle/import.js';
+import { replayBundle, type BundleRef } from '../bundle/replay.js';
+import { verifyChain } from '../bundle/verify.js';
 import { checkDatabaseUrl } from '../db/connect.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import { OkitError } from '../errors.js';
-import { canonicalize } from '../util/canonical.js';
 import { bundlePath, collect, loadPublicKeys } from './bundle-io.js';
 import { action, EXIT, type Io } from './io.js';
 import { printReport } from './verify.js';
@@ -28,32 +26,33 @@ export async function runReplay(file: string, opts: ReplayCliOptions, io: Io): P
   for (const p of opts.previous ?? []) previous.push(await bundlePath(io, p));
   if (opts.into !== undefined && !/^postgres(ql)?:\/\//.test(opts.into)) throw new OkitError('INVALID_INPUT', '--into takes a postgres:// URL');
   if (opts.into !== undefined) checkDatabaseUrl(opts.into, '--into');
-  const r = await verifyBundle(path, { pubkeys, previous, collect: true });
-  if (!r.ok || !r.data || !r.manifest) {
+  const { report: r, earlier } = await verifyChain(path, { pubkeys, previous });
+  if (!r.ok || !r.manifest) {
     printReport(io, r, false);
     io.err('okit: replay refused: the bundle does not verify');
     return r.problems.some((p) => p.code === 'IO_ERROR') ? EXIT.USAGE : EXIT.CHECK_FAILED;
   }
-  const res = replay(r.data, r.earlier ?? []);
-  if (opts.out) await writeFile(resolve(io.cwd, opts.out), res.snapshots.map((s) => canonicalize(s) + '\n').join(''));
+  const current: BundleRef = { src: path, report: r };
+  const res = await replayBundle(current, earlier, { out: opts.out ? resolve(io.cwd, opts.out) : undefined });
   let imported = null;
   if (opts.into) {
     await migrate(opts.into);
     const pool = createPool(opts.into, { max: 2 });
     try {
-      imported = await importBundle(pool, r.manifest, r.manifestSha256!, r.data);
+      imported = await importVerified(pool, current);
     } finally {
       await pool.end();
     }
   }
-  const ok = res.divergences.length === 0;
-  if (opts.json) io.out(JSON.stringify({ ok, ...res, snapshots: res.snapshots.length, imported }));
+  const ok = res.divergences.length === 0 && res.moreDivergences === 0;
+  if (opts.json) io.out(JSON.stringify({ ok, ...res, snapshots: res.replayed, imported }));
   else {
     io.out(`verified ${r.label}: ${r.evidence.length} checks passed`);
     for (const d of res.divergences)
       io.out(`DIVERGED job ${d.job_id} at row n=${d.n} (pos ${d.pos}, ${d.event}): ${d.fields.map((f) => `${f.field} bundle=${String(f.bundle)} replay=${String(f.replay)}`).join('; ')}`);
     if (res.skipped.length) io.out(`not replayed: ${res.skipped.length} continued jobs whose earlier rows are in no supplied --previous bundle`);
-    io.out(`replayed ${res.snapshots.length} jobs; compared ${res.compared} with snapshots.jsonl and jobs.jsonl: ${res.identical} identical, ${res.divergences.length} diverged; ${res.open} jobs continue beyond the window (no snapshot)`);
+    if (res.moreDivergences) io.out(`DIVERGED … and ${res.moreDivergences} more jobs (their first diverging event was not searched)`);
+    io.out(`replayed ${res.replayed} jobs; compared ${res.compared} with snapshots.jsonl and jobs.jsonl: ${res.identical} identical, ${res.divergences.length + res.moreDivergences} diverged; ${res.open} jobs continue beyond the window (no snapshot)`);
     if (imported) io.out(`loaded into ${opts.into!.replace(/:[^:@/]+@/, ':***@')}: ${imported.jobs} jobs, ${imported.history} history rows, ${imported.throttles} throttle events, ${imported.snapshots} snapshots, ${imported.anchors} anchors`);
   }
   return ok ? EXIT.OK : EXIT.CHECK_FAILED;

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { SERVE_DB_TIMEOUTS } from '../db/pool.js';
 import { defaultLimits, type ServerLimits } from '../http/limits.js';
 import { startServer } from '../http/server.js';
+import { parseMetricsListen } from '../metrics/listen.js';
+import { parseDuration } from '../util/duration.js';
 import { withDb } from './context.js';
 import { action, EXIT, type Io } from './io.js';
 import { OkitError } from '../errors.js';
@@ -11,6 +13,10 @@ export interface ServeOptions {
   port?: string;
   maxConnections?: string;
   maxConnectionsPerIp?: string;
+  /** commander's --no-telemetry sets this false. */
+  telemetry?: boolean;
+  telemetryRetention?: string;
+  metricsListen?: string;
 }
 
 export function port(p: string | undefined): number {
@@ -38,6 +44,8 @@ export function serveLimits(opts: ServeOptions): ServerLimits {
 export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknown>): Promise<number> {
   const p = port(opts.port);
   const limits = serveLimits(opts);
+  const retention = opts.telemetryRetention === undefined ? undefined : parseDuration(opts.telemetryRetention, '--telemetry-retention');
+  const metricsListen = opts.metricsListen === undefined ? undefined : parseMetricsListen(opts.metricsListen);
   const stopped =
     stop ??
     new Promise<string>((resolve) => {
@@ -47,8 +55,20 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
   await withDb(
     io,
     async ({ db, pool, ledger }) => {
-      const srv = await startServer({ url: db.url, pool, ledger, host: opts.host ?? '127.0.0.1', port: p, limits, log: (l) => io.err(`okit: ${l}`) });
+      const srv = await startServer({
+        url: db.url,
+        pool,
+        ledger,
+        host: opts.host ?? '127.0.0.1',
+        port: p,
+        limits,
+        log: (l) => io.err(`okit: ${l}`),
+        telemetry: opts.telemetry !== false,
+        telemetryRetentionSeconds: retention,
+        metricsListen,
+      });
       io.out(`okit serve listening on ${srv.baseUrl}`);
+      if (srv.metricsUrl) io.out(`okit metrics on ${srv.metricsUrl}`);
       const why = await stopped;
       io.err(`okit: ${typeof why === 'string' ? why : 'stop'}: draining and shutting down`);
       await srv.close();
@@ -68,5 +88,8 @@ export function register(program: Command, io: Io): void {
     .option('--port <port>', 'port (0 picks a free one)', '8080')
     .option('--max-connections <n>', 'open connections in all (default: the open-files limit minus 128, at most 20000)')
     .option('--max-connections-per-ip <n>', 'open connections per client address, IPv6 per /64 (default: 1000; raise it behind a reverse proxy)')
+    .option('--no-telemetry', 'record no time-to-first-signal telemetry (no telemetry route; /metrics still serves the rest)')
+    .option('--telemetry-retention <duration>', 'delete telemetry older than this (e.g. 90d) at start and hourly; history is never pruned')
+    .option('--metrics-listen <host:port>', 'also serve GET /metrics without a token on this loopback address (e.g. 127.0.0.1:9464)')
     .action(action(io, (o: ServeOptions) => runServe(o, io)));
 }

@@ -29,7 +29,7 @@ export function register(program: Command, io: Io): void {
     .command('create')
     .description('create a token for a tenant and print it once')
     .requiredOption('--tenant <tenant>', 'tenant the token acts for')
-    .requiredOption('--scope <scope>', 'read | worker | admin (each includes the ones before)')
+    .requiredOption('--scope <scope>', 'read | worker | admin (each includes the ones before), or metrics (GET /metrics only)')
     .option('--label <label>', 'a note to recognise it by')
     .action(action(io, (o: TokensCreateOptions) => runTokensCreate(o, io)));
   tokens

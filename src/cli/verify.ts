@@ -23,7 +23,8 @@ export function printReport(io: Io, r: VerifyReport, json: boolean | undefined):
   for (const n of r.notes) io.out(`note ${n}`);
   for (const p of r.problems) io.out(`FAIL ${p.code}: ${p.message}`);
   if (r.moreProblems) io.out(`FAIL … and ${r.moreProblems} more problems`);
-  io.out(r.ok ? `VALID ${r.label} (sha256 ${r.sha256})` : `INVALID ${r.label}: ${r.problems.length + r.moreProblems} problems`);
+  const n = r.problems.length + r.moreProblems;
+  io.out(r.ok ? `VALID ${r.label} (sha256 ${r.sha256})` : `INVALID ${r.label}: ${n} ${n === 1 ? 'problem' : 'problems'}${r.stoppedAtContainer ? ' (stopped at the tar container: signature and contents not checked)' : ''}`);
 }
 
 export async function runVerify(file: string, opts: VerifyCliOptions, io: Io): Promise<number> {

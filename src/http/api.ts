@@ -2,13 +2,17 @@
  * Routes of `okit serve`. The token decides the tenant; scopes: read < worker < admin.
  * Malformed ids are 400 (INVALID_INPUT); a missing or foreign job is 404 (JOB_NOT_FOUND).
  */
-import { OkitError } from '../errors.js';
+import { isOkitError, OkitError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Snapshot } from '../ledger/types.js';
 import * as v from '../ledger/validate.js';
 import { etagOf } from '../signals/projection.js';
 import { firstSignal, signalBody, stream, type SignalDeps } from '../signals/handlers.js';
+import type { OkitMetrics } from '../metrics/metrics.js';
+import { clientBatch, MAX_TELEMETRY_BODY_BYTES } from '../telemetry/events.js';
+import { surfaceOf, type ServerTelemetry } from '../telemetry/server.js';
 import { readJson } from './body.js';
+import { toOkitError } from './errors.js';
 import { Router, type Ctx } from './router.js';
 import { sendJson } from './send.js';
 import type { Scope, TokenAuth } from './tokens.js';
@@ -25,6 +29,9 @@ export interface ApiDeps {
   /** Aborted when the client goes away or the server shuts down. */
   signalFor(ctx: Ctx): AbortSignal;
   maxBodyBytes: number;
+  metrics: OkitMetrics;
+  /** Absent when the server runs with telemetry off: no TTFS recording, no telemetry route. */
+  telemetry?: ServerTelemetry;
 }
 
 const opt = <T>(v: T | undefined | null): T | undefined => (v === null ? undefined : v);
@@ -36,19 +43,34 @@ function signalReply(ctx: Ctx, s: Snapshot): void {
   ctx.res.end(text);
 }
 
+/** The Prometheus exposition (text format 0.0.4), never cached by anyone in between. */
+export async function sendMetrics(ctx: Ctx, metrics: OkitMetrics): Promise<void> {
+  const text = await metrics.exposition();
+  ctx.res.writeHead(200, { 'Content-Type': metrics.contentType, 'Content-Length': String(Buffer.byteLength(text)), 'Cache-Control': 'no-store' });
+  ctx.res.end(text); // node:http sends no body for HEAD
+}
+
 export function buildRouter(d: ApiDeps): Router {
   const r = new Router();
-  // Signal reads may be answered from the cache or a last-known ETag; every other route
-  // needs the database and is 503 at once while it is known not to answer.
-  const authedSignal = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) => async (ctx: Ctx) => {
+  // Routes that need the database are 503 at once while it is known not to answer; signal
+  // reads (signalRoute) may still be answered from the cache or a last-known ETag.
+  const authed = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) => async (ctx: Ctx) => {
     const p = await d.auth.authenticate(ctx.req.headers.authorization, need);
+    if (!d.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is not answering; retry shortly');
     await fn(ctx, p.tenant, `token:${p.tokenId}`);
   };
-  const authed = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) =>
-    authedSignal(need, async (ctx, tenant, actor) => {
-      if (!d.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is not answering; retry shortly');
-      await fn(ctx, tenant, actor);
-    });
+  // A first-signal request answered with an error is a first signal the user did not get.
+  const signalRoute = (fn: (ctx: Ctx, tenant: string) => Promise<void>) => async (ctx: Ctx) => {
+    ctx.t0 = performance.now();
+    let tenant: string | null = null;
+    try {
+      tenant = (await d.auth.authenticate(ctx.req.headers.authorization, 'read')).tenant;
+      await fn(ctx, tenant);
+    } catch (e) {
+      d.telemetry?.answerError(surfaceOf(ctx.req), tenant, toOkitError(e).code);
+      throw e;
+    }
+  };
   const body = (ctx: Ctx) => readJson(ctx.req, d.maxBodyBytes);
   const id = (ctx: Ctx) => v.uuid(ctx.params.id, 'job_id');
   // The lease holder's calls present the claim's lease_token: a stale process that shares
@@ -61,8 +83,28 @@ export function buildRouter(d: ApiDeps): Router {
     sendJson(ctx.res, s.ready ? 200 : 503, s, { 'Cache-Control': 'no-store' });
   });
 
-  r.add('GET', `${API}/jobs/:id/first-signal`, authedSignal('read', (ctx, t) => firstSignal(ctx, t, d.signals, d.signalFor(ctx))));
-  r.add('GET', `${API}/stream/jobs/:id/first-signal`, authedSignal('read', (ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
+  r.add('GET', `${API}/jobs/:id/first-signal`, signalRoute((ctx, t) => firstSignal(ctx, t, d.signals, d.signalFor(ctx))));
+  r.add('GET', `${API}/stream/jobs/:id/first-signal`, signalRoute((ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
+
+  // Surfaces report their time to first signal here (read scope, batched, bounded).
+  const telemetry = d.telemetry;
+  if (telemetry)
+    r.add(
+      'POST',
+      `${API}/telemetry/ttfs`,
+      authed('read', async (ctx, t) => {
+        const events = clientBatch(await readJson(ctx.req, Math.min(d.maxBodyBytes, MAX_TELEMETRY_BODY_BYTES)));
+        sendJson(ctx.res, 202, await telemetry.report(t, events));
+      }),
+    );
+
+  // Only a metrics token scrapes: a tenant's token is no credential here (401, not 403).
+  r.add('GET', '/metrics', async (ctx) => {
+    await d.auth.authenticate(ctx.req.headers.authorization, 'metrics').catch((e) => {
+      throw isOkitError(e) && e.code === 'FORBIDDEN' ? new OkitError('UNAUTHORIZED', '/metrics needs a metrics-scope token (okit tokens create --scope metrics)') : e;
+    });
+    await sendMetrics(ctx, d.metrics);
+  });
 
   r.add('GET', `${API}/jobs/:id`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { job: await d.ledger.getJob(t, id(ctx)) })));
   r.add('GET', `${API}/jobs/:id/history`, authed('read', async (ctx, t) => sendJson(ctx.res, 200, { history: await d.ledger.history(t, id(ctx)) })));

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { OkitError } from '../errors.js';
 import { MAX_JSON_DEPTH } from '../ledger/validate.js';
 import { formatPath, parseStrictJson, StrictJsonError } from '../util/strict-json.js';
+import { inexactNumber } from '../util/canonical.js';
 
 export const MAX_BODY_BYTES = 256 * 1024;
 
@@ -59,6 +60,9 @@ export function parseBody(bytes: Uint8Array): Record<string, unknown> {
     }
     throw new OkitError('INVALID_JSON', `body is not valid I-JSON: ${e.message}`, details);
   }
+  // A number that would be silently rounded is refused, not stored changed (number policy: docs/bundle-format.md §2).
+  const inexact = inexactNumber(text);
+  if (inexact) throw new OkitError('INVALID_INPUT', `body: ${inexact}`, { reason: 'inexact_number' });
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new OkitError('INVALID_JSON', 'body must be a JSON object');
   return value as Record<string, unknown>;
 }

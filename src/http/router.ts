@@ -7,6 +7,8 @@ export interface Ctx {
   res: ServerResponse;
   params: Record<string, string>;
   query: URLSearchParams;
+  /** When the request was routed (performance.now()): the start of the server's part of an answer. */
+  t0?: number;
 }
 
 export type Handler = (ctx: Ctx) => Promise<void>;

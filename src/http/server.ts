@@ -15,6 +15,11 @@ import type { SignalDeps } from '../signals/handlers.js';
 import { SignalListener } from '../signals/listener.js';
 import { SignalStore } from '../signals/store.js';
 import { Waiters } from '../signals/waiters.js';
+import { startMetricsListener, type MetricsListener } from '../metrics/listen.js';
+import { OkitMetrics, type MetricsOptions } from '../metrics/metrics.js';
+import { pruneTelemetry } from '../telemetry/prune.js';
+import { TelemetryQueue, type QueueOptions } from '../telemetry/queue.js';
+import { ServerTelemetry } from '../telemetry/server.js';
 import { buildRouter } from './api.js';
 import { MAX_BODY_BYTES } from './body.js';
 import { errorBody, isDbUnavailable } from './errors.js';
@@ -51,6 +56,16 @@ export interface ServerOptions {
   tokenLookupTimeoutMs?: number;
   /** Client-caused log lines (malformed requests, timeouts, refused connections) per 10 s. */
   clientLogPer10s?: number;
+  /** TTFS telemetry (recording answers, the telemetry route, the batch writer); default on. */
+  telemetry?: boolean;
+  telemetryQueue?: Omit<QueueOptions, 'log'>;
+  /** Delete telemetry older than this many seconds, at start and hourly (history is never pruned). */
+  telemetryRetentionSeconds?: number;
+  /** The metrics /metrics serves; made here (with metricsOptions) if not given. */
+  metrics?: OkitMetrics;
+  metricsOptions?: MetricsOptions;
+  /** A second, unauthenticated, loopback-only listener for GET /metrics. */
+  metricsListen?: { host: string; port: number };
 }
 
 export interface RunningServer {
@@ -63,6 +78,10 @@ export interface RunningServer {
   store: SignalStore;
   limits: ServerLimits;
   connections: ConnectionCounter;
+  metrics: OkitMetrics;
+  telemetry: ServerTelemetry | undefined;
+  /** `http://127.0.0.1:PORT/metrics` of the --metrics-listen listener, if any. */
+  metricsUrl: string | undefined;
   close(): Promise<void>;
 }
 
@@ -123,6 +142,16 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   health.start();
 
+  // Metrics and telemetry: recorded in memory on the hot path, written to Postgres in batches.
+  const metrics = o.metrics ?? new OkitMetrics({ clock: o.ledger.clock, ...o.metricsOptions });
+  const waiting = { long_poll: 0, sse: 0 };
+  const queue = o.telemetry === false ? undefined : new TelemetryQueue(o.pool, { ...o.telemetryQueue, log });
+  const telemetry = queue && new ServerTelemetry(metrics, queue, o.pool, o.ledger.clock);
+  metrics.bind({ pool: o.pool, listener, waiting, queue });
+  o.ledger.commitObservers.add(metrics.onCommit); // job outcomes and ledger transactions of this process
+  await metrics.loadTargets(o.pool).catch(() => undefined);
+  queue?.start();
+
   const signals: SignalDeps = {
     store,
     waiters,
@@ -131,6 +160,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     keepAliveMs: o.keepAliveMs ?? 15_000,
     fallbackPollMs: o.fallbackPollMs ?? 1000,
     sseRetryMs: o.sseRetryMs ?? 2000,
+    telemetry,
+    waiting,
   };
   const requestSignals = new WeakMap<http.ServerResponse, AbortSignal>();
   const router = buildRouter({
@@ -146,6 +177,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     }),
     signalFor: (ctx: Ctx) => requestSignals.get(ctx.res) ?? shutdown.signal,
     maxBodyBytes: o.maxBodyBytes ?? MAX_BODY_BYTES,
+    metrics,
+    telemetry,
   });
 
   // Each request's AbortController, aborted when its client goes away, and by close() for all
@@ -249,10 +282,38 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     // LISTEN connection the process would never exit.
     await listener.close();
     await health.close();
+    await queue?.close(0);
+    o.ledger.commitObservers.delete(metrics.onCommit);
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
     throw new OkitError('LISTEN_FAILED', `cannot listen on ${o.host ?? '127.0.0.1'}:${o.port ?? 8080}: ${code}`);
   }
   const addr = server.address() as AddressInfo;
+  let metricsListener: MetricsListener | undefined;
+  if (o.metricsListen) {
+    try {
+      metricsListener = await startMetricsListener(metrics, o.metricsListen);
+    } catch (e) {
+      await new Promise<void>((r) => server.close(() => r()));
+      await listener.close();
+      await health.close();
+      await queue?.close(0);
+      o.ledger.commitObservers.delete(metrics.onCommit);
+      throw e;
+    }
+  }
+
+  // Telemetry retention: at start, then hourly. Only okit.ttfs_events; never the ledger.
+  let pruning: Promise<unknown> = Promise.resolve();
+  const retention = o.telemetryRetentionSeconds;
+  const prune = () => {
+    if (retention === undefined) return;
+    pruning = pruneTelemetry(o.pool, o.ledger.clock.now() - BigInt(retention) * 1_000_000n)
+      .then((n) => n > 0 && log(`pruned ${n} telemetry event(s) older than ${retention} s`))
+      .catch((e) => isDbUnavailable(e) || log(`telemetry prune failed: ${(e as Error).message}`));
+  };
+  prune();
+  const pruner = retention === undefined ? undefined : setInterval(prune, 3_600_000);
+  pruner?.unref();
 
   // Leases of vanished workers go back to the queue (or dead-letter) without a worker's help.
   let sweeping = false;
@@ -280,10 +341,29 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       await closed;
       clearInterval(sweeper);
       while (sweeping) await new Promise((r) => setTimeout(r, 10));
+      if (pruner) clearInterval(pruner);
+      await pruning;
+      await metricsListener?.close();
+      await queue?.close();
+      o.ledger.commitObservers.delete(metrics.onCommit);
       await listener.close();
       await health.close();
       clientLog.flush();
     })());
 
-  return { port: addr.port, host: addr.address, baseUrl: `http://${addr.address}:${addr.port}`, listener, health, waiters, store, limits, connections, close };
+  return {
+    port: addr.port,
+    host: addr.address,
+    baseUrl: `http://${addr.address}:${addr.port}`,
+    listener,
+    health,
+    waiters,
+    store,
+    limits,
+    connections,
+    metrics,
+    telemetry,
+    metricsUrl: metricsListener?.url,
+    close,
+  };
 }

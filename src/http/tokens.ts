@@ -1,7 +1,9 @@
 /**
  * Bearer tokens: `okit_<43 base64url chars>` (32 random bytes). Only the sha256 is stored.
  * Scopes nest: read (first signals, reading jobs) < worker (enqueue, claim, heartbeat,
- * progress, complete, fail) < admin (also cancel any job of the tenant).
+ * progress, complete, fail) < admin (also cancel any job of the tenant). `metrics` stands
+ * apart: it scrapes /metrics (every tenant's figures) and nothing else, and no tenant scope
+ * includes it.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { OkitError } from '../errors.js';
@@ -12,9 +14,9 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { constantTimeEqual, sha256Hex } from '../util/hash.js';
 import { formatMicros } from '../util/time.js';
 
-export const SCOPES = ['read', 'worker', 'admin'] as const;
+export const SCOPES = ['read', 'worker', 'admin', 'metrics'] as const;
 export type Scope = (typeof SCOPES)[number];
-const RANK: Record<Scope, number> = { read: 0, worker: 1, admin: 2 };
+const RANK: Record<Scope, number> = { read: 0, worker: 1, admin: 2, metrics: -1 };
 const TOKEN_RE = /^okit_[A-Za-z0-9_-]{43}$/;
 
 export interface Principal {
@@ -24,6 +26,7 @@ export interface Principal {
 }
 
 export function allows(have: Scope, need: Scope): boolean {
+  if (have === 'metrics' || need === 'metrics') return have === need;
   return RANK[have] >= RANK[need];
 }
 

@@ -33,7 +33,21 @@ export interface LedgerOptions {
   queuePositionCap?: number;
   /** Bucket used when a throttle is reported for a host that has none configured. */
   defaultBucket?: { capacity: number; refillPerSec: number };
+  /** Called once per committed transaction (metrics); its errors are ignored. More via `commitObservers`. */
+  onCommit?: CommitObserver;
 }
+
+/** One committed ledger transaction, for observers (metrics): never part of what is stored. */
+export interface CommitInfo {
+  tenant: string;
+  /** Operations committed together (1 until transactions are grouped). */
+  batchSize: number;
+  /** BEGIN to COMMIT acknowledged. */
+  ms: number;
+  transitions: ReadonlyArray<{ jobId: string; type: string; createdAt: string; event: JobEvent; to: JobState; at: string; data: { [k: string]: Json } }>;
+  throttles: ReadonlyArray<{ host: string; event: string }>;
+}
+export type CommitObserver = (info: CommitInfo) => void;
 
 export interface EnqueueInput {
   type: string;
@@ -93,6 +107,8 @@ interface Tx {
   c: PoolClient;
   tenant: string;
   changed: Set<string>;
+  transitions: Array<CommitInfo['transitions'][number]>;
+  throttles: Array<CommitInfo['throttles'][number]>;
 }
 
 const MAX_NOTIFY_BYTES = 7000;
@@ -101,7 +117,9 @@ export class Ledger {
   readonly pool: Pool;
   readonly clock: Clock;
   private readonly ids: () => string;
-  readonly opts: Required<Omit<LedgerOptions, 'clock' | 'ids'>>;
+  readonly opts: Required<Omit<LedgerOptions, 'clock' | 'ids' | 'onCommit'>>;
+  /** Told of every committed transaction; a server adds its metrics here. */
+  readonly commitObservers = new Set<CommitObserver>();
 
   constructor(pool: Pool, opts: LedgerOptions = {}) {
     this.pool = pool;
@@ -115,6 +133,7 @@ export class Ledger {
       defaultBucket: opts.defaultBucket ?? { capacity: 10, refillPerSec: 5 },
       queuePositionCap: opts.queuePositionCap ?? 1000,
     };
+    if (opts.onCommit) this.commitObservers.add(opts.onCommit);
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -126,9 +145,10 @@ export class Ledger {
    */
   private async tx<T>(tenant: string, fn: (t: Tx) => Promise<T>): Promise<T> {
     let t: Tx | undefined;
-    return withTx(
+    const t0 = performance.now();
+    const out = await withTx(
       this.pool,
-      (c) => fn((t = { c, tenant, changed: new Set() })),
+      (c) => fn((t = { c, tenant, changed: new Set(), transitions: [], throttles: [] })),
       (c) => {
         if (!t || t.changed.size === 0) return undefined;
         let payload = `${tenant} ${[...t.changed].join(' ')}`;
@@ -137,6 +157,17 @@ export class Ledger {
         return `SELECT pg_notify('${NOTIFY_CHANNEL}', ${c.escapeLiteral(payload)})`;
       },
     );
+    if (this.commitObservers.size > 0 && t) {
+      const info: CommitInfo = { tenant, batchSize: 1, ms: performance.now() - t0, transitions: t.transitions, throttles: t.throttles };
+      for (const o of this.commitObservers) {
+        try {
+          o(info);
+        } catch {
+          // An observer never fails a committed transaction.
+        }
+      }
+    }
+    return out;
   }
 
   /** Takes the tenant's next ledger position. Holds the head row lock to commit: positions are in commit order. */
@@ -184,6 +215,7 @@ export class Ledger {
     // History row, job row and snapshot in one statement: one round trip while the head is locked.
     await t.c.query(`${WITH_ROW_AND_SNAPSHOT} UPDATE okit.jobs SET ${keys.map((k, i) => `${k} = $${i + 27}`).join(', ')} WHERE id = $3`, params);
     t.changed.add(job.id);
+    t.transitions.push({ jobId: job.id, type: job.type, createdAt: job.created_at, event, to, at: row.at, data: row.data });
     return { row, snapshot };
   }
 
@@ -248,6 +280,7 @@ export class Ledger {
        INSERT INTO okit.throttle_events (tenant, pos, host, at, event, data) VALUES ($1, (SELECT pos FROM p), $2, $3, $4, $5)`,
       [t.tenant, host, formatMicros(now), event, canonicalize(data)],
     );
+    t.throttles.push({ host, event });
   }
 
   private async lockBucket(t: Tx, host: string): Promise<Bucket | null> {
@@ -385,6 +418,7 @@ export class Ledger {
           [...historyParams(row), ...snapshotParams(project([row])), runId, sourceId, type, canonical, payloadSha, key, priority, maxAttempts, nb],
         );
         t.changed.add(id);
+        t.transitions.push({ jobId: id, type, createdAt: row.at, event: 'enqueued', to: 'queued', at: row.at, data: row.data });
         return toJob(rows[0]);
       });
       return { job, created: true };

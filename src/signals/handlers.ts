@@ -7,6 +7,7 @@ import type { ServerResponse } from 'node:http';
 import { OkitError } from '../errors.js';
 import * as v from '../ledger/validate.js';
 import type { Ctx } from '../http/router.js';
+import { serverTiming, surfaceOf, type ServerTelemetry } from '../telemetry/server.js';
 import { canonicalize } from '../util/canonical.js';
 import type { Snapshot } from '../ledger/types.js';
 import { signalOf } from './projection.js';
@@ -29,6 +30,10 @@ export interface SignalDeps {
   readGraceMs?: number;
   /** How old a last-known ETag may be to answer a long-poll 304 while the database does not answer. */
   lastKnownMaxAgeMs?: number;
+  /** TTFS telemetry and metrics; absent when the server runs with telemetry off. */
+  telemetry?: ServerTelemetry;
+  /** Pending long-polls and open SSE streams, for okit_waiters. */
+  waiting: { long_poll: number; sse: number };
 }
 
 /** `If-None-Match` may list several tags, or `*`; weak tags compare by their opaque part. */
@@ -88,14 +93,16 @@ export function signalText(c: Current): string {
   return t;
 }
 
-function send(res: ServerResponse, c: Current, notModified: boolean, shuttingDown: boolean): void {
+function send(res: ServerResponse, c: Current, notModified: boolean, shuttingDown: boolean, timing: string | null): void {
+  const headers = signalHeaders(c, shuttingDown);
+  if (timing) headers['Server-Timing'] = timing;
   if (notModified) {
-    res.writeHead(304, signalHeaders(c, shuttingDown));
+    res.writeHead(304, headers);
     res.end();
     return;
   }
   const text = signalText(c);
-  res.writeHead(200, { ...signalHeaders(c, shuttingDown), 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) });
+  res.writeHead(200, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)) });
   res.end(text);
 }
 
@@ -129,14 +136,18 @@ export async function firstSignal(ctx: Ctx, tenant: string, deps: SignalDeps, si
   const jobId = v.uuid(ctx.params.id, 'job_id');
   const waitS = parseWait(ctx.query);
   const inm = ctx.req.headers['if-none-match'];
+  const t0 = ctx.t0 ?? performance.now();
+  const tel = deps.telemetry;
+  const surface = tel ? surfaceOf(ctx.req) : 'api';
+  const info = { hit: false };
   // Consul-style jitter (≤ wait/16) so that many clients do not re-poll in lockstep.
   const deadline = performance.now() + waitS * 1000 * (1 + Math.random() / 16);
   const grace = deps.readGraceMs ?? 250;
-  for (;;) {
+  for (let reads = 1; ; reads++) {
     const armed = waitS > 0 ? deps.waiters.arm(tenant, jobId) : null;
     let cur: Current | undefined;
     try {
-      const read = deps.store.read(tenant, jobId);
+      const read = deps.store.read(tenant, jobId, info);
       cur = armed ? await within(read, deadline + grace - performance.now()) : await read;
     } catch (e) {
       if (!armed || !isDbUnavailable(e)) {
@@ -152,18 +163,30 @@ export async function firstSignal(ctx: Ctx, tenant: string, deps: SignalDeps, si
         if (ctx.res.destroyed) return;
         return answerStale(ctx, tenant, jobId, inm, deps);
       }
-      await armed!.wait(Math.min(remaining, deps.fallbackPollMs), signal);
+      deps.waiting.long_poll++;
+      try {
+        await armed!.wait(Math.min(remaining, deps.fallbackPollMs), signal);
+      } finally {
+        deps.waiting.long_poll--;
+      }
       continue;
     }
     const same = matchesEtag(inm, cur.etag);
     if (!same || !armed || remaining <= 0 || signal.aborted) {
       armed?.cancel();
       if (ctx.res.destroyed) return;
-      send(ctx.res, cur, same, deps.shutdown.aborted);
+      const ms = performance.now() - t0;
+      send(ctx.res, cur, same, deps.shutdown.aborted, tel && surface !== 'api' && reads === 1 ? serverTiming(ms, info.hit) : null);
+      tel?.answer(tenant, surface, cur, info.hit, ms, !same, reads === 1, inm === undefined);
       return;
     }
     const bound = deps.listenerReady() ? remaining : Math.min(remaining, deps.fallbackPollMs);
-    await armed.wait(bound, signal);
+    deps.waiting.long_poll++;
+    try {
+      await armed.wait(bound, signal);
+    } finally {
+      deps.waiting.long_poll--;
+    }
     if (ctx.res.destroyed) return;
   }
 }
@@ -178,10 +201,15 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
   const jobId = v.uuid(ctx.params.id, 'job_id');
   const lastHeader = ctx.req.headers['last-event-id'];
   let sent: string | null = (Array.isArray(lastHeader) ? lastHeader[0] : lastHeader) ?? ctx.query.get('last_event_id');
+  const t0 = ctx.t0 ?? performance.now();
+  const tel = deps.telemetry;
+  const surface = tel ? surfaceOf(ctx.req) : 'api';
+  const resumed = sent !== null;
+  const info = { hit: false };
   let armed = deps.waiters.arm(tenant, jobId);
   let cur: Current;
   try {
-    cur = await deps.store.read(tenant, jobId); // errors here are still plain JSON 4xx/503
+    cur = await deps.store.read(tenant, jobId, info); // errors here are still plain JSON 4xx/503
   } catch (e) {
     armed.cancel();
     throw e;
@@ -208,29 +236,36 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
     lastWrite = performance.now();
   };
   write(`retry: ${deps.sseRetryMs}\n\n`);
+  deps.waiting.sse++;
+  let events = 0;
+  let initial = true; // cur is still the stream's first read
   try {
     for (;;) {
       if (cur.etag !== sent) {
         const done = isTerminal(cur);
         write(`id: ${cur.etag}\nevent: ${done ? 'done' : 'signal'}\ndata: ${signalText(cur)}\n\n`);
         sent = cur.etag;
+        events++;
+        tel?.answer(tenant, surface, cur, info.hit, performance.now() - t0, true, initial, !resumed && initial);
         if (done) return;
       }
       if (signal.aborted || res.destroyed) return;
       const sinceWrite = performance.now() - lastWrite;
       const bound = Math.min(Math.max(0, deps.keepAliveMs - sinceWrite), deps.listenerReady() ? 5000 : deps.fallbackPollMs);
       await armed.wait(bound, signal);
+      initial = false;
       if (signal.aborted || res.destroyed) return;
       if (performance.now() - lastWrite >= deps.keepAliveMs) write(': keep-alive\n\n');
       armed = deps.waiters.arm(tenant, jobId);
       try {
         // Bounded, so that keep-alives stay on time while the database is stuck.
-        cur = (await within(deps.store.read(tenant, jobId), deps.keepAliveMs)) ?? cur;
+        cur = (await within(deps.store.read(tenant, jobId, info), deps.keepAliveMs)) ?? cur;
       } catch {
         // Database away: keep the stream, try again after the next bounded wait.
       }
     }
   } finally {
+    deps.waiting.sse--;
     armed.cancel();
     res.end();
   }

@@ -227,31 +227,52 @@ function step(f: Fold, r: HistoryRow): void {
   }
 }
 
-/** Folds a job's whole history (sorted by n) into its snapshot. */
-export function project(rows: readonly HistoryRow[]): Snapshot {
-  if (rows.length === 0) throw new RangeError('cannot project an empty history');
-  const f: Fold = {
-    kind: 'unavailable',
-    phase: 'unknown',
-    summary: 'No signal yet',
-    runId: null,
-    type: 'unknown',
-    attempt: 0,
-    maxAttempts: 1,
-    queuePosition: null,
-    worker: null,
-    itemsTotal: null,
-    itemsDone: null,
-    samples: [],
-    firstClaimAt: null,
-    lastKnownOutcome: null,
-    nextActions: null,
-    extra: {},
-    source: 'snapshot',
+/** A job's projection in progress: fold the rows one at a time (sorted by n), then finish. */
+export interface Projection {
+  fold: Fold;
+  first: HistoryRow | null;
+  last: HistoryRow | null;
+}
+
+export function startProjection(): Projection {
+  return {
+    fold: {
+      kind: 'unavailable',
+      phase: 'unknown',
+      summary: 'No signal yet',
+      runId: null,
+      type: 'unknown',
+      attempt: 0,
+      maxAttempts: 1,
+      queuePosition: null,
+      worker: null,
+      itemsTotal: null,
+      itemsDone: null,
+      samples: [],
+      firstClaimAt: null,
+      lastKnownOutcome: null,
+      nextActions: null,
+      extra: {},
+      source: 'snapshot',
+    },
+    first: null,
+    last: null,
   };
-  for (const r of rows) step(f, r);
-  const first = rows[0]!;
-  const last = rows[rows.length - 1]!;
+}
+
+export function projectStep(p: Projection, r: HistoryRow): void {
+  step(p.fold, r);
+  // Only what finishProjection reads is kept of the first and last rows, not their data.
+  const keep = { tenant: r.tenant, job_id: r.job_id, n: r.n, at: r.at, to_state: r.to_state, hash: r.hash } as HistoryRow;
+  if (!p.first) p.first = keep;
+  p.last = keep;
+}
+
+export function finishProjection(p: Projection): Snapshot {
+  const f = p.fold;
+  const first = p.first;
+  const last = p.last;
+  if (!first || !last) throw new RangeError('cannot project an empty history');
   const diagnostics: Obj = {
     job_type: f.type,
     state: last.to_state,
@@ -284,6 +305,14 @@ export function project(rows: readonly HistoryRow[]): Snapshot {
     created_at: first.at,
     updated_at: last.at,
   };
+}
+
+/** Folds a job's whole history (sorted by n) into its snapshot. */
+export function project(rows: readonly HistoryRow[]): Snapshot {
+  if (rows.length === 0) throw new RangeError('cannot project an empty history');
+  const p = startProjection();
+  for (const r of rows) projectStep(p, r);
+  return finishProjection(p);
 }
 
 /** The client-facing body of a snapshot. */

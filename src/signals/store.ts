@@ -76,8 +76,10 @@ export class SignalStore {
     if (this.last.size > SignalStore.LAST_KNOWN) this.last.delete(this.last.keys().next().value!);
   }
 
-  async read(tenant: string, jobId: string): Promise<Current> {
+  /** The job's current signal; `info.hit` tells whether the in-process cache answered. */
+  async read(tenant: string, jobId: string, info?: { hit: boolean }): Promise<Current> {
     const hit = this.cache.get(tenant, jobId);
+    if (info) info.hit = hit !== undefined;
     if (hit) return hit;
     if (!this.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is unavailable; retry shortly');
     const ticket = this.cache.ticket(tenant, jobId);

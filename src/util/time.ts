@@ -53,9 +53,24 @@ export function normalizeTimestamp(text: string): string {
   return formatMicros(parseMicros(text));
 }
 
-/** Exactly the form okit writes: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (what bundles must carry). */
+const CANONICAL_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z$/;
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Exactly the form okit writes: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (what bundles must carry), a real
+ * date (proleptic Gregorian, as formatMicros renders it). One regex and a calendar check: the
+ * verifier calls this for every timestamp of every line.
+ */
 export function isCanonicalTimestamp(text: unknown): text is string {
-  return isTimestamp(text) && normalizeTimestamp(text) === text;
+  if (typeof text !== 'string') return false;
+  const m = CANONICAL_RE.exec(text);
+  if (!m) return false;
+  const y = +m[1]!;
+  const mo = +m[2]!;
+  const d = +m[3]!;
+  if (mo < 1 || mo > 12 || d < 1 || +m[4]! > 23 || +m[5]! > 59 || +m[6]! > 59) return false;
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  return d <= (mo === 2 && leap ? 29 : DAYS[mo - 1]!);
 }
 
 export function isTimestamp(text: unknown): text is string {

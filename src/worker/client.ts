@@ -13,6 +13,8 @@ export interface ClientOptions {
   /** Per-request timeout beyond any long-poll wait, ms. */
   timeoutMs?: number;
   fetch?: typeof fetch;
+  /** The surface this client is (ui, cli, ci): sent as X-Okit-Surface with first-signal reads, so the server records its part. */
+  surface?: string;
 }
 
 export interface EnqueueRequest {
@@ -46,9 +48,38 @@ export interface SignalReply {
   signal: Signal;
 }
 
+/** The server's part of an answer, from its Server-Timing header (sent to clients that declare a surface). */
+export interface ServerPart {
+  serverMs: number | null;
+  cacheHit: boolean | null;
+}
+
 export type FirstSignal =
-  | { status: 200; etag: string; source: string; signal: Signal }
-  | { status: 304; etag: string; source: string };
+  | ({ status: 200; etag: string; source: string; signal: Signal } & ServerPart)
+  | ({ status: 304; etag: string; source: string } & ServerPart);
+
+/** A TTFS report as the telemetry endpoint takes it (snake_case, as stored). */
+export interface TtfsReport {
+  surface: string;
+  event_type: 'signal.rendered' | 'signal.timeout' | 'signal.error';
+  ttfs_ms: number;
+  job_id: string;
+  run_id?: string;
+  server_ms?: number;
+  cache_hit?: boolean;
+  signal_source?: string;
+  kind?: string;
+  phase?: string;
+  error_code?: string;
+}
+
+/** `okit;dur=0.412;desc="cache hit"` → { serverMs: 0.412, cacheHit: true }. */
+export function parseServerTiming(h: string | null): ServerPart {
+  const m = h ? /(?:^|,)\s*okit;dur=([0-9.]+)(?:;desc="cache (hit|miss)")?/.exec(h) : null;
+  if (!m) return { serverMs: null, cacheHit: null };
+  const ms = Number(m[1]);
+  return { serverMs: Number.isFinite(ms) ? ms : null, cacheHit: m[2] === undefined ? null : m[2] === 'hit' };
+}
 
 /** Errors worth retrying after a pause: the server or its database is away for now. */
 export function isRetryable(e: unknown): boolean {
@@ -60,6 +91,7 @@ export class OkitClient {
   private readonly token: string;
   private readonly timeoutMs: number;
   private readonly f: typeof fetch;
+  private readonly surface: string | undefined;
 
   constructor(o: ClientOptions) {
     // A malformed URL is never "unreachable for now": refuse it here rather than retry forever.
@@ -74,15 +106,16 @@ export class OkitClient {
     this.token = o.token;
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.f = o.fetch ?? fetch;
+    this.surface = o.surface;
   }
 
   /** One request; the body is read here so the timeout covers it and listeners are cleaned up. */
   private async request(
     method: string,
     path: string,
-    opts: { body?: unknown; headers?: Record<string, string>; waitMs?: number; signal?: AbortSignal } = {},
+    opts: { body?: unknown; headers?: Record<string, string>; waitMs?: number; signal?: AbortSignal; timeoutMs?: number } = {},
   ): Promise<{ status: number; headers: Headers; body: unknown }> {
-    const limit = this.timeoutMs + (opts.waitMs ?? 0);
+    const limit = (opts.timeoutMs ?? this.timeoutMs) + (opts.waitMs ?? 0);
     const ac = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => ((timedOut = true), ac.abort()), limit);
@@ -205,14 +238,22 @@ export class OkitClient {
   /** The job's first signal; with `etag` and `wait` (seconds) a long-poll that may end in 304. */
   async firstSignal(jobId: string, opts: { etag?: string; wait?: number; signal?: AbortSignal } = {}): Promise<FirstSignal> {
     const q = opts.wait ? `?wait=${opts.wait}` : '';
+    const headers: Record<string, string> = opts.etag ? { 'If-None-Match': opts.etag } : {};
+    if (this.surface) headers['X-Okit-Surface'] = this.surface;
     const res = await this.request('GET', `${API}/jobs/${encodeURIComponent(jobId)}/first-signal${q}`, {
-      headers: opts.etag ? { 'If-None-Match': opts.etag } : {},
+      headers,
       waitMs: (opts.wait ?? 0) * 1000,
       signal: opts.signal,
     });
     const etag = res.headers.get('etag') ?? '';
     const source = res.headers.get('x-signal-source') ?? '';
-    if (res.status === 304) return { status: 304, etag, source };
-    return { status: 200, etag, source, signal: res.body as Signal };
+    const part = parseServerTiming(res.headers.get('server-timing'));
+    if (res.status === 304) return { status: 304, etag, source, ...part };
+    return { status: 200, etag, source, signal: res.body as Signal, ...part };
+  }
+
+  /** Reports time-to-first-signal events (at most 100 per call); answers how many the server queued. */
+  async reportTtfs(events: TtfsReport[], opts: { timeoutMs?: number } = {}): Promise<{ accepted: number; dropped: number }> {
+    return (await this.request('POST', `${API}/telemetry/ttfs`, { body: { events }, timeoutMs: opts.timeoutMs })).body as { accepted: number; dropped: number };
   }
 }

@@ -7,15 +7,15 @@
 import type { Signal } from '../ledger/types.js';
 import { signalLine, TERMINAL_KINDS } from '../signals/projection.js';
 import { terminalLine } from '../util/terminal.js';
-import { isRetryable, type OkitClient } from './client.js';
+import { isRetryable, type FirstSignal, type OkitClient } from './client.js';
 
 export interface FollowOptions {
   watch: boolean;
   waitSeconds?: number;
   out: (line: string) => void;
   err?: (line: string) => void;
-  /** Called for every new signal (tests and the demo record them). */
-  onSignal?: (s: Signal, etag: string) => void;
+  /** Called for every new signal, right after its line is printed (the TTFS reporter, tests, the demo). */
+  onSignal?: (s: Signal, etag: string, reply: Extract<FirstSignal, { status: 200 }>) => void;
   signal?: AbortSignal;
   retryMinMs?: number;
   retryMaxMs?: number;
@@ -67,7 +67,7 @@ export async function followJob(client: OkitClient, jobId: string, o: FollowOpti
         ttfsMs ??= performance.now() - t0;
         // A worker wrote the summary: one line, no terminal control, whatever it holds.
         o.out(terminalLine(signalLine(r.signal)));
-        o.onSignal?.(r.signal, r.etag);
+        o.onSignal?.(r.signal, r.etag, r);
       }
     } catch (e) {
       if (o.signal?.aborted) break;

@@ -1,6 +1,7 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 import { parsePublicKey, publicPem, signingKeyFromSeed } from '../../src/bundle/keys.js';
 
 /** The golden sample's insecure test key: seed = 32 bytes 0x01..0x20. */
@@ -11,6 +12,14 @@ export const testPub = [{ key: parsePublicKey(publicPem(testKey.publicKey)), lab
 export const otherKey = signingKeyFromSeed(Buffer.alloc(32, 7));
 export const otherPub = [{ key: parsePublicKey(publicPem(otherKey.publicKey)), label: 'other.pub' }];
 
+// Every directory tmp() makes is removed when the test file ends.
+const made: string[] = [];
+afterAll(() => {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
 export function tmp(prefix = 'okit-bundle-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  made.push(d);
+  return d;
 }

@@ -4,11 +4,11 @@
  * wrong, and a reader that closes our stdout early (`okit ... | head`).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, afterAll } from 'vitest';
 import { OKIT, ROOT, okit } from '../helpers/cli.js';
 import { freshDb } from '../helpers/db.js';
 
@@ -27,6 +27,7 @@ describe('bad input on the command line', () => {
   const dir = mkdtempSync(join(tmpdir(), 'okit-bad-'));
   const file = join(dir, 'a-file');
   writeFileSync(file, '');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('an output directory that is a file is IO_ERROR (keys generate, replay --out)', async () => {
     expectTyped(await okit(['keys', 'generate', '--out', join(file, 'sub')]), 'IO_ERROR');

@@ -4,6 +4,9 @@
  * which takes milliseconds.
  */
 import type { TestProject } from 'vitest/node';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { EmbeddedPostgres, tempHome } from '../../src/db/embedded.js';
 import { migrate } from '../../src/db/migrate.js';
@@ -18,6 +21,12 @@ declare module 'vitest' {
 const TEMPLATE = 'okit_test_template';
 
 export default async function setup(project: TestProject) {
+  // The run's own temporary directory: every test and every okit process it starts makes its
+  // temporary files under it (TMPDIR is inherited), and the run fails if any is left behind.
+  const runTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'okit-testrun-'));
+  fs.chmodSync(runTmp, 0o755); // the embedded Postgres runs as another user when we are root
+  const outerTmp = process.env.TMPDIR;
+  process.env.TMPDIR = runTmp;
   let embedded: EmbeddedPostgres | undefined;
   let adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) {
@@ -36,6 +45,15 @@ export default async function setup(project: TestProject) {
   project.provide('pgAdminUrl', adminUrl);
   project.provide('pgTemplate', TEMPLATE);
   return async () => {
-    if (embedded) await embedded.destroy();
+    if (embedded) {
+      await embedded.destroy();
+      // destroy() removes the cluster; the temporary home around it is the test run's.
+      fs.rmSync(embedded.home, { recursive: true, force: true });
+    }
+    const left = fs.readdirSync(runTmp);
+    fs.rmSync(runTmp, { recursive: true, force: true });
+    if (outerTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = outerTmp;
+    if (left.length) throw new Error(`the tests left ${left.length} temporary files or directories behind: ${left.slice(0, 20).join(', ')}`);
   };
 }

@@ -6,6 +6,7 @@
  * not a 401), /readyz 503 within a few seconds, the LISTEN probe noticing; and everything
  * back by itself after SIGCONT. Never a 500. The freeze is bounded and always undone.
  */
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedPostgres, tempHome } from '../../src/db/embedded.js';
 import { migrate } from '../../src/db/migrate.js';
@@ -38,6 +39,7 @@ describe('a frozen database (SIGSTOP of the test\'s own Postgres)', () => {
       .catch(async (e) => {
         await pool.end().catch(() => undefined);
         await pg.destroy();
+        fs.rmSync(pg.home, { recursive: true, force: true });
         throw e;
       });
     let pids: number[] = [];
@@ -159,6 +161,7 @@ describe('a frozen database (SIGSTOP of the test\'s own Postgres)', () => {
       await t.srv.close();
       await pool.end().catch(() => undefined);
       await pg.destroy();
+      fs.rmSync(pg.home, { recursive: true, force: true }); // destroy() removes the cluster; the home is ours
     }
   });
 });

@@ -62,7 +62,7 @@ describe('bad input: typed errors, never a crash, never half-written', () => {
   });
 
   it('payloads JSON cannot carry exactly, or too large', async () => {
-    await refused(() => ledger.enqueue(TEN, { type: 'scan', payload: { n: 2 ** 60 } }));
+    // Every finite double is exact JSON (number policy (a), docs/bundle-format.md §2): 2 ** 60 is accepted.
     await refused(() => ledger.enqueue(TEN, { type: 'scan', payload: { n: 10n } }));
     await refused(() => ledger.enqueue(TEN, { type: 'scan', payload: { n: NaN } }));
     await refused(() => ledger.enqueue(TEN, { type: 'scan', payload: { d: new Date(0) } }));

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 /**
  * The big one: a dedicated Postgres (never the shared test cluster) is stopped for 10 s and
  * restarted while 50 watchers follow jobs that keep changing. Every watcher must end on its
@@ -122,6 +123,7 @@ describe('Postgres restart under load', () => {
       await pool.end().catch(() => undefined);
       await drivePool.end().catch(() => undefined);
       await pg.destroy();
+      fs.rmSync(pg.home, { recursive: true, force: true });
     }
   });
 });
