@@ -35,7 +35,8 @@ async function openMany(port: number, n: number, bytes: string | null | ((i: num
       { length: n },
       (_, i) =>
         new Promise<void>((resolve) => {
-          const e = { s: net.connect({ port, host: '127.0.0.1', localAddress }), data: '', ended: false };
+          // allowHalfOpen: a plain net socket answers the server's FIN with its own; a hostile client holds its side open.
+          const e = { s: net.connect({ port, host: '127.0.0.1', localAddress, allowHalfOpen: true }), data: '', ended: false };
           socks.push(e);
           e.s.on('error', () => ((e.ended = true), resolve()));
           e.s.on('data', (d) => (e.data += d));
