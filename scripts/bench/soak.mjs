@@ -8,7 +8,7 @@
 //
 //   node scripts/bench/soak.mjs [--minutes 30] [--sample-s 10]
 //
-// Writes scripts/bench/results/soak.json; `node scripts/bench/plot-soak.mjs` draws docs/soak.svg.
+// Writes scripts/bench/results/soak.json; `node scripts/bench/plot-soak.mjs` draws scripts/bench/results/soak.svg.
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
