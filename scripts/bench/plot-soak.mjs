@@ -1,4 +1,4 @@
-// Draws docs/soak.svg from scripts/bench/results/soak.json: the server's RSS and heap, its
+// Draws scripts/bench/results/soak.svg from scripts/bench/results/soak.json: the server's RSS and heap, its
 // open fds and database connections, and its event-loop lag (p99 per sample) over the soak.
 // Plain SVG, no dependency. Usage: node scripts/bench/plot-soak.mjs [soak.json] [out.svg]
 import fs from 'node:fs';
@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ROOT, RESULTS } from './lib.mjs';
 
 const src = process.argv[2] ?? path.join(RESULTS, 'soak.json');
-const out = process.argv[3] ?? path.join(ROOT, 'docs/soak.svg');
+const out = process.argv[3] ?? path.join(RESULTS, 'soak.svg');
 if (!fs.existsSync(src)) {
   console.error(`no ${path.relative(ROOT, src)} yet: run scripts/bench/soak.mjs first`);
   process.exit(0);

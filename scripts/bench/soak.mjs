@@ -8,7 +8,7 @@
 //
 //   node scripts/bench/soak.mjs [--minutes 30] [--sample-s 10]
 //
-// Writes scripts/bench/results/soak.json; `node scripts/bench/plot-soak.mjs` draws docs/soak.svg.
+// Writes scripts/bench/results/soak.json; `node scripts/bench/plot-soak.mjs` draws scripts/bench/results/soak.svg.
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -281,6 +281,11 @@ const summary = {
   rss_mib_early_median: med(early.map((s) => s.rss_mib)),
   rss_mib_late_median: med(late.map((s) => s.rss_mib)),
   rss_mib_max: Math.max(...samples.map((s) => s.rss_mib)),
+  first_sample: { t_s: samples[0]?.t_s, rss_mib: samples[0]?.rss_mib, fds: samples[0]?.fds, pool_total: samples[0]?.pool_total, pg_connections: samples[0]?.pg_connections },
+  last_sample: { t_s: samples.at(-1)?.t_s, rss_mib: samples.at(-1)?.rss_mib, fds: samples.at(-1)?.fds, pool_total: samples.at(-1)?.pool_total, pg_connections: samples.at(-1)?.pg_connections },
+  load_1m_min: Math.min(...samples.map((s) => s.load_1m)),
+  load_1m_median: med(samples.map((s) => s.load_1m)),
+  load_1m_max: Math.max(...samples.map((s) => s.load_1m)),
   heap_mib_early_median: med(early.map((s) => s.heap_mib)),
   heap_mib_late_median: med(late.map((s) => s.heap_mib)),
   fds_min: Math.min(...samples.map((s) => s.fds)),
@@ -290,6 +295,7 @@ const summary = {
   pool_max: Math.max(...samples.map((s) => s.pool_total)),
   pool_waiting_max: Math.max(...samples.map((s) => s.pool_waiting)),
   pg_connections_max: Math.max(...samples.map((s) => s.pg_connections)),
+  loop_p50_ms_median: med(samples.map((s) => s.loop_p50_ms)),
   loop_p99_ms_median: med(samples.map((s) => s.loop_p99_ms)),
   loop_p99_ms_max: Math.max(...samples.map((s) => s.loop_p99_ms)),
   loop_max_ms_max: Math.max(...samples.map((s) => s.loop_max_ms)),

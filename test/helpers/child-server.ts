@@ -17,9 +17,16 @@ export interface ChildServer {
   stop(): Promise<void>;
 }
 
-export async function startChildServer(databaseUrl: string, options: Record<string, unknown> = {}): Promise<ChildServer> {
+export interface ChildProcessOptions {
+  /** The server's open-files limit (soft and hard), set by prlimit(1) before node starts, as `ulimit -n` would. */
+  nofile?: number;
+}
+
+export async function startChildServer(databaseUrl: string, options: Record<string, unknown> = {}, proc: ChildProcessOptions = {}): Promise<ChildServer> {
   const child = fork(path.join(ROOT, 'test/helpers/serve-child.mjs'), [], {
     env: { ...process.env, DATABASE_URL: databaseUrl, OKIT_TEST_SERVER: JSON.stringify(options) },
+    // prlimit sets the limit and execs node in the same process (same pid, the IPC fd kept).
+    ...(proc.nofile ? { execPath: 'prlimit', execArgv: [`--nofile=${proc.nofile}:${proc.nofile}`, process.execPath, ...process.execArgv] } : {}),
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   let stderr = '';

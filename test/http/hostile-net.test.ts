@@ -27,22 +27,24 @@ function expectJsonError(r: RawReply, status: number | number[], code?: string) 
   if (code) expect(r.json!.error!.code).toBe(code);
 }
 
-/** Opens n sockets from `localAddress`, writes `bytes` on each, and keeps them open. */
-async function openMany(port: number, n: number, bytes: string | null, localAddress = '127.0.0.1') {
+/** Opens n sockets from `localAddress`, writes `bytes` (or `bytes(i)`) on each, and keeps them open. */
+async function openMany(port: number, n: number, bytes: string | null | ((i: number) => string), localAddress = '127.0.0.1') {
   const socks: Array<{ s: net.Socket; data: string; ended: boolean }> = [];
   await Promise.all(
     Array.from(
       { length: n },
-      () =>
+      (_, i) =>
         new Promise<void>((resolve) => {
-          const e = { s: net.connect({ port, host: '127.0.0.1', localAddress }), data: '', ended: false };
+          // allowHalfOpen: a plain net socket answers the server's FIN with its own; a hostile client holds its side open.
+          const e = { s: net.connect({ port, host: '127.0.0.1', localAddress, allowHalfOpen: true }), data: '', ended: false };
           socks.push(e);
           e.s.on('error', () => ((e.ended = true), resolve()));
           e.s.on('data', (d) => (e.data += d));
           e.s.on('end', () => (e.ended = true)); // the server's FIN; we do not close our side
           e.s.on('close', () => (e.ended = true));
           e.s.on('connect', () => {
-            if (bytes) e.s.write(bytes);
+            const b = typeof bytes === 'function' ? bytes(i) : bytes;
+            if (b) e.s.write(b);
             resolve();
           });
         }),
@@ -58,6 +60,9 @@ describe('hostile network clients', () => {
   let read: string;
   let worker: string;
   let admin: string;
+  let metrics: string;
+  /** The server's fds once it has served a little: where every test must leave them. */
+  let baseFds: number;
   const t0 = performance.now();
 
   beforeAll(async () => {
@@ -65,8 +70,11 @@ describe('hostile network clients', () => {
     read = (await createToken(db.pool, { tenant: 'acme', scope: 'read' })).token;
     worker = (await createToken(db.pool, { tenant: 'acme', scope: 'worker' })).token;
     admin = (await createToken(db.pool, { tenant: 'acme', scope: 'admin' })).token;
+    metrics = (await createToken(db.pool, { tenant: 'ops', scope: 'metrics' })).token;
     jobId = (await new Ledger(db.pool).enqueue('acme', { type: 'hostile' })).job.id;
     srv = await startChildServer(db.url, { limits: { headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, maxConnectionsPerIp: PER_IP } });
+    for (const [method, path, token] of routes()) if (method === 'GET') await fetch(srv.baseUrl + path, { headers: token ? { Authorization: `Bearer ${token}` } : {} }).then((r) => r.arrayBuffer());
+    baseFds = srv.fds();
   });
   afterAll(async () => {
     await srv?.stop();
@@ -87,6 +95,8 @@ describe('hostile network clients', () => {
     ['POST', `${A}/jobs/${jobId}/complete`, worker],
     ['POST', `${A}/jobs/${jobId}/fail`, worker],
     ['POST', `${A}/jobs/${jobId}/cancel`, admin],
+    ['POST', `${A}/telemetry/ttfs`, read],
+    ['GET', '/metrics', metrics],
   ] as const;
 
   it('malformed requests on every route: a 4xx JSON error, and the connection closed', async () => {
@@ -140,7 +150,13 @@ describe('hostile network clients', () => {
 
   it('500 bad connections held open by their clients: the server keeps no fd for them, and still serves', async () => {
     const base = srv.fds();
-    const bad = await openMany(srv.port, 500, 'GARBAGE\r\n\r\n');
+    // Garbage, and malformed requests to every route in turn.
+    const rs = routes();
+    const bad = await openMany(srv.port, 500, (i) => {
+      if (i % 2 === 0) return 'GARBAGE\r\n\r\n';
+      const [method, path, token] = rs[(i >> 1) % rs.length]!;
+      return `${method} ${path} HTTP/1.1\r\nHost: x\r\n${token ? `Authorization: Bearer ${token}\r\n` : ''}Bad Header: 1\r\n\r\n`;
+    });
     const deadline = performance.now() + 10_000;
     while (performance.now() < deadline && bad.some((b) => !b.ended)) await sleep(50);
     expect(bad.filter((b) => b.ended).length).toBe(500); // the server closed every one
@@ -197,6 +213,12 @@ describe('hostile network clients', () => {
     expectJsonError(await raw(srv.port, 'GET http://x//healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), 404, 'NOT_FOUND');
     expectJsonError(await raw(srv.port, 'GET http://[/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), 400, 'BAD_REQUEST');
     expectJsonError(await raw(srv.port, 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), 400, 'BAD_REQUEST');
+    // Every route behind a `//` (with and without an authority to eat), `/\`, or a trailing slash.
+    for (const [method, path, token] of routes())
+      for (const p of [`//x${path}`, `/${path}`, `//x:99999${path}`, `//@${path}`, `/\\${path.slice(1)}`, `${path}/`]) {
+        const r = await raw(srv.port, `${method} ${p} HTTP/1.1\r\nHost: x\r\n${token ? `Authorization: Bearer ${token}\r\n` : ''}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
+        expectJsonError(r, [400, 404]);
+      }
   });
 
   it('the log: client errors are one line each, no stack traces, rate-limited', async () => {
@@ -212,5 +234,17 @@ describe('hostile network clients', () => {
     expect(clientLines.length).toBeGreaterThan(0);
     expect(clientLines.length).toBeLessThanOrEqual(20 * windows);
     expect(lines.some((l) => /suppressed/.test(l))).toBe(true);
+  });
+
+  it('after all of it the server holds the fds it started with, and serves every route', async () => {
+    const settle = performance.now() + 10_000;
+    while (performance.now() < settle && srv.fds() > baseFds + 20) await sleep(50);
+    expect(srv.fds(), `fds: ${baseFds} at the start`).toBeLessThanOrEqual(baseFds + 20);
+    expect((await srv.stats()).connections).toBeLessThanOrEqual(5);
+    for (const [method, path, token] of routes()) {
+      const r = await fetch(srv.baseUrl + path, { method, headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(method === 'POST' ? { 'Content-Type': 'application/json' } : {}) }, body: method === 'POST' ? '{}' : undefined });
+      await r.arrayBuffer();
+      expect(r.status, `${method} ${path}`).toBeLessThan(500);
+    }
   });
 });
