@@ -56,6 +56,14 @@ export class JsonlReader {
     }
   }
 
+  /**
+   * At a segment boundary (the bytes so far end with `\n`, more follow): reports the blank
+   * lines ndjson skipped at the end, as they would be before the next line.
+   */
+  flushBlank(): void {
+    if (!this.abandoned) this.skipBlank();
+  }
+
   private abandon(): void {
     this.abandoned = true;
     this.raw = [];

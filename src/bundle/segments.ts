@@ -1,0 +1,401 @@
+/**
+ * A data file's lines in line-aligned segments, checked independently: the per-line work
+ * (ndjson's parse, the canonical check, the field schema, the tenant, a history row's own hash)
+ * needs nothing from the lines before it, so segments can be checked in parallel (verify-worker.ts)
+ * or in process; what needs order (sort keys, positions, chains, jobs) stays with the Verifier,
+ * which applies the results in file order.
+ *
+ * A segment's result holds, per line, its outcome (canonical and well formed, not canonical, or
+ * invalid) and for each good line the few facts the ordered checks read, column by column (cheap
+ * to pass between threads). Line numbers are relative to the segment.
+ */
+import { hash as oneShotHash } from 'node:crypto';
+import ndjson from 'ndjson';
+import type { Transform } from 'node:stream';
+import { canonicalize } from '../util/canonical.js';
+import { MAX_LINE_BYTES, type DataFile } from './format.js';
+import { historyPreimage, JsonlReader } from './jsonl.js';
+import { HISTORY_SCHEMA, JOB_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
+import { hashBytes, uuidBytes } from './jobtable.js';
+import { createHash } from 'node:crypto';
+
+/** Segments are cut at the last `\n` before this many bytes (a longer line makes a longer one). */
+export const SEGMENT_BYTES = 1024 * 1024;
+/**
+ * ndjson is fed in pieces of this size: its line splitter decodes each piece into a string, and
+ * V8 allocates strings over about 128 KiB in large-object space, 30× slower per byte here
+ * (measured: 64 KiB pieces decode at ~8 GB/s, 1 MiB ones at ~0.3 GB/s).
+ */
+export const PIECE_BYTES = 64 * 1024;
+
+export const LINE_OK = 0;
+export const LINE_NOT_CANONICAL = 1;
+export const LINE_INVALID = 2;
+
+/**
+ * One segment's outcome. Per line: kinds. Per OK line (the j-th): its facts in binary columns,
+ * as the Verifier keeps them (jobtable.ts): ids as 16 bytes, hashes as 32, numbers as doubles.
+ */
+export interface SegmentResult {
+  /** Lines in the segment: one outcome each. */
+  lines: number;
+  /** Per line: LINE_OK, LINE_NOT_CANONICAL or LINE_INVALID. */
+  kinds: Uint8Array;
+  /** Per line that is not OK, in order: why (after `<file> line <n>: `). */
+  whys: string[];
+  /** The last outcome was an overlong line: the rest of the file is not read. */
+  abandoned: boolean;
+  /** OK lines. */
+  ok: number;
+  /** jobs id, history and snapshots job_id: 16 bytes each. */
+  ids: Uint8Array;
+  /** history hash, jobs last_hash, snapshots history_hash: 32 bytes each. */
+  hashes: Uint8Array;
+  /** history prev_hash: 32 bytes each (zeros when null, see PREV_NULL). */
+  prevs: Uint8Array;
+  /** history n, jobs and snapshots history_n. */
+  n: Float64Array;
+  /** history and throttles pos (NaN when it has more than 15 digits: then in bigPos). */
+  pos: Float64Array;
+  /** history to_state, jobs state: an index into states. */
+  state: Int32Array;
+  states: string[];
+  /** Per OK line: TENANT_OK, HASH_OK, PREV_NULL. */
+  flags: Uint8Array;
+  /** Positions of more than 15 digits, in order. */
+  bigPos: string[];
+  /** The tenant of each OK line whose tenant is not the bundle's, in order (JSON text). */
+  tenants: string[];
+  /** With collect: the parsed OK lines. */
+  values?: unknown[];
+}
+
+export const TENANT_OK = 1;
+export const HASH_OK = 2;
+export const PREV_NULL = 4;
+
+/** The ArrayBuffer that holds all of a result's columns (moved, not copied, between threads). */
+export function resultBuffers(r: SegmentResult): ArrayBuffer[] {
+  return [r.n.buffer as ArrayBuffer];
+}
+
+const SCHEMAS = { 'jobs.jsonl': JOB_SCHEMA, 'history.jsonl': HISTORY_SCHEMA, 'throttles.jsonl': THROTTLE_SCHEMA, 'snapshots.jsonl': SNAPSHOT_SCHEMA } as const;
+
+const HASH_MEMBER = ',"hash":"';
+/** A canonical history line's own hash check, from its text (see historyPreimage). */
+function hashOkText(line: string, hash: unknown): boolean {
+  const i = line.lastIndexOf(HASH_MEMBER);
+  if (i === -1 || line.charCodeAt(i + HASH_MEMBER.length + 64) !== 0x22) return false;
+  return oneShotHash('sha256', line.slice(0, i) + line.slice(i + HASH_MEMBER.length + 65), 'hex') === hash;
+}
+
+function hashOkBytes(line: Buffer, hash: unknown): boolean {
+  const pre = historyPreimage(line);
+  return pre !== null && createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') === hash;
+}
+
+/** A growable byte column of fixed-width records. */
+class Bytes {
+  b = new Uint8Array(0);
+  constructor(private readonly width: number) {}
+  /** Room for record j. */
+  at(j: number): Uint8Array {
+    if ((j + 1) * this.width > this.b.length) {
+      const c = new Uint8Array(Math.max(64, j * 2) * this.width);
+      c.set(this.b);
+      this.b = c;
+    }
+    return this.b;
+  }
+}
+
+/** Builds one segment's result, line by line. */
+class Collector {
+  lines = 0;
+  private readonly kinds: number[] = [];
+  private readonly whys: string[] = [];
+  private abandoned = false;
+  private ok_ = 0;
+  private readonly ids = new Bytes(16);
+  private readonly hashes = new Bytes(32);
+  private readonly prevs = new Bytes(32);
+  private readonly n: number[] = [];
+  private readonly pos: number[] = [];
+  private readonly state: number[] = [];
+  private readonly states = new Map<string, number>();
+  private readonly flags: number[] = [];
+  private readonly bigPos: string[] = [];
+  private readonly tenants: string[] = [];
+  private readonly values: unknown[] | undefined;
+  private readonly schema;
+
+  constructor(
+    private readonly f: DataFile,
+    private readonly tenant: string | null,
+    collect: boolean,
+  ) {
+    this.schema = SCHEMAS[f];
+    if (collect) this.values = [];
+  }
+
+  bad(why: string): void {
+    this.lines++;
+    this.kinds.push(LINE_NOT_CANONICAL);
+    this.whys.push(why);
+  }
+
+  /** The last line reported was overlong: nothing after it is read. */
+  abandon(): void {
+    this.abandoned = true;
+  }
+
+  private stateOf(name: string): number {
+    let k = this.states.get(name);
+    if (k === undefined) this.states.set(name, (k = this.states.size));
+    return k;
+  }
+
+  private position(text: string): void {
+    if (text.length <= 15) this.pos.push(Number(text));
+    else {
+      this.pos.push(NaN);
+      this.bigPos.push(text);
+    }
+  }
+
+  /** A canonical line: its value and its text or bytes (for a history row's hash). */
+  ok(v: unknown, text: string | null, bytes: Buffer | null): void {
+    this.lines++;
+    const sp = schemaProblem(v, this.schema);
+    if (sp) {
+      this.kinds.push(LINE_INVALID);
+      this.whys.push(sp);
+      return;
+    }
+    this.kinds.push(LINE_OK);
+    const o = v as Record<string, unknown>;
+    const j = this.ok_++;
+    let flags = 0;
+    if (this.tenant === null || o.tenant === this.tenant) flags |= TENANT_OK;
+    else this.tenants.push(JSON.stringify(o.tenant));
+    // The schema has checked every field used here: ids are UUIDs, hashes hex, n integers.
+    switch (this.f) {
+      case 'jobs.jsonl':
+        uuidBytes(o.id as string, this.ids.at(j), j * 16);
+        hashBytes(o.last_hash as string, this.hashes.at(j), j * 32);
+        this.n.push(o.history_n as number);
+        this.state.push(this.stateOf(o.state as string));
+        break;
+      case 'history.jsonl': {
+        uuidBytes(o.job_id as string, this.ids.at(j), j * 16);
+        hashBytes(o.hash as string, this.hashes.at(j), j * 32);
+        const prev = this.prevs.at(j);
+        if (o.prev_hash === null) {
+          prev.fill(0, j * 32, j * 32 + 32);
+          flags |= PREV_NULL;
+        } else hashBytes(o.prev_hash as string, prev, j * 32);
+        this.n.push(o.n as number);
+        this.position(o.pos as string);
+        this.state.push(this.stateOf(o.to_state as string));
+        if (text !== null ? hashOkText(text, o.hash) : hashOkBytes(bytes!, o.hash)) flags |= HASH_OK;
+        break;
+      }
+      case 'throttles.jsonl':
+        this.position(o.pos as string);
+        break;
+      case 'snapshots.jsonl':
+        uuidBytes(o.job_id as string, this.ids.at(j), j * 16);
+        hashBytes(o.history_hash as string, this.hashes.at(j), j * 32);
+        this.n.push(o.history_n as number);
+        break;
+    }
+    this.flags.push(flags);
+    this.values?.push(v);
+  }
+
+  /** The result, its columns packed in one ArrayBuffer (8-byte aligned, doubles first). */
+  result(): SegmentResult {
+    const k = this.ok_;
+    const sizes = [this.n.length * 8, this.pos.length * 8, this.state.length * 4, k * 16, k * 32, k * 32, this.flags.length, this.lines];
+    const offs: number[] = [];
+    let total = 0;
+    for (const sz of sizes) {
+      offs.push(total);
+      total += Math.ceil(sz / 8) * 8;
+    }
+    const ab = new ArrayBuffer(total);
+    const n = new Float64Array(ab, offs[0], this.n.length);
+    n.set(this.n);
+    const pos = new Float64Array(ab, offs[1], this.pos.length);
+    pos.set(this.pos);
+    const state = new Int32Array(ab, offs[2], this.state.length);
+    state.set(this.state);
+    const ids = new Uint8Array(ab, offs[3], k * 16);
+    ids.set(this.ids.b.subarray(0, k * 16));
+    const hashes = new Uint8Array(ab, offs[4], k * 32);
+    hashes.set(this.hashes.b.subarray(0, k * 32));
+    const prevs = new Uint8Array(ab, offs[5], k * 32);
+    if (this.f === 'history.jsonl') prevs.set(this.prevs.b.subarray(0, k * 32));
+    const flags = new Uint8Array(ab, offs[6], this.flags.length);
+    flags.set(this.flags);
+    const kinds = new Uint8Array(ab, offs[7], this.lines);
+    kinds.set(this.kinds);
+    return {
+      lines: this.lines, kinds, whys: this.whys, abandoned: this.abandoned, ok: k, ids, hashes, prevs, n, pos, state,
+      states: [...this.states.keys()], flags, bigPos: this.bigPos, tenants: this.tenants, values: this.values,
+    };
+  }
+}
+
+/** One canonical line at a time, written here and compared with the segment's bytes in place. */
+let scratch = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * The common case, checked line by line as ndjson emits the values: each value is
+ * re-canonicalised, and the canonical line plus `\n` must be exactly the next bytes of the
+ * segment; each good line is collected at once (nothing is kept per line but its facts). Any
+ * difference (a blank line ndjson skipped, `\r\n`, a space, another spelling, invalid UTF-8, a
+ * missing final `\n`, an overlong line) returns false: the exact reader then reads the whole
+ * segment again, and finds and names the line.
+ */
+function bulkCanonical(bytes: Buffer, out: Collector): boolean {
+  if (bytes.length === 0 || bytes[bytes.length - 1] !== 0x0a) return false;
+  let failed = false;
+  let off = 0;
+  const onValue = (v: unknown) => {
+    if (failed) return;
+    let c: string;
+    try {
+      c = canonicalize(v);
+    } catch {
+      failed = true;
+      return;
+    }
+    // UTF-16 units never outnumber UTF-8 bytes: too long in units is too long in bytes.
+    if (c.length > MAX_LINE_BYTES || off + c.length >= bytes.length) {
+      failed = true;
+      return;
+    }
+    if (scratch.length < c.length * 3) scratch = Buffer.allocUnsafe(c.length * 3);
+    const w = scratch.write(c, 0, 'utf8');
+    if (w > MAX_LINE_BYTES || off + w >= bytes.length || bytes[off + w] !== 0x0a || scratch.compare(bytes, off, off + w, 0, w) !== 0) {
+      failed = true;
+      return;
+    }
+    off += w + 1;
+    out.ok(v, c, null);
+  };
+  const nd = ndjson.parse({ strict: true }) as unknown as Transform;
+  nd.on('data', onValue);
+  nd.on('error', () => (failed = true));
+  for (let o = 0; o < bytes.length && !failed; o += PIECE_BYTES) nd.write(bytes.subarray(o, o + PIECE_BYTES));
+  if (!failed) nd.end();
+  return !failed && off === bytes.length;
+}
+
+/**
+ * Checks one segment of file `f`: whole lines (each ending in `\n`), except that the file's
+ * last segment (`last`) may end without one. `tenant` is the bundle's (null: not known).
+ */
+export function checkSegment(f: DataFile, bytes: Buffer, tenant: string | null, last: boolean, collect = false): SegmentResult {
+  const out = new Collector(f, tenant, collect);
+  if (bulkCanonical(bytes, out)) return out.result();
+  const exact = new Collector(f, tenant, collect);
+  const reader = new JsonlReader({ line: (v, b) => exact.ok(v, null, b), bad: (_n, why) => exact.bad(why) });
+  for (let o = 0; o < bytes.length && !reader.abandoned; o += PIECE_BYTES) reader.write(bytes.subarray(o, o + PIECE_BYTES));
+  if (reader.abandoned) exact.abandon();
+  else if (last) reader.end();
+  else reader.flushBlank();
+  return exact.result();
+}
+
+/**
+ * Segment buffers, each its own ArrayBuffer, reused once a segment has been checked: fresh
+ * memory costs a page fault per 4 KiB on first touch, more than the copy into it.
+ */
+export class SegmentBuffers {
+  private readonly free: ArrayBuffer[] = [];
+
+  get(size: number): Buffer {
+    const ab = size === SEGMENT_BYTES ? this.free.pop() : undefined;
+    return ab ? Buffer.from(ab, 0, ab.byteLength) : Buffer.allocUnsafeSlow(size);
+  }
+
+  /** A segment's buffer (any view of it) may be reused. */
+  put(b: Uint8Array): void {
+    if (b.buffer.byteLength === SEGMENT_BYTES && this.free.length < 16) this.free.push(b.buffer as ArrayBuffer);
+  }
+}
+
+/**
+ * Cuts one data file's byte stream into line-aligned segments of about SEGMENT_BYTES, each in
+ * a buffer of its own (so it can be moved to a worker): bytes are copied once, into the
+ * segment being filled; at its end, the unfinished line moves to the next. A line longer than
+ * MAX_LINE_BYTES + 1 bytes without its `\n` stops the file (abandon()): memory stays bounded.
+ * Each segment is handed on once the next one (or the end) is known, so the file's last
+ * segment is marked as such.
+ */
+export class Splitter {
+  private buf: Buffer;
+  private len = 0;
+  private ready: Buffer | null = null;
+  abandoned = false;
+
+  constructor(
+    private readonly emit: (segment: Buffer, last: boolean) => void,
+    private readonly abandon: () => void,
+    private readonly buffers = new SegmentBuffers(),
+  ) {
+    this.buf = buffers.get(SEGMENT_BYTES);
+  }
+
+  write(b: Buffer): void {
+    let off = 0;
+    while (off < b.length && !this.abandoned) {
+      const n = Math.min(b.length - off, this.buf.length - this.len);
+      b.copy(this.buf, this.len, off, off + n);
+      this.len += n;
+      off += n;
+      if (this.len === this.buf.length) this.cut();
+    }
+  }
+
+  /** The buffer is full: hand on its whole lines, or make room for one long line. */
+  private cut(): void {
+    const c = this.buf.lastIndexOf(0x0a, this.len - 1);
+    if (c === -1) {
+      if (this.len > MAX_LINE_BYTES + 1) return this.stop();
+      const bigger = this.buffers.get(Math.min(this.buf.length * 2, MAX_LINE_BYTES + 2));
+      this.buf.copy(bigger, 0, 0, this.len);
+      this.buf = bigger;
+      return;
+    }
+    const tail = this.len - (c + 1);
+    const next = this.buffers.get(tail < SEGMENT_BYTES ? SEGMENT_BYTES : tail + SEGMENT_BYTES);
+    this.buf.copy(next, 0, c + 1, this.len);
+    this.hand(this.buf.subarray(0, c + 1));
+    this.buf = next;
+    this.len = tail;
+  }
+
+  private hand(segment: Buffer): void {
+    if (this.ready) this.emit(this.ready, false);
+    this.ready = segment;
+  }
+
+  private stop(): void {
+    if (this.ready) this.emit(this.ready, false);
+    this.ready = null;
+    this.len = 0;
+    this.abandoned = true;
+    this.abandon();
+  }
+
+  end(): void {
+    if (this.abandoned) return;
+    if (this.len > 0) this.hand(this.buf.subarray(0, this.len));
+    this.len = 0;
+    if (this.ready) this.emit(this.ready, true);
+    this.ready = null;
+  }
+}
