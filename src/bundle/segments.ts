@@ -302,7 +302,12 @@ export function checkSegment(f: DataFile, bytes: Buffer, tenant: string | null, 
   if (bulkCanonical(bytes, out)) return out.result();
   const exact = new Collector(f, tenant, collect);
   const reader = new JsonlReader({ line: (v, b) => exact.ok(v, null, b), bad: (_n, why) => exact.bad(why) });
-  for (let o = 0; o < bytes.length && !reader.abandoned; o += PIECE_BYTES) reader.write(bytes.subarray(o, o + PIECE_BYTES));
+  // Blank lines are reported after each piece (as they would be before the next line), so the
+  // reader only ever holds one unfinished line, never more than the Splitter lets through.
+  for (let o = 0; o < bytes.length && !reader.abandoned; o += PIECE_BYTES) {
+    reader.write(bytes.subarray(o, o + PIECE_BYTES));
+    if (o + PIECE_BYTES < bytes.length) reader.flushBlank();
+  }
   if (reader.abandoned) exact.abandon();
   else if (last) reader.end();
   else reader.flushBlank();
@@ -331,27 +336,37 @@ export class SegmentBuffers {
  * Cuts one data file's byte stream into line-aligned segments of about SEGMENT_BYTES, each in
  * a buffer of its own (so it can be moved to a worker): bytes are copied once, into the
  * segment being filled; at its end, the unfinished line moves to the next. A line longer than
- * MAX_LINE_BYTES + 1 bytes without its `\n` stops the file (abandon()): memory stays bounded.
- * Each segment is handed on once the next one (or the end) is known, so the file's last
- * segment is marked as such.
+ * MAX_LINE_BYTES + 1 bytes is not kept: its bytes are skipped up to its `\n` and overlong() is
+ * called in its place, so memory stays bounded and reading goes on with the next line. Each
+ * segment is handed on once the next one (or the end) is known, so the file's last segment
+ * is marked as such.
  */
 export class Splitter {
   private buf: Buffer;
   private len = 0;
   private ready: Buffer | null = null;
-  abandoned = false;
+  private skipping = false;
 
   constructor(
     private readonly emit: (segment: Buffer, last: boolean) => void,
-    private readonly abandon: () => void,
+    private readonly overlong: () => void,
     private readonly buffers = new SegmentBuffers(),
+    private readonly size = SEGMENT_BYTES,
   ) {
-    this.buf = buffers.get(SEGMENT_BYTES);
+    this.buf = buffers.get(size);
   }
 
   write(b: Buffer): void {
     let off = 0;
-    while (off < b.length && !this.abandoned) {
+    while (off < b.length) {
+      if (this.skipping) {
+        const nl = b.indexOf(0x0a, off);
+        if (nl === -1) return;
+        this.skipping = false;
+        off = nl + 1;
+        this.overlong();
+        continue;
+      }
       const n = Math.min(b.length - off, this.buf.length - this.len);
       b.copy(this.buf, this.len, off, off + n);
       this.len += n;
@@ -360,18 +375,25 @@ export class Splitter {
     }
   }
 
-  /** The buffer is full: hand on its whole lines, or make room for one long line. */
+  /** The buffer is full: hand on its whole lines, or make room for one long line, or skip it. */
   private cut(): void {
     const c = this.buf.lastIndexOf(0x0a, this.len - 1);
     if (c === -1) {
-      if (this.len > MAX_LINE_BYTES + 1) return this.stop();
+      if (this.len > MAX_LINE_BYTES + 1) {
+        // (Lines before it have been handed on: the buffer holds this line only.)
+        if (this.ready) this.emit(this.ready, false);
+        this.ready = null;
+        this.len = 0;
+        this.skipping = true;
+        return;
+      }
       const bigger = this.buffers.get(Math.min(this.buf.length * 2, MAX_LINE_BYTES + 2));
       this.buf.copy(bigger, 0, 0, this.len);
       this.buf = bigger;
       return;
     }
     const tail = this.len - (c + 1);
-    const next = this.buffers.get(tail < SEGMENT_BYTES ? SEGMENT_BYTES : tail + SEGMENT_BYTES);
+    const next = this.buffers.get(tail < this.size ? this.size : tail + this.size);
     this.buf.copy(next, 0, c + 1, this.len);
     this.hand(this.buf.subarray(0, c + 1));
     this.buf = next;
@@ -383,16 +405,13 @@ export class Splitter {
     this.ready = segment;
   }
 
-  private stop(): void {
-    if (this.ready) this.emit(this.ready, false);
-    this.ready = null;
-    this.len = 0;
-    this.abandoned = true;
-    this.abandon();
-  }
-
   end(): void {
-    if (this.abandoned) return;
+    if (this.skipping) {
+      // The overlong line was the last, without its `\n`.
+      this.skipping = false;
+      this.overlong();
+      return;
+    }
     if (this.len > 0) this.hand(this.buf.subarray(0, this.len));
     this.len = 0;
     if (this.ready) this.emit(this.ready, true);

@@ -94,6 +94,8 @@ export interface VerifyOptions {
    * collect and failFast. Problems and evidence are the same either way.
    */
   workers?: number;
+  /** Segment size (default SEGMENT_BYTES): small ones let tests cross many segment boundaries. */
+  segmentBytes?: number;
 }
 
 /** Below this size a bundle file is checked in process (starting workers costs ~50 ms). */
@@ -302,8 +304,9 @@ class Verifier {
     this.later(() => (this.lf = { f, base: 0, abandoned: false, lastKey: null, lastId: null }));
     return new Splitter(
       (seg, last) => this.segment(f, seg, last),
-      () => this.later(() => this.abandonLines(f)),
+      () => this.later(() => this.overlongLine(f)),
       this.buffers,
+      this.opts.segmentBytes,
     );
   }
 
@@ -378,12 +381,12 @@ class Verifier {
 
   // ---- line results, in file order
 
-  private abandonLines(f: DataFile): void {
+  /** A line the Splitter skipped: longer than the limit. */
+  private overlongLine(f: DataFile): void {
     const L = this.lf!;
     if (this.stopped || L.abandoned) return;
-    const n = L.base + 1;
-    this.add('LINE_NOT_CANONICAL', `${f} line ${n}: longer than ${MAX_LINE_BYTES} bytes; the rest of the file is not read line by line`, { file: f, line: n });
-    L.abandoned = true;
+    const n = ++L.base;
+    this.add('LINE_NOT_CANONICAL', `${f} line ${n}: longer than ${MAX_LINE_BYTES} bytes`, { file: f, line: n });
   }
 
   private endLines(): void {
@@ -820,7 +823,7 @@ async function verifyChainWith(src: BundleSource, opts: VerifyOptions, workers: 
     chainComplete = peeked.length > 0 && peeked[0]!.pm.manifest.window.from_pos === '1' && peeked[0]!.pm.manifest.previous === null;
     let before: Verifier | null = null;
     for (const { src: p } of peeked) {
-      const v = await runOne(p, { pubkeys: opts.pubkeys, collect: opts.collect }, anchors, chainComplete, workers);
+      const v = await runOne(p, { pubkeys: opts.pubkeys, collect: opts.collect, segmentBytes: opts.segmentBytes }, anchors, chainComplete, workers);
       if (v.problems.length) prevProblems.push({ code: 'PREVIOUS_INVALID', message: `${labelOf(p)}: ${v.problems.map((x) => x.code).join(', ')}` });
       if (before) linkProblems(before, v, labelOf(p), prevProblems);
       anchors = v.chainHeads();
