@@ -20,7 +20,7 @@ import { normalizeTimestamp, parseMicros } from '../util/time.js';
 import { DATA_FILES, EPOCH_AS_OF, FORMAT_ID, FORMAT_VERSION, MANIFEST, SIGNATURE, SUMS, type DataFile, type FileEntry, type Manifest } from './format.js';
 import { sign, type SigningKey } from './keys.js';
 import { renderManifest, renderSums } from './manifest.js';
-import { historyPreimage } from './jsonl.js';
+import { historyLineHash } from './jsonl.js';
 import { PositionCover } from './positions.js';
 import { END_BYTES, padding, tarHeader } from './tar.js';
 import { sha256Hex } from '../util/hash.js';
@@ -51,22 +51,42 @@ export interface ExportResult {
   manifest: Manifest;
 }
 
+/** Lines are gathered into blocks of this size, each hashed and written once. */
+const WRITE_BLOCK = 256 * 1024;
+
 class LineFile {
   readonly hash = createHash('sha256');
   bytes = 0;
   lines = 0;
   private readonly ws: WriteStream;
+  private block = Buffer.allocUnsafe(WRITE_BLOCK);
+  private used = 0;
   constructor(readonly path: string) {
     this.ws = createWriteStream(path);
   }
   async write(line: string): Promise<void> {
-    const b = Buffer.from(line + '\n', 'utf8');
-    this.hash.update(b);
-    this.bytes += b.length;
     this.lines++;
+    // Room for the line as UTF-8 (at most 3 bytes per UTF-16 unit) and its \n.
+    if (this.used + line.length * 3 + 1 > this.block.length) {
+      await this.flush();
+      if (line.length * 3 + 1 > this.block.length) this.block = Buffer.allocUnsafe(line.length * 3 + 1);
+    }
+    const n = this.block.write(line, this.used, 'utf8');
+    this.block[this.used + n] = 0x0a;
+    this.used += n + 1;
+    this.bytes += n + 1;
+  }
+  private async flush(): Promise<void> {
+    if (!this.used) return;
+    const b = this.block.subarray(0, this.used);
+    this.hash.update(b);
+    // The stream keeps the buffer until written: the next lines go to a new one.
+    this.block = Buffer.allocUnsafe(WRITE_BLOCK);
+    this.used = 0;
     if (!this.ws.write(b)) await new Promise<void>((r) => this.ws.once('drain', () => r()));
   }
   async close(): Promise<string> {
+    await this.flush();
     await new Promise<void>((res, rej) => this.ws.end((e?: Error | null) => (e ? rej(e) : res())));
     return this.hash.digest('hex');
   }
@@ -76,13 +96,25 @@ function checkAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new OkitError('INTERRUPTED', `export interrupted${signal.reason instanceof Error ? '' : ` by ${String(signal.reason)}`}: nothing was written`);
 }
 
+/**
+ * A server-side cursor, read FETCH by FETCH with the next one always in flight: Postgres
+ * produces batch k+1 while this process turns batch k into lines (two cores, both busy).
+ */
 async function* cursor(c: pg.PoolClient, name: string, sql: string, params: unknown[], batch: number, signal?: AbortSignal): AsyncGenerator<Record<string, unknown>> {
   await c.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, params);
+  const fetch = () => {
+    const q = c.query(`FETCH ${batch} FROM ${name}`);
+    q.catch(() => undefined); // awaited below; never an unhandled rejection if the export stops first
+    return q;
+  };
+  let next = fetch();
   for (;;) {
     checkAborted(signal);
-    const { rows } = await c.query(`FETCH ${batch} FROM ${name}`);
+    const { rows } = await next;
+    const more = rows.length === batch;
+    if (more) next = fetch();
     for (const r of rows) yield r;
-    if (rows.length < batch) break;
+    if (!more) break;
   }
   await c.query(`CLOSE ${name}`);
 }
@@ -99,8 +131,7 @@ function chainIssue(raw: Record<string, unknown>, row?: HistoryRow, line?: strin
   try {
     // The canonical line without its hash member is the hashed content (jsonl.ts): one
     // serialisation per row instead of two.
-    const pre = line === undefined ? null : historyPreimage(Buffer.from(line, 'utf8'));
-    h = pre ? createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') : rowHash(r);
+    h = (line === undefined ? null : historyLineHash(line)) ?? rowHash(r);
   } catch {
     /* unhashable content is a mismatch */
   }
@@ -376,7 +407,7 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     for (const e of entries) {
       checkAborted(o.signal);
       await put(tarHeader(e.name, e.bytes, mtime));
-      for await (const chunk of createReadStream(join(tmp, `${e.name}.part`))) await put(chunk as Buffer);
+      for await (const chunk of createReadStream(join(tmp, `${e.name}.part`), { highWaterMark: 1 << 20 })) await put(chunk as Buffer);
       await put(padding(e.bytes));
     }
     await put(Buffer.alloc(END_BYTES, 0));

@@ -1,43 +1,31 @@
 /**
  * Per-job state for hundreds of thousands of jobs without an object or a string per job:
- * job ids (UUIDs) as 16 bytes, hashes as 32, numbers in typed arrays, found through an open
+ * job ids as their 36 bytes of text, hashes as 32 bytes, numbers in typed arrays, found through an open
  * hash table seeded per process (a hostile bundle cannot aim its ids at one probe chain).
  * The verifier and replay keep their per-job state here; lines reach them as columns of the
  * same binary forms (segments.ts), so nothing is decoded back to text on the happy path.
  */
 import { randomBytes } from 'node:crypto';
 
-const HEXVAL = new Int8Array(128).fill(-1);
-for (let i = 0; i < 16; i++) HEXVAL['0123456789abcdef'.charCodeAt(i)] = i;
-const HEXCHARS = '0123456789abcdef';
+/** A job id (a UUID, as the schema checks) is kept as its 36 characters, one byte each. */
+export const ID_BYTES = 36;
+const ID_WORDS = ID_BYTES / 4;
 
-/** Writes a UUID's 16 bytes (the text must be a valid lower-case UUID, as the schema checks). */
-export function uuidBytes(text: string, out: Uint8Array, off: number): void {
-  let j = off;
-  for (let i = 0; i < 36; i++) {
-    if (i === 8 || i === 13 || i === 18 || i === 23) continue;
-    out[j++] = (HEXVAL[text.charCodeAt(i)]! << 4) | HEXVAL[text.charCodeAt(++i)]!;
-  }
+export function writeId(text: string, out: Buffer, off: number): void {
+  out.write(text, off, ID_BYTES, 'latin1');
 }
 
-export function uuidText(b: Uint8Array, off: number): string {
-  let s = '';
-  for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) s += '-';
-    s += HEXCHARS[b[off + i]! >> 4]! + HEXCHARS[b[off + i]! & 15]!;
-  }
-  return s;
+export function idText(b: Uint8Array, off: number): string {
+  return Buffer.from(b.buffer, b.byteOffset + off, ID_BYTES).toString('latin1');
 }
 
-/** Writes a 64-hex-digit hash's 32 bytes (the text must be valid lower-case hex). */
-export function hashBytes(text: string, out: Uint8Array, off: number): void {
-  for (let i = 0, j = off; i < 64; i += 2) out[j++] = (HEXVAL[text.charCodeAt(i)]! << 4) | HEXVAL[text.charCodeAt(i + 1)]!;
+/** A hash (64 lower-case hex digits, as the schema checks) is kept as its 32 bytes. */
+export function writeHash(text: string, out: Buffer, off: number): void {
+  out.write(text, off, 32, 'hex');
 }
 
 export function hashText(b: Uint8Array, off: number): string {
-  let s = '';
-  for (let i = 0; i < 32; i++) s += HEXCHARS[b[off + i]! >> 4]! + HEXCHARS[b[off + i]! & 15]!;
-  return s;
+  return Buffer.from(b.buffer, b.byteOffset + off, 32).toString('hex');
 }
 
 /** Equal 32-byte hashes (offsets are multiples of 32, so word compares are aligned). */
@@ -48,10 +36,10 @@ export function sameHash(a: Uint32Array, ai: number, b: Uint32Array, bi: number)
   return true;
 }
 
-/** Compares two 16-byte ids (lexicographic: the order of their UUID texts). */
+/** Compares two ids (in the order of their texts). */
 export function compareIds(a: Uint8Array, ai: number, b: Uint8Array, bi: number): number {
-  for (let k = 0; k < 16; k++) {
-    const d = a[ai * 16 + k]! - b[bi * 16 + k]!;
+  for (let k = 0; k < ID_BYTES; k++) {
+    const d = a[ai * ID_BYTES + k]! - b[bi * ID_BYTES + k]!;
     if (d !== 0) return d;
   }
   return 0;
@@ -61,8 +49,8 @@ const SEED = randomBytes(4).readUInt32LE(0) | 1;
 
 function mix(w: Uint32Array, i: number): number {
   let h = SEED;
-  for (let k = 0; k < 4; k++) {
-    h = Math.imul(h ^ w[i * 4 + k]!, 0x9e3779b1);
+  for (let k = 0; k < ID_WORDS; k++) {
+    h = Math.imul(h ^ w[i * ID_WORDS + k]!, 0x9e3779b1);
     h ^= h >>> 15;
   }
   return Math.imul(h ^ (h >>> 13), 0x85ebca6b) >>> 0;
@@ -82,7 +70,7 @@ class Col<T extends Float64Array | Int32Array | Uint8Array> {
   }
 }
 
-/** Jobs in the order added, found by their 16-byte id. */
+/** Jobs in the order added, found by their id. */
 export class JobTable {
   count = 0;
   private cap = 0;
@@ -127,19 +115,20 @@ export class JobTable {
 
   /** The id of job i, as its UUID text. */
   id(i: number): string {
-    return uuidText(this.ids8, i * 16);
+    return idText(this.ids8, i * ID_BYTES);
   }
 
-  /** The index of the job whose id is the 16 bytes at ids[k*16], or -1. */
+  /** The index of the job whose id is the k-th in `ids` (ID_BYTES each, as words), or -1. */
   find(ids: Uint32Array, k: number): number {
     const mask = this.slots.length - 1;
+    const b = k * ID_WORDS;
     for (let s = mix(ids, k) & mask; ; s = (s + 1) & mask) {
       const e = this.slots[s]!;
       if (e === 0) return -1;
-      const i = e - 1;
-      const a = i * 4;
-      const b = k * 4;
-      if (this.ids32[a] === ids[b] && this.ids32[a + 1] === ids[b + 1] && this.ids32[a + 2] === ids[b + 2] && this.ids32[a + 3] === ids[b + 3]) return i;
+      const a = (e - 1) * ID_WORDS;
+      let k2 = 0;
+      while (k2 < ID_WORDS && this.ids32[a + k2] === ids[b + k2]) k2++;
+      if (k2 === ID_WORDS) return e - 1;
     }
   }
 
@@ -147,7 +136,7 @@ export class JobTable {
   insert(ids: Uint32Array, k: number): number {
     if (this.count === this.cap) this.resize(this.cap * 2);
     const i = this.count++;
-    this.ids32.set(ids.subarray(k * 4, k * 4 + 4), i * 4);
+    this.ids32.set(ids.subarray(k * ID_WORDS, (k + 1) * ID_WORDS), i * ID_WORDS);
     const mask = this.slots.length - 1;
     let s = mix(ids, k) & mask;
     while (this.slots[s] !== 0) s = (s + 1) & mask;
@@ -156,7 +145,7 @@ export class JobTable {
   }
 
   private resize(cap: number): void {
-    const ids8 = new Uint8Array(cap * 16);
+    const ids8 = new Uint8Array(cap * ID_BYTES);
     ids8.set(this.ids8);
     this.ids8 = ids8;
     this.ids32 = new Uint32Array(ids8.buffer);

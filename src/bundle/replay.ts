@@ -15,7 +15,7 @@ import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
 import { finishProjection, project, projectStep, startProjection, type Projection } from '../signals/projection.js';
 import { canonicalize } from '../util/canonical.js';
 import type { DataFile } from './format.js';
-import { JobTable, sameHash, uuidBytes } from './jobtable.js';
+import { ID_BYTES, JobTable, sameHash, writeId } from './jobtable.js';
 import { PIECE_BYTES } from './segments.js';
 import type { BundleData, BundleSource, VerifyReport } from './verify.js';
 
@@ -218,12 +218,12 @@ const WITH_SNAPSHOT = 16;
 const digestInto = (text: string, out: Uint8Array, i: number) => out.set(createHash('sha256').update(text).digest(), i * 32);
 const factsText = (v: Views) => canonicalize(v as never);
 
-/** A job id's 16 bytes, as a JobTable key. */
+/** A job id as a JobTable key. */
 class IdKey {
-  private readonly b = new Uint8Array(16);
-  readonly w = new Uint32Array(this.b.buffer);
+  private readonly b = Buffer.alloc(ID_BYTES);
+  readonly w = new Uint32Array(this.b.buffer, this.b.byteOffset, ID_BYTES / 4);
   of(id: string): this {
-    uuidBytes(id, this.b, 0);
+    writeId(id, this.b, 0);
     return this;
   }
 }

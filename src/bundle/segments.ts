@@ -9,14 +9,13 @@
  * invalid) and for each good line the few facts the ordered checks read, column by column (cheap
  * to pass between threads). Line numbers are relative to the segment.
  */
-import { hash as oneShotHash } from 'node:crypto';
 import ndjson from 'ndjson';
 import type { Transform } from 'node:stream';
 import { canonicalize } from '../util/canonical.js';
 import { MAX_LINE_BYTES, type DataFile } from './format.js';
-import { historyPreimage, JsonlReader } from './jsonl.js';
+import { historyLineHash, historyPreimage, JsonlReader } from './jsonl.js';
 import { HISTORY_SCHEMA, JOB_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
-import { hashBytes, uuidBytes } from './jobtable.js';
+import { ID_BYTES, writeHash, writeId } from './jobtable.js';
 import { createHash } from 'node:crypto';
 
 /** Segments are cut at the last `\n` before this many bytes (a longer line makes a longer one). */
@@ -47,7 +46,7 @@ export interface SegmentResult {
   abandoned: boolean;
   /** OK lines. */
   ok: number;
-  /** jobs id, history and snapshots job_id: 16 bytes each. */
+  /** jobs id, history and snapshots job_id: ID_BYTES each. */
   ids: Uint8Array;
   /** history hash, jobs last_hash, snapshots history_hash: 32 bytes each. */
   hashes: Uint8Array;
@@ -81,31 +80,41 @@ export function resultBuffers(r: SegmentResult): ArrayBuffer[] {
 
 const SCHEMAS = { 'jobs.jsonl': JOB_SCHEMA, 'history.jsonl': HISTORY_SCHEMA, 'throttles.jsonl': THROTTLE_SCHEMA, 'snapshots.jsonl': SNAPSHOT_SCHEMA } as const;
 
-const HASH_MEMBER = ',"hash":"';
 /** A canonical history line's own hash check, from its text (see historyPreimage). */
-function hashOkText(line: string, hash: unknown): boolean {
-  const i = line.lastIndexOf(HASH_MEMBER);
-  if (i === -1 || line.charCodeAt(i + HASH_MEMBER.length + 64) !== 0x22) return false;
-  return oneShotHash('sha256', line.slice(0, i) + line.slice(i + HASH_MEMBER.length + 65), 'hex') === hash;
-}
+const hashOkText = (line: string, hash: unknown): boolean => historyLineHash(line) === hash;
 
 function hashOkBytes(line: Buffer, hash: unknown): boolean {
   const pre = historyPreimage(line);
   return pre !== null && createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') === hash;
 }
 
-/** A growable byte column of fixed-width records. */
-class Bytes {
-  b = new Uint8Array(0);
-  constructor(private readonly width: number) {}
-  /** Room for record j. */
-  at(j: number): Uint8Array {
-    if ((j + 1) * this.width > this.b.length) {
-      const c = new Uint8Array(Math.max(64, j * 2) * this.width);
-      c.set(this.b);
-      this.b = c;
-    }
-    return this.b;
+/** Growable columns, written in place (doubling), packed once at the end. */
+class Cols {
+  cap = 0;
+  ids = Buffer.alloc(0);
+  hashes = Buffer.alloc(0);
+  prevs = Buffer.alloc(0);
+  n = new Float64Array(0);
+  pos = new Float64Array(0);
+  state = new Int32Array(0);
+  flags = new Uint8Array(0);
+  /** Room for row j. */
+  room(j: number): void {
+    if (j < this.cap) return;
+    const cap = Math.max(256, this.cap * 2);
+    const grow = <T extends Uint8Array | Float64Array | Int32Array>(a: T, make: (n: number) => T, w: number): T => {
+      const b = make(cap * w);
+      b.set(a);
+      return b;
+    };
+    this.ids = grow(this.ids, (k) => Buffer.alloc(k), ID_BYTES);
+    this.hashes = grow(this.hashes, (k) => Buffer.alloc(k), 32);
+    this.prevs = grow(this.prevs, (k) => Buffer.alloc(k), 32);
+    this.n = grow(this.n, (k) => new Float64Array(k), 1);
+    this.pos = grow(this.pos, (k) => new Float64Array(k), 1);
+    this.state = grow(this.state, (k) => new Int32Array(k), 1);
+    this.flags = grow(this.flags, (k) => new Uint8Array(k), 1);
+    this.cap = cap;
   }
 }
 
@@ -116,14 +125,8 @@ class Collector {
   private readonly whys: string[] = [];
   private abandoned = false;
   private ok_ = 0;
-  private readonly ids = new Bytes(16);
-  private readonly hashes = new Bytes(32);
-  private readonly prevs = new Bytes(32);
-  private readonly n: number[] = [];
-  private readonly pos: number[] = [];
-  private readonly state: number[] = [];
+  private readonly c = new Cols();
   private readonly states = new Map<string, number>();
-  private readonly flags: number[] = [];
   private readonly bigPos: string[] = [];
   private readonly tenants: string[] = [];
   private readonly values: unknown[] | undefined;
@@ -155,10 +158,10 @@ class Collector {
     return k;
   }
 
-  private position(text: string): void {
-    if (text.length <= 15) this.pos.push(Number(text));
+  private position(j: number, text: string): void {
+    if (text.length <= 15) this.c.pos[j] = Number(text);
     else {
-      this.pos.push(NaN);
+      this.c.pos[j] = NaN;
       this.bigPos.push(text);
     }
   }
@@ -175,48 +178,47 @@ class Collector {
     this.kinds.push(LINE_OK);
     const o = v as Record<string, unknown>;
     const j = this.ok_++;
+    const c = this.c;
+    c.room(j);
     let flags = 0;
     if (this.tenant === null || o.tenant === this.tenant) flags |= TENANT_OK;
     else this.tenants.push(JSON.stringify(o.tenant));
     // The schema has checked every field used here: ids are UUIDs, hashes hex, n integers.
     switch (this.f) {
       case 'jobs.jsonl':
-        uuidBytes(o.id as string, this.ids.at(j), j * 16);
-        hashBytes(o.last_hash as string, this.hashes.at(j), j * 32);
-        this.n.push(o.history_n as number);
-        this.state.push(this.stateOf(o.state as string));
+        writeId(o.id as string, c.ids, j * ID_BYTES);
+        writeHash(o.last_hash as string, c.hashes, j * 32);
+        c.n[j] = o.history_n as number;
+        c.state[j] = this.stateOf(o.state as string);
         break;
-      case 'history.jsonl': {
-        uuidBytes(o.job_id as string, this.ids.at(j), j * 16);
-        hashBytes(o.hash as string, this.hashes.at(j), j * 32);
-        const prev = this.prevs.at(j);
-        if (o.prev_hash === null) {
-          prev.fill(0, j * 32, j * 32 + 32);
-          flags |= PREV_NULL;
-        } else hashBytes(o.prev_hash as string, prev, j * 32);
-        this.n.push(o.n as number);
-        this.position(o.pos as string);
-        this.state.push(this.stateOf(o.to_state as string));
+      case 'history.jsonl':
+        writeId(o.job_id as string, c.ids, j * ID_BYTES);
+        writeHash(o.hash as string, c.hashes, j * 32);
+        if (o.prev_hash === null) flags |= PREV_NULL;
+        else writeHash(o.prev_hash as string, c.prevs, j * 32);
+        c.n[j] = o.n as number;
+        this.position(j, o.pos as string);
+        c.state[j] = this.stateOf(o.to_state as string);
         if (text !== null ? hashOkText(text, o.hash) : hashOkBytes(bytes!, o.hash)) flags |= HASH_OK;
         break;
-      }
       case 'throttles.jsonl':
-        this.position(o.pos as string);
+        this.position(j, o.pos as string);
         break;
       case 'snapshots.jsonl':
-        uuidBytes(o.job_id as string, this.ids.at(j), j * 16);
-        hashBytes(o.history_hash as string, this.hashes.at(j), j * 32);
-        this.n.push(o.history_n as number);
+        writeId(o.job_id as string, c.ids, j * ID_BYTES);
+        writeHash(o.history_hash as string, c.hashes, j * 32);
+        c.n[j] = o.history_n as number;
         break;
     }
-    this.flags.push(flags);
+    c.flags[j] = flags;
     this.values?.push(v);
   }
 
   /** The result, its columns packed in one ArrayBuffer (8-byte aligned, doubles first). */
   result(): SegmentResult {
     const k = this.ok_;
-    const sizes = [this.n.length * 8, this.pos.length * 8, this.state.length * 4, k * 16, k * 32, k * 32, this.flags.length, this.lines];
+    const c = this.c;
+    const sizes = [k * 8, k * 8, k * 4, k * ID_BYTES, k * 32, k * 32, k, this.lines];
     const offs: number[] = [];
     let total = 0;
     for (const sz of sizes) {
@@ -224,21 +226,23 @@ class Collector {
       total += Math.ceil(sz / 8) * 8;
     }
     const ab = new ArrayBuffer(total);
-    const n = new Float64Array(ab, offs[0], this.n.length);
-    n.set(this.n);
-    const pos = new Float64Array(ab, offs[1], this.pos.length);
-    pos.set(this.pos);
-    const state = new Int32Array(ab, offs[2], this.state.length);
-    state.set(this.state);
-    const ids = new Uint8Array(ab, offs[3], k * 16);
-    ids.set(this.ids.b.subarray(0, k * 16));
+    const n = new Float64Array(ab, offs[0], k);
+    const pos = new Float64Array(ab, offs[1], k);
+    const state = new Int32Array(ab, offs[2], k);
+    const ids = new Uint8Array(ab, offs[3], k * ID_BYTES);
     const hashes = new Uint8Array(ab, offs[4], k * 32);
-    hashes.set(this.hashes.b.subarray(0, k * 32));
     const prevs = new Uint8Array(ab, offs[5], k * 32);
-    if (this.f === 'history.jsonl') prevs.set(this.prevs.b.subarray(0, k * 32));
-    const flags = new Uint8Array(ab, offs[6], this.flags.length);
-    flags.set(this.flags);
+    const flags = new Uint8Array(ab, offs[6], k);
     const kinds = new Uint8Array(ab, offs[7], this.lines);
+    if (k) {
+      n.set(c.n.subarray(0, k));
+      pos.set(c.pos.subarray(0, k));
+      state.set(c.state.subarray(0, k));
+      ids.set(c.ids.subarray(0, k * ID_BYTES));
+      hashes.set(c.hashes.subarray(0, k * 32));
+      prevs.set(c.prevs.subarray(0, k * 32));
+      flags.set(c.flags.subarray(0, k));
+    }
     kinds.set(this.kinds);
     return {
       lines: this.lines, kinds, whys: this.whys, abandoned: this.abandoned, ok: k, ids, hashes, prevs, n, pos, state,

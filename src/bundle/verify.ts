@@ -17,7 +17,7 @@ import { verifySignature, type PublicKey } from './keys.js';
 import { manifestProblems, readableVersion, renderSums } from './manifest.js';
 import { PositionCover } from './positions.js';
 import { checkSegment, HASH_OK, LINE_INVALID, LINE_NOT_CANONICAL, PREV_NULL, SegmentBuffers, Splitter, TENANT_OK, type SegmentResult } from './segments.js';
-import { compareIds, hashText, JobTable, sameHash, uuidText } from './jobtable.js';
+import { compareIds, hashText, ID_BYTES, idText, JobTable, sameHash } from './jobtable.js';
 import { defaultWorkers, SegmentWorkers } from './workers.js';
 import { TarReader, type EntryPlace } from './tar.js';
 import { sha256Hex } from '../util/hash.js';
@@ -137,6 +137,10 @@ interface Step {
 
 /** Segments in flight to the workers at most (each SEGMENT_BYTES): bounds memory. */
 const MAX_IN_FLIGHT = 6;
+/** Segments queued per worker before this thread checks the next one itself. */
+const WORKER_QUEUE = 2;
+/** Steps (results waiting for an earlier one) at most before reading pauses. */
+const MAX_QUEUED = 24;
 
 /** The line-reading state of the data file whose lines are being applied. */
 interface LineFile {
@@ -259,17 +263,22 @@ class Verifier {
 
   private pump(): void {
     while (this.queue.length && this.queue[0]!.ready) this.queue.shift()!.run();
-    if (this.wake && (this.inFlight < MAX_IN_FLIGHT || this.failure)) {
+    if (this.wake && (this.roomy() || this.failure)) {
       const w = this.wake;
       this.wake = null;
       w();
     }
   }
 
-  /** Resolves once fewer than MAX_IN_FLIGHT segments are out (at once without workers). */
+  /** Fewer than MAX_IN_FLIGHT segments at the workers, and fewer than MAX_QUEUED steps waiting. */
+  private roomy(): boolean {
+    return this.inFlight < MAX_IN_FLIGHT && this.queue.length < MAX_QUEUED;
+  }
+
+  /** Resolves once there is room for more input (at once without workers). */
   room(): Promise<void> | null {
     if (this.failure) throw this.failure;
-    if (this.inFlight < MAX_IN_FLIGHT) return null;
+    if (this.roomy()) return null;
     return new Promise<void>((r) => (this.wake = r)).then(() => {
       if (this.failure) throw this.failure;
     });
@@ -321,12 +330,22 @@ class Verifier {
     else this.splitter!.write(b);
   }
 
+  /**
+   * A segment is checked by a worker when one has room (WORKER_QUEUE segments each), else here
+   * and now: this thread keeps reading, hashing and applying, and takes a share of the parsing
+   * whenever the workers are busy (two threads on two cores, whatever their speeds).
+   */
   private segment(f: DataFile, bytes: Buffer, last: boolean): void {
-    if (!this.workers) {
-      this.later(() => {
+    if (!this.workers || this.workers.pending >= this.workers.size * WORKER_QUEUE) {
+      if (this.queue.length === 0) {
+        // Nothing before it is pending: check and apply at once (in process, always this way).
         if (!this.stopped && !this.lf!.abandoned) this.apply(f, checkSegment(f, bytes, this.manifest?.tenant ?? null, last, this.opts.collect));
         this.buffers.put(bytes);
-      });
+        return;
+      }
+      const r = checkSegment(f, bytes, this.manifest?.tenant ?? null, last, this.opts.collect);
+      this.buffers.put(bytes);
+      this.queue.push({ ready: true, run: () => this.apply(f, r) });
       return;
     }
     const step: Step = { ready: false, run: () => undefined };
@@ -444,8 +463,8 @@ class Verifier {
       const v = r.values?.[j];
       if (byId) {
         if (L.lastId !== null && compareIds(r.ids, j, L.lastId, 0) <= 0)
-          this.add('SORT_ORDER', `${f} line ${ln}: ${uuidText(r.ids, j * 16)} is not after ${uuidText(L.lastId, 0)}`, { file: f, line: ln });
-        (L.lastId ??= new Uint8Array(16)).set(r.ids.subarray(j * 16, j * 16 + 16));
+          this.add('SORT_ORDER', `${f} line ${ln}: ${idText(r.ids, j * ID_BYTES)} is not after ${idText(L.lastId, 0)}`, { file: f, line: ln });
+        (L.lastId ??= new Uint8Array(ID_BYTES)).set(r.ids.subarray(j * ID_BYTES, (j + 1) * ID_BYTES));
         if (f === 'jobs.jsonl') this.onJob(r, ids32, j, codes[r.state[j]!]!, v as Job | undefined);
         else this.onSnapshot(r, ids32, hashes32, j, ln, v as Snapshot | undefined);
         continue;
@@ -570,7 +589,7 @@ class Verifier {
     const i = this.jobs.find(ids32, j);
     // Text only when a message or a map needs it.
     let id: string | null = null;
-    const jobId = () => (id ??= uuidText(s.ids, j * 16));
+    const jobId = () => (id ??= idText(s.ids, j * ID_BYTES));
     const at = () => ({ file: 'history.jsonl', line: ln, job_id: jobId() });
     if (i === -1) this.add('JOB_MISSING', `history.jsonl line ${ln}: job ${jobId()} is not in jobs.jsonl`, at());
     // The line is canonical, so the row's hashed content is the line without its hash member.
@@ -648,7 +667,7 @@ class Verifier {
   }
 
   private onSnapshot(s: SegmentResult, ids32: Uint32Array, hashes32: Uint32Array, j: number, ln: number, row: Snapshot | undefined): void {
-    const jobId = uuidText(s.ids, j * 16);
+    const jobId = idText(s.ids, j * ID_BYTES);
     const at = { file: 'snapshots.jsonl', line: ln, job_id: jobId };
     const i = this.jobs.find(ids32, j);
     this.snapshots++;

@@ -18,6 +18,7 @@ function workerUrl(): URL {
 /** Workers worth starting on this machine: one per core, at most two (the reading thread is the third). */
 export function defaultWorkers(): number {
   const n = availableParallelism();
+  if (process.env.OKIT_DEV_WORKERS) return Number(process.env.OKIT_DEV_WORKERS);
   return n <= 1 ? 0 : Math.min(2, n);
 }
 
@@ -28,14 +29,14 @@ interface Pending {
 
 export class SegmentWorkers {
   private readonly workers: Worker[] = [];
-  private readonly pending: Pending[][] = [];
+  private readonly pending_: Pending[][] = [];
   private failure: Error | null = null;
   /** Where segment buffers go back once checked. */
   buffers: SegmentBuffers | null = null;
 
   constructor(n: number) {
     for (let i = 0; i < n; i++) {
-      const w = new Worker(workerUrl(), { resourceLimits: { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 } });
+      const w = new Worker(workerUrl(), { resourceLimits: { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: Number(process.env.OKIT_DEV_YOUNG ?? 8) } });
       const q: Pending[] = [];
       w.on('message', (m: SegmentReply) => {
         this.buffers?.put(m.bytes);
@@ -50,12 +51,19 @@ export class SegmentWorkers {
         if (q.length) fail(new Error(`exited with code ${code}`));
       });
       this.workers.push(w);
-      this.pending.push(q);
+      this.pending_.push(q);
     }
   }
 
   get size(): number {
     return this.workers.length;
+  }
+
+  /** Segments sent and not answered yet. */
+  get pending(): number {
+    let n = 0;
+    for (const q of this.pending_) n += q.length;
+    return n;
   }
 
   /**
@@ -65,9 +73,9 @@ export class SegmentWorkers {
   check(f: DataFile, bytes: Buffer, tenant: string | null, last: boolean): Promise<SegmentResult> {
     if (this.failure) return Promise.reject(this.failure);
     let k = 0;
-    for (let i = 1; i < this.workers.length; i++) if (this.pending[i]!.length < this.pending[k]!.length) k = i;
+    for (let i = 1; i < this.workers.length; i++) if (this.pending_[i]!.length < this.pending_[k]!.length) k = i;
     return new Promise<SegmentResult>((resolve, reject) => {
-      this.pending[k]!.push({ resolve, reject });
+      this.pending_[k]!.push({ resolve, reject });
       const msg: SegmentRequest = { f, bytes, tenant, last };
       this.workers[k]!.postMessage(msg, [bytes.buffer as ArrayBuffer]);
     });

@@ -48,8 +48,18 @@ export function parseMicros(text: string): Micros {
   return BigInt(secs - offsetSec) * 1000000n + BigInt(frac.padEnd(6, '0'));
 }
 
+// UTC text as Postgres writes it with DateStyle=ISO (`2025-12-04 12:00:00.001+00`), or RFC 3339 in Z.
+const UTC_RE = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?(?:\+00(?::?00)?|Z)$/;
+
 /** Normalises any timestamp text Postgres or a user sends to canonical RFC 3339 microsecond form. */
 export function normalizeTimestamp(text: string): string {
+  // UTC (every timestamp an export reads): the digits are kept as they are, once the result is
+  // a real date; the same text formatMicros(parseMicros(text)) gives, without the arithmetic.
+  const m = UTC_RE.exec(text);
+  if (m) {
+    const t = `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(6, '0')}Z`;
+    if (isCanonicalTimestamp(t)) return t;
+  }
   return formatMicros(parseMicros(text));
 }
 
