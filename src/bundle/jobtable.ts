@@ -57,7 +57,7 @@ function mix(w: Uint32Array, i: number): number {
 }
 
 /** A growable fixed-width column: `width` units per row. */
-class Col<T extends Float64Array | Int32Array | Uint8Array> {
+class Col<T extends Float64Array | Int32Array | Uint8Array | Buffer> {
   constructor(
     public a: T,
     private readonly width: number,
@@ -78,7 +78,7 @@ export class JobTable {
   private ids8 = new Uint8Array(0);
   private ids32 = new Uint32Array(0);
   private readonly cols: Array<Col<Float64Array | Int32Array | Uint8Array>> = [];
-  private hash32s: Array<{ col: Col<Uint8Array>; view: Uint32Array }> = [];
+  private hash32s: Array<{ col: Col<Buffer>; view: Uint32Array }> = [];
 
   constructor(initial = 1024) {
     this.resize(initial);
@@ -98,9 +98,9 @@ export class JobTable {
   }
 
   /** A column of 32-byte hashes: `.a` the bytes, `.w` the same as 32-bit words. */
-  hashes(): { get a(): Uint8Array; get w(): Uint32Array } {
-    const col = new Col(new Uint8Array(this.cap * 32), 32, (n) => new Uint8Array(n));
-    const entry = { col, view: new Uint32Array(col.a.buffer) };
+  hashes(): { get a(): Buffer; get w(): Uint32Array } {
+    const col = new Col<Buffer>(Buffer.alloc(this.cap * 32), 32, (n) => Buffer.alloc(n));
+    const entry = { col, view: new Uint32Array(col.a.buffer, col.a.byteOffset, col.a.byteLength / 4) };
     this.hash32s.push(entry);
     this.cols.push(col as Col<Float64Array | Int32Array | Uint8Array>);
     return {
@@ -150,7 +150,7 @@ export class JobTable {
     this.ids8 = ids8;
     this.ids32 = new Uint32Array(ids8.buffer);
     for (const c of this.cols) c.grow(cap);
-    for (const h of this.hash32s) h.view = new Uint32Array(h.col.a.buffer);
+    for (const h of this.hash32s) h.view = new Uint32Array(h.col.a.buffer, h.col.a.byteOffset, h.col.a.byteLength / 4);
     this.cap = cap;
     // Load factor at most 1/2.
     this.slots = new Int32Array(cap * 2);
