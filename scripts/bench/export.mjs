@@ -5,6 +5,7 @@
 // from 100k to 1M rows. Both run as separate processes against the same warm Postgres. The 1M
 // run takes several minutes on 2 cores, much of it seeding.
 // Usage: node scripts/bench/export.mjs [rows=100000,1000000] [rounds=3]
+// OKIT_BENCH_RESULT=NAME writes scripts/bench/results/NAME.json instead of export.json (one size per file).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,7 +25,7 @@ const okit = (args, env) => timed(process.execPath, [CLI, ...args], { env: { ...
 const help = await okit(['export', '--help'], {});
 if (help.code !== 0) {
   console.error(`okit export is not in this build (${CLI}): the audit-bundle work (issue 4) has not landed; nothing measured`);
-  writeResult('export', { status: 'missing: okit export not in this build', rows: [] });
+  writeResult(process.env.OKIT_BENCH_RESULT ?? 'export', { status: 'missing: okit export not in this build', rows: [] });
   process.exit(0);
 }
 
@@ -102,7 +103,7 @@ try {
 table(rows);
 const flat = rows.length >= 2 ? round(rows[rows.length - 1].export_peak_rss_mib / rows[0].export_peak_rss_mib) : null;
 console.log(`\npeak memory ratio, largest/smallest export: ${flat} (flat = about 1)`);
-writeResult('export', {
+writeResult(process.env.OKIT_BENCH_RESULT ?? 'export', {
   okit_cli: path.relative(ROOT, CLI) || CLI,
   okit_cli_note: process.env.OKIT_CLI_NOTE ?? null,
   method:
