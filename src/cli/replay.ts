@@ -21,6 +21,8 @@ export async function runReplay(file: string, opts: ReplayCliOptions, io: Io): P
   const previous = [];
   for (const p of opts.previous ?? []) previous.push(await bundlePath(io, p));
   if (opts.into !== undefined && !/^postgres(ql)?:\/\//.test(opts.into)) throw new OkitError('INVALID_INPUT', '--into takes a postgres:// URL');
+  // Checked before the (long) verification; loaded only for --into, like the database modules below.
+  if (opts.into !== undefined) (await import('../db/connect.js')).checkDatabaseUrl(opts.into, '--into');
   const { report: r, earlier } = await verifyChain(path, { pubkeys, previous });
   if (!r.ok || !r.manifest) {
     printReport(io, r, false);

@@ -46,7 +46,8 @@ describe('deterministic simulation', () => {
     const check = await checkLedger(a.db.pool);
     expect(check.problems).toEqual([]);
     expect(check.jobs).toBe(200);
-  });
+    // Two 200-job simulations: about 30 s alone, far more while other suites share the two cores.
+  }, 180_000);
 
   it('a different seed gives a different history; the same seed in another tenant of the same database runs too', async () => {
     const db = await freshDb();
