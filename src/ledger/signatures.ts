@@ -115,7 +115,7 @@ export function validatePattern(raw: unknown): SignaturePattern {
       try {
         re2(src);
       } catch (e) {
-        bad(field, `not a valid RE2 regex: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}`, { reason: 'regex' });
+        bad(field, `not a valid RE2 regex: ${(e as Error).message.replace(/^Invalid regular expression: \/.*?\/u: /s, '')}`, { reason: 'regex' });
       }
       out.payload[path] = src;
     }

@@ -92,6 +92,7 @@ describe('control actions', () => {
     expect(s1).toMatchObject({ kind: 'blocked', summary: `Paused by ${OPS}: registry maintenance` });
     expect(s1.next_actions).toEqual([{ label: 'Resume the scan queue', command: 'okit queue resume scan' }]);
     // A job enqueued while paused waits paused from its first transaction.
+    clock.advance(SECOND);
     const { job: j2 } = await ledger.enqueue(TEN, { type: 'scan' });
     expect((await ledger.getSnapshot(TEN, j2.id)).kind).toBe('blocked');
     expect(await ledger.claim(TEN, { workerId: W, types: ['scan'] })).toBeNull();
