@@ -12,6 +12,7 @@ import type { OkitMetrics } from '../metrics/metrics.js';
 import { clientBatch, MAX_TELEMETRY_BODY_BYTES } from '../telemetry/events.js';
 import { surfaceOf, type ServerTelemetry } from '../telemetry/server.js';
 import { MAX_BATCH_BODY_BYTES, readJson } from './body.js';
+import { addControlRoutes } from './control.js';
 import { toOkitError } from './errors.js';
 import { Router, type Ctx } from './router.js';
 import { sendJson } from './send.js';
@@ -212,5 +213,15 @@ export function buildRouter(d: ApiDeps): Router {
       signalReply(ctx, await d.ledger.cancel(t, jobId, { actor, reason: opt(b.reason as string) }));
     }),
   );
+
+  addControlRoutes(r, API, {
+    ledger: d.ledger,
+    waiters: d.signals.waiters,
+    listenerReady: d.signals.listenerReady,
+    fallbackPollMs: d.signals.fallbackPollMs,
+    maxBodyBytes: d.maxBodyBytes,
+    signalFor: d.signalFor,
+    authed,
+  });
   return r;
 }

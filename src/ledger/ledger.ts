@@ -175,6 +175,9 @@ export class Ledger implements LedgerCore {
   reportThrottle(tenant: string, host: string, input: { retryAfterSeconds: number; status?: number; workerId?: string }): Promise<void> {
     return this.sources.reportThrottle(tenant, host, input);
   }
+  addSource(tenant: string, input: { name: string; host: string; id?: string }): Promise<{ source: Source; created: boolean }> {
+    return this.sources.addSource(tenant, input);
+  }
   listSources(tenant: string): Promise<Source[]> {
     return this.sources.listSources(tenant);
   }

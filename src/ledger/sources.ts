@@ -47,22 +47,27 @@ export class SourceOps {
   ) {}
 
   async createSource(tenant: string, input: { name: string; host: string; id?: string }): Promise<Source> {
+    return (await this.addSource(tenant, input)).source;
+  }
+
+  /** Creates a source; the same name and host again answers the existing one (created: false); another host is INVALID_INPUT. */
+  async addSource(tenant: string, input: { name: string; host: string; id?: string }): Promise<{ source: Source; created: boolean }> {
     v.tenant(tenant);
-    const name = v.text(input.name, 'name', 200)!;
+    const name = v.text(input?.name, 'name', 200)!;
     const host = v.host(input.host);
-    const id = input.id ? v.uuid(input.id) : this.l.ids();
+    const id = input.id != null ? v.uuid(input.id) : this.l.ids();
     const at = formatMicros(this.l.clock.now());
     const { rows } = await this.l.pool
       .query(
         `INSERT INTO okit.sources (id, tenant, name, host, created_at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (tenant, name) DO UPDATE SET name = EXCLUDED.name
-         RETURNING id, tenant, name, host, created_at`,
+         RETURNING id, tenant, name, host, created_at, (xmax = 0) AS created`,
         [id, tenant, name, host, at],
       )
       .catch((e) => rethrowIdTaken(e, id));
     const r = rows[0];
     if (r.host !== host) throw new OkitError('INVALID_INPUT', `source ${name} already exists with host ${r.host}`);
-    return { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) };
+    return { source: { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) }, created: r.created === true };
   }
 
   async getSource(tenant: string, id: string): Promise<Source> {
