@@ -13,9 +13,10 @@ import { register as exportCmd } from './export.js';
 import { register as verify } from './verify.js';
 import { register as replay } from './replay.js';
 import { register as slo } from './slo.js';
+import { register as control } from './control.js';
 
 // One line per command module; each registers its own subcommands.
-const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job, keys, exportCmd, verify, replay, slo];
+const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job, control, keys, exportCmd, verify, replay, slo];
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 

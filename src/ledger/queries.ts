@@ -12,7 +12,7 @@ import type { Clock } from '../util/clock.js';
 import { formatMicros, parseMicros as parseTs } from '../util/time.js';
 import { json, ts, tsOrNull } from './rows.js';
 import { JOB_STATES, type JobState } from './states.js';
-import { SIGNAL_KINDS, type SignalKind } from './types.js';
+import { SIGNAL_KINDS, type Phase, type SignalKind } from './types.js';
 import * as v from './validate.js';
 
 export const MAX_LIST_LIMIT = 500;
@@ -51,7 +51,7 @@ export interface JobListItem {
   not_before: string;
   created_at: string;
   updated_at: string;
-  signal: { kind: SignalKind; phase: string; summary: string; eta_seconds: number | null } | null;
+  signal: { kind: SignalKind; phase: Phase; summary: string; eta_seconds: number | null } | null;
   last_error: { code: string; message: string } | null;
   signature: { [k: string]: Json } | null;
 }
@@ -206,7 +206,7 @@ function toItem(r: Record<string, unknown>): JobListItem {
     signal:
       r.kind == null
         ? null
-        : { kind: r.kind as SignalKind, phase: String(r.phase), summary: String(r.summary), eta_seconds: r.eta_seconds == null ? null : Number(r.eta_seconds) },
+        : { kind: r.kind as SignalKind, phase: r.phase as Phase, summary: String(r.summary), eta_seconds: r.eta_seconds == null ? null : Number(r.eta_seconds) },
     last_error: lastError(r),
     signature: sig && typeof sig === 'object' ? sig : null,
   };
