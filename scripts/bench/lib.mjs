@@ -103,11 +103,11 @@ export async function spawnServer(url, { execArgv = [], env = {} } = {}) {
       }
     });
   });
-  const ask = (cmd) =>
+  const ask = (cmd, extra = {}) =>
     new Promise((resolve) => {
       const id = nextId++;
       pending.set(id, resolve);
-      child.send({ cmd, id });
+      child.send({ cmd, id, ...extra });
     });
   const baseUrl = await ready;
   const u = new URL(baseUrl);
@@ -116,7 +116,7 @@ export async function spawnServer(url, { execArgv = [], env = {} } = {}) {
     host: u.hostname,
     port: Number(u.port),
     pid: child.pid,
-    stats: () => ask('stats'),
+    stats: (extra) => ask('stats', extra),
     gc: () => ask('gc'),
     stop: async () => {
       const exited = new Promise((r) => child.once('exit', r));

@@ -70,4 +70,17 @@ if (tel) {
   out.push('**Long-poll delivery latency, telemetry on vs off** (signal-latency.mjs, four alternating runs pooled)\n');
   out.push(md(tel.long_poll_latency, ['mode', 'watchers', 'deliveries_each', 'on_p50_ms', 'off_p50_ms', 'on_p99_ms', 'off_p99_ms', 'ratio_p50', 'ratio_p99']));
 }
+const soak = load('soak');
+if (soak) {
+  const sm = soak.summary;
+  out.push(
+    `**Soak** (${sm.minutes} min of steady mixed load, \`${soak.command}\`; sampled every 10 s, shown every 5 min; 5xx answers: **${sm.responses_5xx}**; samples not ready: ${sm.not_ready_samples})\n`,
+  );
+  const every = soak.samples.filter((x, i) => i === 0 || x.t_s % 300 < 10 || i === soak.samples.length - 1);
+  out.push(
+    md(
+      every.map((x) => ({ min: Math.round(x.t_s / 60), rss_mib: x.rss_mib, heap_mib: x.heap_mib, fds: x.fds, http_conns: x.http_connections, pool: x.pool_total, pg_conns: x.pg_connections, loop_p99_ms: x.loop_p99_ms })),
+    ),
+  );
+}
 console.log(out.join('\n'));

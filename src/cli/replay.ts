@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { importVerified } from '../bundle/import.js';
 import { replayBundle, type BundleRef } from '../bundle/replay.js';
 import { verifyChain } from '../bundle/verify.js';
+import { checkDatabaseUrl } from '../db/connect.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import { OkitError } from '../errors.js';
@@ -24,6 +25,7 @@ export async function runReplay(file: string, opts: ReplayCliOptions, io: Io): P
   const previous = [];
   for (const p of opts.previous ?? []) previous.push(await bundlePath(io, p));
   if (opts.into !== undefined && !/^postgres(ql)?:\/\//.test(opts.into)) throw new OkitError('INVALID_INPUT', '--into takes a postgres:// URL');
+  if (opts.into !== undefined) checkDatabaseUrl(opts.into, '--into');
   const { report: r, earlier } = await verifyChain(path, { pubkeys, previous });
   if (!r.ok || !r.manifest) {
     printReport(io, r, false);

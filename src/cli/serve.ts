@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { SERVE_DB_TIMEOUTS } from '../db/pool.js';
+import { defaultLimits, type ServerLimits } from '../http/limits.js';
 import { startServer } from '../http/server.js';
 import { parseMetricsListen } from '../metrics/listen.js';
 import { parseDuration } from '../util/duration.js';
@@ -9,6 +11,8 @@ import { OkitError } from '../errors.js';
 export interface ServeOptions {
   host?: string;
   port?: string;
+  maxConnections?: string;
+  maxConnectionsPerIp?: string;
   /** commander's --no-telemetry sets this false. */
   telemetry?: boolean;
   telemetryRetention?: string;
@@ -21,9 +25,25 @@ export function port(p: string | undefined): number {
   return Number(p);
 }
 
+function count(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new OkitError('INVALID_INPUT', `${flag}: must be a whole number from 1`);
+  return n;
+}
+
+/** Connection caps from the command line over the defaults (the per-address cap never above the total). */
+export function serveLimits(opts: ServeOptions): ServerLimits {
+  const d = defaultLimits();
+  const maxConnections = count(opts.maxConnections, '--max-connections') ?? d.maxConnections;
+  const perIp = count(opts.maxConnectionsPerIp, '--max-connections-per-ip') ?? Math.min(d.maxConnectionsPerIp, maxConnections);
+  return { ...d, maxConnections, maxConnectionsPerIp: Math.min(perIp, maxConnections) };
+}
+
 /** Serves until SIGTERM/SIGINT, then shuts down gracefully and returns 0. */
 export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknown>): Promise<number> {
   const p = port(opts.port);
+  const limits = serveLimits(opts);
   const retention = opts.telemetryRetention === undefined ? undefined : parseDuration(opts.telemetryRetention, '--telemetry-retention');
   const metricsListen = opts.metricsListen === undefined ? undefined : parseMetricsListen(opts.metricsListen);
   const stopped =
@@ -41,6 +61,7 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
         ledger,
         host: opts.host ?? '127.0.0.1',
         port: p,
+        limits,
         log: (l) => io.err(`okit: ${l}`),
         telemetry: opts.telemetry !== false,
         telemetryRetentionSeconds: retention,
@@ -52,8 +73,9 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
       io.err(`okit: ${typeof why === 'string' ? why : 'stop'}: draining and shutting down`);
       await srv.close();
     },
-    // A shared embedded cluster outlives any one server (others may be using it).
-    { keep: true },
+    // A shared embedded cluster outlives any one server (others may be using it). Every
+    // query of the server's pool is bounded (SERVE_DB_TIMEOUTS).
+    { keep: true, timeouts: SERVE_DB_TIMEOUTS },
   );
   return EXIT.OK;
 }
@@ -64,6 +86,8 @@ export function register(program: Command, io: Io): void {
     .description('serve first signals (GET, long-poll, SSE) and the worker API over HTTP')
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0 picks a free one)', '8080')
+    .option('--max-connections <n>', 'open connections in all (default: the open-files limit minus 128, at most 20000)')
+    .option('--max-connections-per-ip <n>', 'open connections per client address, IPv6 per /64 (default: 1000; raise it behind a reverse proxy)')
     .option('--no-telemetry', 'record no time-to-first-signal telemetry (no telemetry route; /metrics still serves the rest)')
     .option('--telemetry-retention <duration>', 'delete telemetry older than this (e.g. 90d) at start and hourly; history is never pruned')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics without a token on this loopback address (e.g. 127.0.0.1:9464)')

@@ -1,10 +1,27 @@
+import pg from 'pg';
 import { OkitError } from '../errors.js';
 import { EmbeddedPostgres, okitHome } from './embedded.js';
 
-/** node-postgres reads anything as a connection string (`notaurl` becomes host `base`): refuse early. */
-export function checkDatabaseUrl(url: string): string {
+/**
+ * node-postgres reads anything as a connection string (`notaurl` becomes host `base`) and
+ * throws a bare TypeError for what its parser cannot read (`postgres://[::1/x`): refuse both
+ * here, as a typed error, with pg's own parser. Several hosts (`h1,h2`, libpq's failover
+ * syntax) are named as such: pg 8 does not support them (OFFLINE.md, Failover).
+ */
+export function checkDatabaseUrl(url: string, name = 'DATABASE_URL'): string {
   if (!/^(postgres|postgresql|socket):/i.test(url) && !url.startsWith('/'))
-    throw new OkitError('INVALID_INPUT', 'DATABASE_URL must be a postgres:// or postgresql:// URL');
+    throw new OkitError('INVALID_INPUT', `${name} must be a postgres:// or postgresql:// URL`);
+  const authority = /^postgres(?:ql)?:\/\/([^/?#]*)/i.exec(url)?.[1] ?? '';
+  if (authority.replace(/^.*@/, '').replace(/\[[^\]]*\]/g, '').includes(','))
+    throw new OkitError(
+      'INVALID_INPUT',
+      `${name}: several hosts are not supported (node-postgres connects to one); point it at the primary, and after a failover at the new one (OFFLINE.md, Failover)`,
+    );
+  try {
+    new pg.Client({ connectionString: url }); // parses only; connects nothing
+  } catch (e) {
+    throw new OkitError('INVALID_INPUT', `${name} is not a valid connection string: ${(e as Error).message}`);
+  }
   return url;
 }
 

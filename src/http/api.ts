@@ -24,7 +24,9 @@ export interface ApiDeps {
   ledger: Ledger;
   auth: TokenAuth;
   signals: SignalDeps;
-  ready(): { ready: boolean; listener: boolean; shuttingDown: boolean };
+  /** Is the database answering (DbHealth)? Routes that need it are 503 at once while it is not. */
+  dbUp(): boolean;
+  ready(): { ready: boolean; listener: boolean; db: boolean; shuttingDown: boolean };
   /** Aborted when the client goes away or the server shuts down. */
   signalFor(ctx: Ctx): AbortSignal;
   maxBodyBytes: number;
@@ -53,8 +55,11 @@ export async function sendMetrics(ctx: Ctx, metrics: OkitMetrics): Promise<void>
 
 export function buildRouter(d: ApiDeps): Router {
   const r = new Router();
+  // Routes that need the database are 503 at once while it is known not to answer; signal
+  // reads (signalRoute) may still be answered from the cache or a last-known ETag.
   const authed = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) => async (ctx: Ctx) => {
     const p = await d.auth.authenticate(ctx.req.headers.authorization, need);
+    if (!d.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is not answering; retry shortly');
     await fn(ctx, p.tenant, `token:${p.tokenId}`);
   };
   // A first-signal request answered with an error is a first signal the user did not get.

@@ -1,12 +1,14 @@
 /**
- * `okit serve` as a library: one LISTEN connection, waiters, cache, routes, lease sweeper,
- * and a graceful close() (stop accepting, answer pending long-polls, end SSE streams, stop
- * the listener). The pool belongs to the caller.
+ * `okit serve` as a library: one LISTEN connection, a database health probe, waiters, cache,
+ * routes, lease sweeper, connection caps and timeouts (limits.ts), and a graceful close()
+ * (stop accepting, answer pending long-polls, end SSE streams, stop the listener). The pool
+ * belongs to the caller (`okit serve` gives it SERVE_DB_TIMEOUTS).
  */
 import { setMaxListeners } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { OkitError, isOkitError } from '../errors.js';
+import { DbHealth } from '../db/health.js';
 import type { Pool } from '../db/pool.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { SignalDeps } from '../signals/handlers.js';
@@ -20,8 +22,10 @@ import { TelemetryQueue, type QueueOptions } from '../telemetry/queue.js';
 import { ServerTelemetry } from '../telemetry/server.js';
 import { buildRouter } from './api.js';
 import { MAX_BODY_BYTES } from './body.js';
-import { isDbUnavailable } from './errors.js';
-import type { Ctx } from './router.js';
+import { errorBody, isDbUnavailable } from './errors.js';
+import { addressKey, ConnectionCounter, defaultLimits, type ServerLimits } from './limits.js';
+import { oneLine, RateLimitedLog } from './log.js';
+import { parseTarget, type Ctx } from './router.js';
 import { sendError } from './send.js';
 import { TokenAuth } from './tokens.js';
 
@@ -45,6 +49,15 @@ export interface ServerOptions {
   maxBatchBodyBytes?: number;
   /** How long close() lets in-flight requests finish before cutting connections. */
   drainMs?: number;
+  /** Connection caps and HTTP timeouts; unset fields take defaultLimits(). */
+  limits?: Partial<ServerLimits>;
+  /** Database health probe: every `dbProbeMs`, down after `dbProbeTimeoutMs` without an answer. */
+  dbProbeMs?: number;
+  dbProbeTimeoutMs?: number;
+  /** A token not in the cache is looked up within this, else 503. */
+  tokenLookupTimeoutMs?: number;
+  /** Client-caused log lines (malformed requests, timeouts, refused connections) per 10 s. */
+  clientLogPer10s?: number;
   /** TTFS telemetry (recording answers, the telemetry route, the batch writer); default on. */
   telemetry?: boolean;
   telemetryQueue?: Omit<QueueOptions, 'log'>;
@@ -62,8 +75,11 @@ export interface RunningServer {
   host: string;
   baseUrl: string;
   listener: SignalListener;
+  health: DbHealth;
   waiters: Waiters;
   store: SignalStore;
+  limits: ServerLimits;
+  connections: ConnectionCounter;
   metrics: OkitMetrics;
   telemetry: ServerTelemetry | undefined;
   /** `http://127.0.0.1:PORT/metrics` of the --metrics-listen listener, if any. */
@@ -71,10 +87,29 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** A complete raw HTTP response for a socket that has no request object (yet, or any more). */
+function rawResponse(status: number, reason: string, err: OkitError, extra = ''): string {
+  const body = errorBody(err);
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${extra}\r\n${body}`;
+}
+
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const log = o.log ?? (() => undefined);
+  const clientLog = new RateLimitedLog(log, o.clientLogPer10s ?? 20, 10_000);
+  const limits: ServerLimits = { ...defaultLimits(), ...o.limits };
   const waiters = new Waiters();
-  const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000);
+  const health = new DbHealth({
+    url: o.url,
+    intervalMs: o.dbProbeMs,
+    timeoutMs: o.dbProbeTimeoutMs,
+    onChange: (up, why) => {
+      log(up ? 'database answering again' : `database not answering: ${why}`);
+      // Make the LISTEN connection prove itself now rather than at its next probe.
+      void listener.check();
+    },
+  });
+  const dbUp = () => health.up;
+  const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000, dbUp);
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal); // one listener per in-flight request, removed when it ends
   const listener = new SignalListener({
@@ -84,12 +119,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     probeTimeoutMs: o.listenerProbeTimeoutMs,
     onNotify: (tenant, ids) => {
       if (ids === '*') {
-        store.cache.invalidateTenant(tenant);
+        store.invalidateTenant(tenant);
         waiters.wakeTenant(tenant);
         return;
       }
       for (const id of ids) {
-        store.cache.invalidate(tenant, id);
+        store.invalidate(tenant, id);
         waiters.wakeJob(tenant, id);
       }
     },
@@ -106,6 +141,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     await listener.close(); // else its reconnect loop and probe outlive the failed start
     throw e;
   }
+
+  health.start();
 
   // Metrics and telemetry: recorded in memory on the hot path, written to Postgres in batches.
   const metrics = o.metrics ?? new OkitMetrics({ clock: o.ledger.clock, ...o.metricsOptions });
@@ -131,9 +168,15 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const requestSignals = new WeakMap<http.ServerResponse, AbortSignal>();
   const router = buildRouter({
     ledger: o.ledger,
-    auth: new TokenAuth(o.pool, o.tokenTtlMs ?? 5000),
+    auth: new TokenAuth(o.pool, o.tokenTtlMs ?? 5000, { dbUp, lookupTimeoutMs: o.tokenLookupTimeoutMs ?? 2000 }),
     signals,
-    ready: () => ({ ready: listener.ready && !shutdown.signal.aborted, listener: listener.ready, shuttingDown: shutdown.signal.aborted }),
+    dbUp,
+    ready: () => ({
+      ready: listener.ready && health.up && !shutdown.signal.aborted,
+      listener: listener.ready,
+      db: health.up,
+      shuttingDown: shutdown.signal.aborted,
+    }),
     signalFor: (ctx: Ctx) => requestSignals.get(ctx.res) ?? shutdown.signal,
     maxBodyBytes: o.maxBodyBytes ?? MAX_BODY_BYTES,
     maxBatchBodyBytes: o.maxBatchBodyBytes,
@@ -146,32 +189,91 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   // thousands of pending long-polls, EventTarget's duplicate check makes each add O(n) — 5 % of
   // server CPU at 1,000 long-polls, bench/signal-latency.)
   const inflight = new Map<http.ServerResponse, AbortController>();
-  const server = http.createServer((req, res) => {
-    const stop = new AbortController();
-    inflight.set(res, stop);
-    res.on('close', () => {
-      inflight.delete(res);
-      if (!res.writableFinished) stop.abort();
-    });
-    requestSignals.set(res, stop.signal);
-    void (async () => {
-      try {
-        if (shutdown.signal.aborted) {
-          res.setHeader('Connection', 'close');
-          throw new OkitError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance');
+  const server = http.createServer(
+    {
+      // Host is checked below so that its absence gets the documented JSON error, not Node's empty 400.
+      requireHostHeader: false,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      maxHeaderSize: limits.maxHeaderBytes,
+      // Node checks header/request deadlines on this period (default 30 s, which would let a
+      // 10 s header timeout run to 40 s).
+      connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.headersTimeoutMs / 4)),
+    },
+    (req, res) => {
+      const stop = new AbortController();
+      inflight.set(res, stop);
+      res.on('close', () => {
+        inflight.delete(res);
+        if (!res.writableFinished) stop.abort();
+      });
+      requestSignals.set(res, stop.signal);
+      void (async () => {
+        try {
+          if (shutdown.signal.aborted) {
+            res.setHeader('Connection', 'close');
+            throw new OkitError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance');
+          }
+          if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && !req.headers.host) {
+            res.setHeader('Connection', 'close');
+            throw new OkitError('BAD_REQUEST', 'an HTTP/1.1 request needs a Host header');
+          }
+          const { pathname, query } = parseTarget(req.url);
+          const { handler, params } = router.match(req.method ?? 'GET', pathname);
+          await handler({ req, res, params, query });
+        } catch (e) {
+          if (!isOkitError(e) && !isDbUnavailable(e))
+            clientLog.line(`internal error on ${req.method} ${JSON.stringify(oneLine(req.url ?? '', 200))}: ${(e as Error)?.stack?.split('\n').slice(0, 4).join(' | ') ?? e}`);
+          sendError(res, e);
         }
-        const u = new URL(req.url ?? '/', 'http://localhost');
-        const { handler, params } = router.match(req.method ?? 'GET', u.pathname);
-        await handler({ req, res, params, query: u.searchParams });
-      } catch (e) {
-        if (!isOkitError(e) && !isDbUnavailable(e)) log(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? e}`);
-        sendError(res, e);
-      }
-    })();
+      })();
+    },
+  );
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.setTimeout(limits.socketIdleTimeoutMs); // no 'timeout' listener: Node destroys the idle socket
+
+  // Connection caps, counted per client address (IPv6 per /64). A refused connection gets a
+  // JSON 503 and is closed at once: it holds its file descriptor for microseconds.
+  const connections = new ConnectionCounter(limits);
+  server.on('connection', (socket: Socket) => {
+    const key = addressKey(socket.remoteAddress);
+    const verdict = connections.admit(key);
+    if (verdict !== 'ok') {
+      connections.stats.refused++;
+      const err = new OkitError(
+        'TOO_MANY_CONNECTIONS',
+        verdict === 'total' ? `the server holds its maximum of ${limits.maxConnections} connections; retry shortly` : `at most ${limits.maxConnectionsPerIp} connections per client address; retry shortly`,
+      );
+      clientLog.line(`refused a connection from ${key}: ${verdict === 'total' ? `${connections.total} open in all` : `${connections.of(key)} open from it`}`);
+      socket.on('error', () => undefined);
+      socket.end(rawResponse(503, 'Service Unavailable', err, 'Retry-After: 1\r\n'));
+      socket.destroySoon();
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    socket.once('close', () => connections.release(key));
   });
-  server.on('clientError', (_e, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":{"code":"BAD_REQUEST","message":"malformed HTTP request"}}');
-    else socket.destroy();
+
+  // Malformed requests and timed-out ones: answer if nothing of a response has been written
+  // yet, then destroy the socket (end() alone half-closes and keeps the fd while the client
+  // holds its side open).
+  server.on('clientError', (e: NodeJS.ErrnoException, socket: Socket) => {
+    const code = e.code ?? '';
+    socket.on('error', () => undefined);
+    if (code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, err] =
+      code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? ([408, 'Request Timeout', new OkitError('REQUEST_TIMEOUT', `the request did not arrive in time (headers within ${limits.headersTimeoutMs / 1000} s, all of it within ${limits.requestTimeoutMs / 1000} s)`)] as const)
+        : code === 'HPE_HEADER_OVERFLOW'
+          ? ([431, 'Request Header Fields Too Large', new OkitError('HEADERS_TOO_LARGE', `request line and headers exceed ${limits.maxHeaderBytes} bytes`)] as const)
+          : ([400, 'Bad Request', new OkitError('BAD_REQUEST', `malformed HTTP request (${code || 'parse error'})`)] as const);
+    clientLog.line(`client error from ${addressKey(socket.remoteAddress)}: ${status} ${err.code} (${code || e.message})`);
+    const pending = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (!pending?.headersSent) socket.write(rawResponse(status, reason, err));
+    socket.destroy();
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -182,6 +284,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     // A port in use or an address not ours is the caller's to fix; and without closing the
     // LISTEN connection the process would never exit.
     await listener.close();
+    await health.close();
     await queue?.close(0);
     o.ledger.commitObservers.delete(metrics.onCommit);
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
@@ -195,6 +298,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     } catch (e) {
       await new Promise<void>((r) => server.close(() => r()));
       await listener.close();
+      await health.close();
       await queue?.close(0);
       o.ledger.commitObservers.delete(metrics.onCommit);
       throw e;
@@ -246,6 +350,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       await queue?.close();
       o.ledger.commitObservers.delete(metrics.onCommit);
       await listener.close();
+      await health.close();
+      clientLog.flush();
     })());
 
   return {
@@ -253,8 +359,11 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     host: addr.address,
     baseUrl: `http://${addr.address}:${addr.port}`,
     listener,
+    health,
     waiters,
     store,
+    limits,
+    connections,
     metrics,
     telemetry,
     metricsUrl: metricsListener?.url,

@@ -7,6 +7,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { OkitError } from '../errors.js';
+import { within } from '../db/errors.js';
 import type { Pool } from '../db/pool.js';
 import * as v from '../ledger/validate.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -61,15 +62,24 @@ export async function revokeToken(pool: Pool, id: string, clock: Clock = systemC
   return (r.rowCount ?? 0) > 0;
 }
 
+export interface TokenLookupOptions {
+  /** Is the database answering? When not, a token not in the cache is 503 at once. */
+  dbUp?: () => boolean;
+  /** A lookup that takes longer is 503 (the token's validity is unknown, so never a 401). */
+  lookupTimeoutMs?: number;
+}
+
 /**
  * Resolves `Authorization: Bearer …` to a principal. Positive results are cached for
- * `ttlMs` (so a revocation takes at most that long to bite everywhere).
+ * `ttlMs` (so a revocation takes at most that long to bite everywhere). A lookup the
+ * database cannot answer in time is DB_UNAVAILABLE: bounded, and never taken for "invalid".
  */
 export class TokenAuth {
   private readonly cache = new Map<string, { p: Principal; at: number }>();
   constructor(
     private readonly pool: Pool,
     private readonly ttlMs = 5000,
+    private readonly lookup: TokenLookupOptions = {},
   ) {}
 
   async authenticate(header: string | undefined, need: Scope): Promise<Principal> {
@@ -80,8 +90,19 @@ export class TokenAuth {
     const hash = sha256Hex(token);
     let p = this.lookupCached(hash);
     if (!p) {
-      const { rows } = await this.pool.query('SELECT id, tenant, scope, token_sha256 FROM okit.api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL', [hash]);
-      const r = rows[0];
+      if (this.lookup.dbUp && !this.lookup.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is unavailable, so the token cannot be checked; retry shortly');
+      const ms = this.lookup.lookupTimeoutMs ?? Infinity;
+      const found = await within(
+        this.pool.query({
+          text: 'SELECT id, tenant, scope, token_sha256 FROM okit.api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL',
+          values: [hash],
+          // pg's bound a second above ours only frees the connection; within() answers.
+          ...(Number.isFinite(ms) ? { query_timeout: ms + 1000 } : {}),
+        }),
+        ms,
+      );
+      if (!found) throw new OkitError('DB_UNAVAILABLE', `the token could not be checked within ${ms} ms; retry shortly`);
+      const r = found.rows[0];
       if (!r || !constantTimeEqual(String(r.token_sha256), hash)) throw new OkitError('UNAUTHORIZED', 'invalid token');
       p = { tokenId: String(r.id), tenant: String(r.tenant), scope: r.scope as Scope };
       this.cache.set(hash, { p, at: performance.now() });

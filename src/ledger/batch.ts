@@ -39,7 +39,28 @@ export interface Slot {
   lastHash: string | null;
   /** The lease's fencing token (never in the public job row): set by a claim, cleared outside running. */
   leaseToken: string | null;
+  /**
+   * Set when the slot came from the writer's known jobs (this process's own last write of the
+   * job) instead of a read: the job row as it was then. The write checks, and locks, that the row
+   * still is so; if not, the batch is run again with reads.
+   */
+  knownAs?: KnownRow;
 }
+
+/** The job-row columns a known slot is checked against before the write (okit.write_batch's k_* arguments). */
+export interface KnownRow {
+  n: number;
+  hash: string;
+  state: string;
+  attempt: number;
+  owner: string | null;
+  lease: string | null;
+  token: string | null;
+  notBefore: string;
+}
+
+/** Where a batch may find a job it need not read: the writer's known jobs (null: none). */
+export type KnownJobs = (id: string) => Slot | null;
 
 interface PendingRow {
   slot: Slot;
@@ -262,6 +283,8 @@ export class Batch {
     private readonly queuePositionCap: number,
     /** Statements that open the transaction with its first message (after BEGIN). */
     private readonly opening: Stmt[] = [],
+    /** Jobs this process wrote last and knows as they are: used instead of a read. */
+    private readonly known: KnownJobs | null = null,
   ) {
     this.c = c;
     this.tenant = tenant;
@@ -350,16 +373,52 @@ export class Batch {
     if (this.flushOrder.some((l) => l.pending())) this.schedule();
   }
 
-  /** The job, row-locked, with its history; null when the tenant has no such job. */
+  /**
+   * The job, row-locked, with its history; null when the tenant has no such job. A job this
+   * process wrote last comes from the writer's known jobs, unread and not yet locked: the write
+   * locks it and checks that it is unchanged (see Slot.knownAs).
+   */
   job(id: string): Promise<Slot | null> {
-    const known = this.slots.get(id);
-    return known ? Promise.resolve(known) : this.jobLoader.load(id);
+    const held = this.slots.get(id);
+    if (held) return Promise.resolve(held);
+    const known = this.known?.(id);
+    if (known) {
+      this.slots.set(id, known);
+      return Promise.resolve(known);
+    }
+    return this.jobLoader.load(id);
+  }
+
+  /** Slots of this batch that came from the writer's known jobs. */
+  get knownSlots(): Slot[] {
+    return [...this.slots.values()].filter((s) => s.knownAs);
+  }
+
+  /** The slots this batch changed (after seal: as its commit leaves them). */
+  get changedSlots(): Slot[] {
+    return [...this.slots.values()].filter((s) => s.rows.length > 0);
+  }
+
+  /** okit.write_batch's k_* arguments: the known slots this batch changes, as they were. */
+  knownParams(): unknown[] {
+    const ks = this.knownSlots.filter((s) => s.rows.length > 0).map((s) => [s.job.id, s.knownAs!] as const);
+    return [
+      ks.map(([id]) => id),
+      ks.map(([, k]) => k.n),
+      ks.map(([, k]) => k.hash),
+      ks.map(([, k]) => k.state),
+      ks.map(([, k]) => k.attempt),
+      ks.map(([, k]) => k.owner),
+      ks.map(([, k]) => k.lease),
+      ks.map(([, k]) => k.token),
+      ks.map(([, k]) => k.notBefore),
+    ];
   }
 
   /** Like job(), but null also when another transaction holds the row. */
   jobIfFree(id: string): Promise<Slot | null> {
-    const known = this.slots.get(id);
-    return known ? Promise.resolve(known) : this.skipLockedLoader.load(id);
+    const held = this.slots.get(id);
+    return held ? Promise.resolve(held) : this.skipLockedLoader.load(id);
   }
 
   /**
@@ -903,12 +962,16 @@ function snapshotUpTo(slot: Slot, upto: number): Snapshot {
  */
 export class UnitView {
   changes = 0;
+  /** Whether a job it looked at came from the writer's known jobs (a refusal is then checked against a read). */
+  usedKnown = false;
   constructor(private readonly b: Batch) {}
   get tenant(): string {
     return this.b.tenant;
   }
-  job(id: string): Promise<Slot | null> {
-    return this.b.job(id);
+  async job(id: string): Promise<Slot | null> {
+    const s = await this.b.job(id);
+    if (s?.knownAs) this.usedKnown = true;
+    return s;
   }
   jobIfFree(id: string): Promise<Slot | null> {
     return this.b.jobIfFree(id);

@@ -331,7 +331,7 @@ export class JobOps {
     const leaseSeconds = v.int(leaseSecondsIn, 'lease_seconds', 1, 3600, this.l.opts.defaultLeaseSeconds);
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
-    return withTx(this.l.pool, async (c) => {
+    const out = await withTx(this.l.pool, async (c) => {
       const { rows } = await c.query(`SELECT ${JOB_COLUMNS}, lease_token FROM okit.jobs WHERE id = $1 AND tenant = $2 FOR UPDATE`, [jobId, tenant]);
       if (rows.length === 0) throw new OkitError('JOB_NOT_FOUND', `job ${jobId} not found`, { job_id: jobId });
       const job = toJob(rows[0]);
@@ -342,6 +342,9 @@ export class JobOps {
       await c.query('UPDATE okit.jobs SET lease_expires_at = $2 WHERE id = $1', [jobId, until]);
       return { leaseExpiresAt: until };
     });
+    // The batch writer's known row of the job moves with the lease (else its next write would find it stale).
+    this.l.writer.known.leaseExtended(tenant, jobId, out.leaseExpiresAt);
+    return out;
   }
 
   async progress(tenant: string, jobId: string, holder: LeaseHolder, input: ProgressInput): Promise<Snapshot> {

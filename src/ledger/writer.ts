@@ -4,11 +4,11 @@
  * Group commit. Concurrent changes of one tenant (units: a transition, an enqueue of one or
  * many jobs, a claim of up to N jobs, a throttle event) are written in one transaction, a batch:
  *
- *   BEGIN → the units' reads, batched, before the lock (batch.ts) → head += positions (the lock)
- *   → one statement writes every history row, throttle event, job row, snapshot and bucket of
- *   the batch, with one NOTIFY → COMMIT
+ *   BEGIN + the units' reads, batched, before the lock (batch.ts; one message per round) →
+ *   okit.write_batch: takes the positions and writes every history row, throttle event, job
+ *   row, snapshot and bucket of the batch, with its one NOTIFY → COMMIT
  *
- * so the head is locked for three round trips per batch instead of per change, and a batch's
+ * so the head is locked for a write and a COMMIT per batch instead of per change, and a batch's
  * positions are contiguous, in the order its rows are written. Several processes on one
  * database interleave whole batches: the head row stays the one serialisation point.
  *
@@ -26,12 +26,14 @@
  * error reaches its caller as a typed error (DB_UNAVAILABLE, WRITE_REFUSED). If the connection
  * is lost during COMMIT, the writer looks for the batch's first row in the ledger (position and
  * hash) before it decides between "committed" and "retry": nothing is written twice or half.
+ * (Write and COMMIT go as two messages: measured here, one message holding both took longer.)
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { isOkitError, OkitError } from '../errors.js';
 import { isDbUnavailable } from '../db/errors.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import { Batch, Deferred, type UnitView } from './batch.js';
+import { KnownJobs } from './known.js';
 import type { CommitInfo } from './ledger.js';
 
 export const NOTIFY_CHANNEL = 'okit_signal';
@@ -96,9 +98,10 @@ interface TenantQueue {
 const TAKE_POSITIONS = `INSERT INTO okit.ledger_heads (tenant, pos) VALUES ($1, $2::int8)
   ON CONFLICT (tenant) DO UPDATE SET pos = okit.ledger_heads.pos + $2::int8 RETURNING pos`;
 
-/** okit.write_batch (migration 010) writes every row of a batch; its arguments in order, as Batch.writeParams() gives them after the first four. */
+/** okit.write_batch (migration 010) writes every row of a batch; its arguments in order: tenant, guess, expected head, positions, Batch.knownParams(), Batch.writeParams() after the first. */
 const WRITE_ARGS = [
   'text', 'boolean', 'int8', 'int8',
+  'uuid[]', 'int4[]', 'text[]', 'text[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]', 'timestamptz[]',
   'int8[]', 'uuid[]', 'int4[]', 'timestamptz[]', 'text[]', 'text[]', 'text[]', 'jsonb[]', 'text[]', 'text[]',
   'int8[]', 'text[]', 'timestamptz[]', 'text[]', 'jsonb[]',
   'uuid[]', 'uuid[]', 'uuid[]', 'text[]', 'jsonb[]', 'text[]', 'text[]', 'int4[]', 'int4[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]',
@@ -111,13 +114,24 @@ const WRITE_ARGS = [
   'text[]', 'boolean[]',
   'text',
 ];
-const WRITE_BATCH = `SELECT okit.write_batch(${WRITE_ARGS.map((t, i) => `$${i + 1}::${t}`).join(', ')}) AS ok`;
+const WRITE_BATCH = `SELECT okit.write_batch(${WRITE_ARGS.map((t, i) => `$${i + 1}::${t}`).join(', ')}) AS status`;
 
-/** The write's statement: with `guess`, it moves the head from `expect` itself (and writes nothing if the head is elsewhere). */
+/**
+ * The write's statement. It answers 'ok'; or, having written nothing, 'stale' (a known job
+ * changed since this process wrote it) or, with `guess`, 'moved' (the head is not at `expect`).
+ */
 function writeStmt(b: Batch, tenant: string, guess: boolean, expect: bigint, notify: string | null): { text: string; params: unknown[] } {
   const [, ...rows] = b.writeParams(notify);
-  return { text: WRITE_BATCH, params: [tenant, guess, String(expect), b.positions, ...rows] };
+  return { text: WRITE_BATCH, params: [tenant, guess, String(expect), b.positions, ...b.knownParams(), ...rows] };
 }
+
+type Outcome =
+  | { kind: 'done' }
+  | { kind: 'moved' }
+  | { kind: 'stale' }
+  | { kind: 'failed'; error: unknown }
+  | { kind: 'deferred'; members: Member[] }
+  | { kind: 'recheck'; members: Member[] };
 
 /** The ids of the jobs whose signal changed; "*" tells listeners to recheck the tenant when they do not fit. */
 export function notifyPayload(tenant: string, ids: readonly string[]): string | null {
@@ -171,6 +185,10 @@ interface HeadState {
 export class BatchWriter {
   private readonly queues = new Map<string, TenantQueue>();
   private readonly heads = new Map<string, HeadState>();
+  /** Running jobs as this process's commits left them (src/ledger/known.ts). */
+  readonly known = new KnownJobs();
+  /** Each tenant's batches in flight: a job one of them holds is read, not taken from `known`, by the others. */
+  private readonly inFlightBatches = new Map<string, Set<Batch>>();
   /** First half of this process's advisory lock keys: distinct per process and tenant. */
   private readonly keySalt = randomBytes(8).toString('hex');
   private readonly maxSize: number;
@@ -241,20 +259,24 @@ export class BatchWriter {
     });
   }
 
-  private async runBatch(q: TenantQueue, members: Member[], retry: boolean): Promise<void> {
-    let outcome = await this.transact(q.tenant, members, retry, true);
+  private async runBatch(q: TenantQueue, members: Member[], retry: boolean, useKnown = true): Promise<void> {
+    let outcome = await this.transact(q.tenant, members, retry, true, useKnown);
+    // A job it knew had changed: the same batch again, reading every job.
+    if (outcome.kind === 'stale') outcome = await this.transact(q.tenant, members, retry, true, false);
     // The head had moved (another process wrote): the same batch again, taking the lock first.
-    if (outcome.kind === 'moved') outcome = await this.transact(q.tenant, members, retry, false);
+    if (outcome.kind === 'moved') outcome = await this.transact(q.tenant, members, retry, false, false);
     if (outcome.kind === 'done') return;
     if (outcome.kind === 'deferred') {
       for (const m of outcome.members) m.reject(new Deferred());
       return;
     }
+    // Refused on what this process knew of a job, unread: refused only if a read says so too.
+    if (outcome.kind === 'recheck') return this.runBatch(q, outcome.members, retry, false);
     const error = outcome.kind === 'failed' ? outcome.error : new Error('the ledger head kept moving');
     // Rolled back (or not committed): one by one, so a bad unit fails alone. A lone unit gets
     // one more try when the failure was the database's (a lost connection, a deadlock), not its own.
     if (members.length > 1 || (!retry && (isRetryable(error) || isDbUnavailable(error)))) {
-      for (const m of members) await this.runBatch(q, [m], true);
+      for (const m of members) await this.runBatch(q, [m], true, false);
       return;
     }
     members[0]!.reject(typedDbError(error));
@@ -262,17 +284,13 @@ export class BatchWriter {
 
   /**
    * One batch transaction. With `mayGuess`, a batch whose tenant this process has written
-   * recently expects the head where its last batch left it: positions, rows and COMMIT then go
-   * in one message, and the head is locked only while that message executes. The statement
+   * recently expects the head where its last batch left it: the write takes the positions
+   * itself, with no round trip to take them first. The statement
    * checks the guess; if another process moved the head, nothing is written ('moved') and the
-   * batch runs again the locking way, as the next few batches of the tenant do.
+   * batch runs again the locking way, as the next few batches of the tenant do. With `useKnown`,
+   * jobs this process wrote last are taken from `known` unread (the write checks them: 'stale').
    */
-  private async transact(
-    tenant: string,
-    members: Member[],
-    retry: boolean,
-    mayGuess: boolean,
-  ): Promise<{ kind: 'done' } | { kind: 'moved' } | { kind: 'failed'; error: unknown } | { kind: 'deferred'; members: Member[] }> {
+  private async transact(tenant: string, members: Member[], retry: boolean, mayGuess: boolean, useKnown: boolean): Promise<Outcome> {
     const t0 = performance.now();
     let locked = NaN;
     let positions = 0;
@@ -314,14 +332,30 @@ export class BatchWriter {
     const hs = this.headState(tenant);
     const key = (hs.seq = (hs.seq % 0x7fffffff) + 1);
     const lockKey = this.lockKey(tenant);
-    batch = new Batch(c, tenant, this.queuePositionCap, [{ text: 'SELECT pg_advisory_xact_lock($1::int4, $2::int4)', params: [lockKey, key] }]);
+    let inFlight = this.inFlightBatches.get(tenant);
+    if (!inFlight) this.inFlightBatches.set(tenant, (inFlight = new Set()));
+    const takeKnown = (id: string) => {
+      for (const other of inFlight!) if (other !== batch && other.hasJob(id)) return null;
+      return this.known.take(tenant, id);
+    };
+    batch = new Batch(c, tenant, this.queuePositionCap, [{ text: 'SELECT pg_advisory_xact_lock($1::int4, $2::int4)', params: [lockKey, key] }], useKnown ? takeKnown : null);
     const b = batch;
+    inFlight.add(b);
+    let left = false;
     const finished = () => {
       if (hs.sealedBy === key) hs.sealedBy = null;
+      if (!left) {
+        left = true;
+        inFlight!.delete(b);
+        if (inFlight!.size === 0 && this.inFlightBatches.get(tenant) === inFlight) this.inFlightBatches.delete(tenant);
+      }
     };
+    // A batch that did not commit may have guessed wrong about the jobs it knew: forget them.
+    const forgetKnown = () => this.known.forget(tenant, b.knownSlots.map((s) => s.job.id));
     const views = members.map(() => b.view());
     const done: Array<{ m: Member; finish: () => unknown }> = [];
     const refused: Array<{ m: Member; error: unknown }> = [];
+    const recheck: Member[] = [];
     const deferred: Member[] = [];
     let committing = false;
     let sealed = false;
@@ -332,7 +366,7 @@ export class BatchWriter {
         const m = members[i]!;
         if (st.status === 'fulfilled') done.push({ m, finish: st.value });
         else if (st.reason instanceof Deferred) deferred.push(m);
-        else if (isOkitError(st.reason) && views[i]!.changes === 0) refused.push({ m, error: st.reason });
+        else if (isOkitError(st.reason) && views[i]!.changes === 0) (views[i]!.usedKnown ? recheck.push(m) : refused.push({ m, error: st.reason }));
         else failure ??= st.reason;
       });
       if (failure !== undefined) throw failure;
@@ -348,18 +382,23 @@ export class BatchWriter {
         sealed = true;
         hs.head = base + BigInt(positions);
         hs.sealedBy = key;
-        locked = performance.now();
-        committing = true;
         const wait = after === null ? [] : [{ text: 'SELECT pg_advisory_xact_lock($1::int4, $2::int4)', params: [lockKey, after] }];
-        const res = await b.send([...wait, writeStmt(b, tenant, true, base, notify())], 'COMMIT');
-        if (res[res.length - 1]![0]!.ok !== true) {
+        const write = writeStmt(b, tenant, true, base, notify());
+        locked = performance.now();
+        const res = await b.send([...wait, write]);
+        const status = res[res.length - 1]![0]!.status;
+        if (status !== 'ok') {
           hs.head = null;
-          hs.lockingFor = LOCKING_AFTER_MOVE;
+          if (status === 'moved') hs.lockingFor = LOCKING_AFTER_MOVE;
+          else forgetKnown();
           finished();
+          await c.query('ROLLBACK');
           release();
           report(true);
-          return { kind: 'moved' };
+          return { kind: status === 'moved' ? 'moved' : 'stale' };
         }
+        committing = true;
+        await b.send([], 'COMMIT');
       } else {
         if (hs.lockingFor > 0) hs.lockingFor--;
         locked = performance.now();
@@ -369,14 +408,25 @@ export class BatchWriter {
         sealed = true;
         hs.head = end;
         hs.sealedBy = key;
+        const [res] = await b.send([writeStmt(b, tenant, false, end - BigInt(positions), notify())]);
+        if (res![0]!.status !== 'ok') {
+          hs.head = null;
+          forgetKnown();
+          finished();
+          await c.query('ROLLBACK');
+          release();
+          report(true);
+          return { kind: 'stale' };
+        }
         committing = true;
-        await b.send([writeStmt(b, tenant, false, end - BigInt(positions), notify())], 'COMMIT');
+        await b.send([], 'COMMIT');
       }
       finished();
       release();
     } catch (e) {
       if (sealed) hs.head = null;
       finished();
+      forgetKnown();
       // A statement's error (a CHECK, a deadlock) rolls back; a lost connection may have lost the
       // answer to a COMMIT that went through: the batch's first row then says which.
       const ambiguous = committing && (broken !== undefined || isDbUnavailable(e));
@@ -401,6 +451,7 @@ export class BatchWriter {
       }
     }
     report(false);
+    this.known.remember(tenant, b.changedSlots);
     if (this.opts.wantsCommits?.()) {
       try {
         this.opts.onCommit?.({ tenant, batchSize: members.length, ms: performance.now() - t0, ...b.committed() });
@@ -416,6 +467,11 @@ export class BatchWriter {
       }
     }
     for (const { m, error } of refused) m.reject(error);
+    if (recheck.length > 0) {
+      this.known.forget(tenant, b.knownSlots.filter((s) => s.rows.length === 0).map((s) => s.job.id));
+      if (deferred.length > 0) for (const m of deferred) m.reject(new Deferred());
+      return { kind: 'recheck', members: recheck };
+    }
     return deferred.length > 0 ? { kind: 'deferred', members: deferred } : { kind: 'done' };
   }
 

@@ -11,6 +11,7 @@ import { serverTiming, surfaceOf, type ServerTelemetry } from '../telemetry/serv
 import { canonicalize } from '../util/canonical.js';
 import type { Snapshot } from '../ledger/types.js';
 import { signalOf } from './signal.js';
+import { isDbUnavailable, within } from '../db/errors.js';
 import { isTerminal, type Current, type SignalStore } from './store.js';
 import type { Waiters } from './waiters.js';
 
@@ -25,6 +26,10 @@ export interface SignalDeps {
   keepAliveMs: number;
   fallbackPollMs: number;
   sseRetryMs: number;
+  /** A long-poll is answered at most this long after its deadline, whatever the database does. */
+  readGraceMs?: number;
+  /** How old a last-known ETag may be to answer a long-poll 304 while the database does not answer. */
+  lastKnownMaxAgeMs?: number;
   /** TTFS telemetry and metrics; absent when the server runs with telemetry off. */
   telemetry?: ServerTelemetry;
   /** Pending long-polls and open SSE streams, for okit_waiters. */
@@ -101,7 +106,32 @@ function send(res: ServerResponse, c: Current, notModified: boolean, shuttingDow
   res.end(text);
 }
 
-/** GET …/jobs/{id}/first-signal[?wait=S] with optional If-None-Match. */
+/**
+ * The answer of a long-poll whose database did not answer in time: 304 if the client holds
+ * the ETag this server last read for the job (recently enough), else 503.
+ */
+function answerStale(ctx: Ctx, tenant: string, jobId: string, inm: string | undefined, deps: SignalDeps): void {
+  const last = deps.store.lastKnown(tenant, jobId);
+  if (last && performance.now() - last.at <= (deps.lastKnownMaxAgeMs ?? 60_000) && matchesEtag(inm, last.etag)) {
+    ctx.res.writeHead(304, {
+      ETag: last.etag,
+      'Cache-Control': CACHE_CONTROL,
+      'X-Signal-Source': 'last_known',
+      Vary: 'Authorization, Accept',
+      ...(deps.shutdown.aborted ? { Connection: 'close' } : {}),
+    });
+    ctx.res.end();
+    return;
+  }
+  throw new OkitError('DB_UNAVAILABLE', 'the database did not answer within the wait; retry shortly');
+}
+
+/**
+ * GET …/jobs/{id}/first-signal[?wait=S] with optional If-None-Match. A long-poll answers by
+ * its deadline (S + jitter ≤ S/16, plus readGraceMs) even when the database is stuck: each
+ * read is raced against the deadline, and a read that fails for want of a database is retried
+ * every fallbackPollMs until then.
+ */
 export async function firstSignal(ctx: Ctx, tenant: string, deps: SignalDeps, signal: AbortSignal): Promise<void> {
   const jobId = v.uuid(ctx.params.id, 'job_id');
   const waitS = parseWait(ctx.query);
@@ -112,17 +142,36 @@ export async function firstSignal(ctx: Ctx, tenant: string, deps: SignalDeps, si
   const info = { hit: false };
   // Consul-style jitter (≤ wait/16) so that many clients do not re-poll in lockstep.
   const deadline = performance.now() + waitS * 1000 * (1 + Math.random() / 16);
+  const grace = deps.readGraceMs ?? 250;
   for (let reads = 1; ; reads++) {
     const armed = waitS > 0 ? deps.waiters.arm(tenant, jobId) : null;
-    let cur: Current;
+    let cur: Current | undefined;
     try {
-      cur = await deps.store.read(tenant, jobId, info);
+      const read = deps.store.read(tenant, jobId, info);
+      cur = armed ? await within(read, deadline + grace - performance.now()) : await read;
     } catch (e) {
-      armed?.cancel();
-      throw e;
+      if (!armed || !isDbUnavailable(e)) {
+        armed?.cancel();
+        throw e;
+      }
+    }
+    const remaining = deadline - performance.now();
+    if (!cur) {
+      // Only a long-poll gets here: the database did not answer (in time).
+      if (remaining <= 0 || signal.aborted || ctx.res.destroyed) {
+        armed!.cancel();
+        if (ctx.res.destroyed) return;
+        return answerStale(ctx, tenant, jobId, inm, deps);
+      }
+      deps.waiting.long_poll++;
+      try {
+        await armed!.wait(Math.min(remaining, deps.fallbackPollMs), signal);
+      } finally {
+        deps.waiting.long_poll--;
+      }
+      continue;
     }
     const same = matchesEtag(inm, cur.etag);
-    const remaining = deadline - performance.now();
     if (!same || !armed || remaining <= 0 || signal.aborted) {
       armed?.cancel();
       if (ctx.res.destroyed) return;
@@ -209,7 +258,8 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
       if (performance.now() - lastWrite >= deps.keepAliveMs) write(': keep-alive\n\n');
       armed = deps.waiters.arm(tenant, jobId);
       try {
-        cur = await deps.store.read(tenant, jobId, info);
+        // Bounded, so that keep-alives stay on time while the database is stuck.
+        cur = (await within(deps.store.read(tenant, jobId, info), deps.keepAliveMs)) ?? cur;
       } catch {
         // Database away: keep the stream, try again after the next bounded wait.
       }

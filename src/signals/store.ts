@@ -13,6 +13,13 @@ import { etagOf, TERMINAL_KINDS } from './signal.js';
 
 export type SignalSource = 'snapshot' | 'cold_start' | 'failure_index';
 
+/** What this server last read of a job, and when (performance.now()). */
+export interface LastKnown {
+  etag: string;
+  source: SignalSource;
+  at: number;
+}
+
 export interface Current {
   snapshot: Snapshot;
   etag: string;
@@ -32,11 +39,42 @@ export class SignalStore {
    * gets is exactly what it would have read itself.
    */
   private readonly inflight = new Map<string, { ticket: string; promise: Promise<Current> }>();
+  /**
+   * The ETag this server last read for each job (at most LAST_KNOWN entries, oldest dropped),
+   * forgotten when a NOTIFY says the job changed. When the database does not answer, a
+   * long-poll whose client holds that ETag is answered 304 from it at its deadline.
+   */
+  private readonly last = new Map<string, LastKnown>();
+  static readonly LAST_KNOWN = 10_000;
   constructor(
     private readonly ledger: Ledger,
     cacheTtlMs = 1000,
+    /** Is the database answering? When not, a cache miss is DB_UNAVAILABLE at once instead of a query that waits. */
+    private readonly dbUp: () => boolean = () => true,
   ) {
     this.cache = new SnapshotCache<Current>(cacheTtlMs);
+  }
+
+  lastKnown(tenant: string, jobId: string): LastKnown | undefined {
+    return this.last.get(`${tenant}/${jobId}`);
+  }
+
+  /** A job changed (NOTIFY): its cached value and its last-known ETag no longer hold. */
+  invalidate(tenant: string, jobId: string): void {
+    this.cache.invalidate(tenant, jobId);
+    this.last.delete(`${tenant}/${jobId}`);
+  }
+
+  invalidateTenant(tenant: string): void {
+    this.cache.invalidateTenant(tenant);
+    const prefix = `${tenant}/`;
+    for (const k of [...this.last.keys()]) if (k.startsWith(prefix)) this.last.delete(k);
+  }
+
+  private remember(k: string, cur: Current): void {
+    this.last.delete(k);
+    this.last.set(k, { etag: cur.etag, source: cur.source, at: performance.now() });
+    if (this.last.size > SignalStore.LAST_KNOWN) this.last.delete(this.last.keys().next().value!);
   }
 
   /** The job's current signal; `info.hit` tells whether the in-process cache answered. */
@@ -44,12 +82,14 @@ export class SignalStore {
     const hit = this.cache.get(tenant, jobId);
     if (info) info.hit = hit !== undefined;
     if (hit) return hit;
+    if (!this.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is unavailable; retry shortly');
     const ticket = this.cache.ticket(tenant, jobId);
     const k = `${tenant}/${jobId}`;
     const f = this.inflight.get(k);
     if (f && f.ticket === ticket) return f.promise;
     const promise = this.load(tenant, jobId).then((cur) => {
       this.cache.set(tenant, jobId, cur, ticket);
+      if (ticket === this.cache.ticket(tenant, jobId)) this.remember(k, cur);
       return cur;
     });
     const entry = { ticket, promise };

@@ -84,7 +84,7 @@ export function parseServerTiming(h: string | null): ServerPart {
 
 /** Errors worth retrying after a pause: the server or its database is away for now. */
 export function isRetryable(e: unknown): boolean {
-  return e instanceof OkitError && ['SERVER_UNREACHABLE', 'DB_UNAVAILABLE', 'SHUTTING_DOWN', 'INTERNAL', 'TIMEOUT'].includes(e.code);
+  return e instanceof OkitError && ['SERVER_UNREACHABLE', 'DB_UNAVAILABLE', 'SHUTTING_DOWN', 'TOO_MANY_CONNECTIONS', 'INTERNAL', 'TIMEOUT'].includes(e.code);
 }
 
 export class OkitClient {

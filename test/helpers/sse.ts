@@ -24,6 +24,7 @@ export async function openSse(url: string, headers: Record<string, string>): Pro
   const dec = new TextDecoder();
   let buf = '';
   let ended = false;
+  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
   const queue: SseEvent[] = [];
   const parse = () => {
     let i: number;
@@ -48,8 +49,14 @@ export async function openSse(url: string, headers: Record<string, string>): Pro
       if (ended || !reader) return null;
       const left = deadline - Date.now();
       if (left <= 0) throw new Error('no SSE event within ' + timeoutMs + ' ms');
-      const r = await Promise.race([reader.read(), new Promise<'t'>((res) => setTimeout(() => res('t'), left))]);
+      // One read at a time, kept across a timeout: a read dropped on timeout would take the
+      // next chunk with it.
+      pending ??= reader.read();
+      let timer: NodeJS.Timeout | undefined;
+      const r = await Promise.race([pending, new Promise<'t'>((res) => (timer = setTimeout(() => res('t'), left)))]);
+      clearTimeout(timer);
       if (r === 't') continue;
+      pending = undefined;
       if (r.done) ended = true;
       else buf += dec.decode(r.value, { stream: true });
       parse();

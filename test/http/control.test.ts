@@ -193,10 +193,15 @@ describe('control plane over HTTP', () => {
     // A long-poll with the current ETag returns as soon as a job of the run changes.
     const t0 = performance.now();
     const waiting = read.getRun(run.id, { etag: s1.etag, wait: 10 });
-    setTimeout(() => void worker.claim({ workerId: 'w1', types: ['rn'] }).then((c) => worker.fail(c!.job.id, { workerId: 'w1', leaseToken: c!.leaseToken, code: 'E', message: 'no', retryable: false })), 200);
+    let failed: Promise<unknown> = Promise.resolve();
+    setTimeout(() => {
+      failed = worker.claim({ workerId: 'w1', types: ['rn'] }).then((c) => worker.fail(c!.job.id, { workerId: 'w1', leaseToken: c!.leaseToken, code: 'E', message: 'no', retryable: false }));
+    }, 200);
     const s2 = (await waiting)!;
     expect(performance.now() - t0).toBeLessThan(8000);
     expect(s2.etag).not.toBe(s1.etag);
+    // The wake may be the claim's change; the fail follows it.
+    await failed;
     const s3 = (await read.getRun(run.id))!;
     expect(s3.signal).toMatchObject({ kind: 'started', summary: '1 of 3 jobs done, 1 failed', worst_outcome: { state: 'failed', error_code: 'E' } });
     expect(await read.getRun(run.id, { etag: s3.etag, wait: 0.3 })).toBeNull(); // 304

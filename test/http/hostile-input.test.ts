@@ -4,8 +4,11 @@
  * wrong types. Every answer is a JSON error with a code (never a 5xx), every refusal names
  * the field or limit, and a refused call leaves the ledger exactly as it was.
  */
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createToken } from '../../src/http/tokens.js';
 import { MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, MAX_RESULT_BYTES } from '../../src/ledger/validate.js';
+import { MAX_TELEMETRY_BODY_BYTES, MAX_TTFS_MS } from '../../src/telemetry/events.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { ledgerState } from '../helpers/ledger.js';
 import { FS, STREAM, startTestServer, type TestServer } from '../helpers/serve.js';
@@ -19,8 +22,7 @@ const deep = (n: number, inner: unknown = 1): unknown => {
   return v;
 };
 const deepText = (n: number) => '['.repeat(n) + ']'.repeat(n);
-/** What an error message starts with for a field: `types.0` reports as `types`, `error` as `error` or `error.code`. */
-const fieldRe = (f: string) => new RegExp(`^${f.replace(/\.0$/, '').replace(/\./g, '\\.')}(\\.[a-z_]+)?:`);
+const reEscape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** A copy of `b` with the dotted path (`error.message`, `types.0`) set to `v`. */
 function withField(b: Body, path: string, v: unknown): Body {
@@ -34,6 +36,10 @@ function withField(b: Body, path: string, v: unknown): Body {
 
 interface PostRoute {
   name: string;
+  /** The route's body limit in bytes (413 past it). */
+  bodyLimit?: number;
+  /** How a dotted path is named in messages (`events.0.kind` → `events[0].kind`). */
+  label?: (path: string) => string;
   path: () => string;
   token: () => string;
   /** A body the route would accept. */
@@ -43,6 +49,8 @@ interface PostRoute {
   /** Fields with a strict form (ids, names, tokens, timestamps). */
   forms: string[];
   numbers: string[];
+  /** Fields of milliseconds (a number, fractions allowed) and their maximum. */
+  millis?: { fields: string[]; max: number };
   booleans?: string[];
   /** A JSON value field (any JSON, or an object) and its byte limit. */
   json?: { field: string; limit: number; object: boolean };
@@ -53,6 +61,8 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
   let t: TestServer;
   const leases: Record<string, { job: string; token: string }> = {};
   let queued: string;
+  let seen: string;
+  const telemetryAccepted = () => t.srv.telemetry!.queue.stats.accepted;
 
   beforeAll(async () => {
     db = await freshDb();
@@ -63,6 +73,7 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
       leases[r] = { job: job.id, token: c!.leaseToken };
     }
     queued = (await t.ledger.enqueue('acme', { type: 'to-cancel' })).job.id;
+    seen = (await t.ledger.enqueue('acme', { type: 'seen' })).job.id;
   });
   afterAll(async () => {
     await t.srv.close();
@@ -137,7 +148,41 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
       forms: [],
       numbers: [],
     },
+    {
+      // A surface's time-to-first-signal report (read scope): no free text, fixed lists, milliseconds.
+      name: 'POST /telemetry/ttfs',
+      path: () => `${A}/telemetry/ttfs`,
+      token: () => t.tokens.read,
+      bodyLimit: MAX_TELEMETRY_BODY_BYTES,
+      label: (f) => f.replace(/\.(\d+)(?=\.)/g, '[$1]'),
+      body: () => ({
+        events: [{ surface: 'cli', event_type: 'signal.rendered', ttfs_ms: 120.5, server_ms: 3, job_id: seen, cache_hit: false, signal_source: 'snapshot', kind: 'queued', phase: 'fetch', error_code: 'E_SEEN' }],
+      }),
+      texts: {},
+      forms: ['events', 'events.0.surface', 'events.0.event_type', 'events.0.job_id', 'events.0.run_id', 'events.0.signal_source', 'events.0.kind', 'events.0.phase', 'events.0.error_code'],
+      numbers: [],
+      millis: { fields: ['events.0.ttfs_ms', 'events.0.server_ms'], max: MAX_TTFS_MS },
+      booleans: ['events.0.cache_hit'],
+    },
   ];
+  /** What an error message starts with for a field: `types.0` reports as `types`, `error` as `error` or `error.code`. */
+  const fieldRe = (route: PostRoute, f: string) => new RegExp(`^${reEscape((route.label?.(f) ?? f).replace(/\.0$/, ''))}(\\.[a-z_]+)?:`);
+
+  /** A GET that carries a body (fetch refuses to send one). */
+  function getWithBody(path: string, token: string | null, body: string): Promise<{ status: number; type: string | undefined }> {
+    return new Promise((resolve, reject) => {
+      const u = new URL(t.base + path);
+      const req = http.request(
+        { host: u.hostname, port: u.port, path: u.pathname + u.search, method: 'GET', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...(token ? { Authorization: `Bearer ${token}` } : {}) } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'] }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
 
   async function call(method: string, path: string, token: string | null, body?: string | Uint8Array, headers: Record<string, string> = {}) {
     const r = await fetch(t.base + path, {
@@ -146,12 +191,14 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
       body,
     });
     const text = await r.text();
-    return { status: r.status, type: r.headers.get('content-type'), text, json: text ? (JSON.parse(text) as { error?: { code: string; message: string; details?: Record<string, unknown> } }) : null };
+    const type = r.headers.get('content-type');
+    return { status: r.status, type, text, json: text && /^application\/json/.test(type ?? '') ? (JSON.parse(text) as { error?: { code: string; message: string; details?: Record<string, unknown> } }) : null };
   }
 
   /** The call is refused with `status` and `code`, its message matching `mention`, and writes nothing. */
   async function refused(route: PostRoute, raw: string | Uint8Array, status: number, code: string, mention?: RegExp) {
     const before = await ledgerState(db.pool, 'acme');
+    const reported = telemetryAccepted();
     const r = await call('POST', route.path(), route.token(), raw);
     const what = `${route.name} ${typeof raw === 'string' ? raw.slice(0, 160) : '<bytes>'} → ${r.status} ${r.text.slice(0, 300)}`;
     expect(r.status, what).toBe(status);
@@ -161,16 +208,18 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
     // An engine's words are not an answer: the message names a field or limit.
     expect(r.json!.error!.message, what).not.toMatch(/Maximum call stack|RangeError|TypeError|SyntaxError|Unexpected token|22003|out of range for type/);
     expect(await ledgerState(db.pool, 'acme'), what).toEqual(before);
+    expect(telemetryAccepted(), `${what}: no telemetry event taken`).toBe(reported);
     return r.json!.error!;
   }
   const bad = (route: PostRoute, body: Body, code: string, mention?: RegExp) => refused(route, JSON.stringify(body), code === 'PAYLOAD_TOO_LARGE' ? 413 : 400, code, mention);
 
   it('the valid bodies are valid (so each refusal below is for the one thing changed)', async () => {
     // Checked on throwaway copies: a claim of an empty queue, an enqueue, a heartbeat.
-    for (const route of routes.filter((r) => ['POST /jobs', 'POST /workers/claim', 'POST /jobs/{id}/heartbeat'].includes(r.name))) {
+    for (const route of routes.filter((r) => ['POST /jobs', 'POST /workers/claim', 'POST /jobs/{id}/heartbeat', 'POST /telemetry/ttfs'].includes(r.name))) {
       const r = await call('POST', route.path(), route.token(), JSON.stringify(route.body()));
       expect(r.status, `${route.name} ${r.text}`).toBeLessThan(300);
     }
+    expect(telemetryAccepted()).toBeGreaterThan(0);
   });
 
   for (const route of routes) {
@@ -181,16 +230,17 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
         const e = await bad(route, { ...base, extra: deep(MAX_JSON_DEPTH + 1) }, 'INVALID_JSON', /^extra: nested deeper than the limit of 64 levels/);
         expect(e.details).toMatchObject({ reason: 'too_deep', limit: 64, field: 'extra' });
         await refused(route, JSON.stringify(base).replace(/^\{/, `{"deep":${deepText(2243)},`), 400, 'INVALID_JSON', /deep: nested deeper than the limit of 64/);
-        await refused(route, `{"x":${'['.repeat(100_000)}`, 400, 'INVALID_JSON', /limit of 64/);
+        await refused(route, `{"x":${'['.repeat(Math.min(100_000, (route.bodyLimit ?? Infinity) - 16))}`, 400, 'INVALID_JSON', /limit of 64/);
         if (route.json) await bad(route, withField(base, route.json.field, { d: deep(MAX_JSON_DEPTH) }), 'INVALID_JSON', new RegExp(`^${route.json.field}: nested deeper`));
       });
 
       it('oversized: a body over 256 KiB is 413; a field over its limit is 400 naming the limit', async () => {
         const base = route.body();
-        await bad(route, { ...base, filler: 'x'.repeat(256 * 1024) }, 'PAYLOAD_TOO_LARGE', /262144 bytes/);
+        const limit = route.bodyLimit ?? 256 * 1024;
+        await bad(route, { ...base, filler: 'x'.repeat(limit) }, 'PAYLOAD_TOO_LARGE', new RegExp(`${limit} bytes`));
         for (const [field, max] of Object.entries(route.texts)) {
-          await bad(route, withField(base, field, 'é'.repeat(max + 1)), 'INVALID_INPUT', new RegExp(`${fieldRe(field).source} must be a string of 1 to ${max} characters`));
-          await bad(route, withField(base, field, ''), 'INVALID_INPUT', fieldRe(field));
+          await bad(route, withField(base, field, 'é'.repeat(max + 1)), 'INVALID_INPUT', new RegExp(`${fieldRe(route, field).source} must be a string of 1 to ${max} characters`));
+          await bad(route, withField(base, field, ''), 'INVALID_INPUT', fieldRe(route, field));
         }
         if (route.json) {
           const { field, limit } = route.json;
@@ -215,7 +265,7 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
         const base = route.body();
         for (const field of [...Object.keys(route.texts), ...route.forms.filter((f) => !['types', 'error', 'not_before', 'run_id', 'source_id'].includes(f))])
           for (const c of ['\u001b]0;pwned\u0007', '\r[succeeded] fake', 'two\nlines', '\u009b2J', 'del\u007f', 'sep\u2028'])
-            await bad(route, withField(base, field, `ok ${c}`), 'INVALID_INPUT', fieldRe(field));
+            await bad(route, withField(base, field, `ok ${c}`), 'INVALID_INPUT', fieldRe(route, field));
         const text = JSON.stringify(base);
         for (const s of ['\\uFFFE', '\\uffff', '\ufffe', '\\ud800', '\\udfff', '\\ud83f\\udfff'])
           await refused(route, text.replace(/^\{/, `{"s":"x${s}",`), 400, 'INVALID_JSON', /noncharacter U\+|lone surrogate U\+/);
@@ -232,13 +282,19 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
             await bad(route, withField(base, f, v), 'INVALID_INPUT', new RegExp(`^${f}: must be an integer`));
           await refused(route, text.replace(new RegExp(`"${f}":[^,}]+`), `"${f}":-1e999`), 400, 'INVALID_JSON', /beyond the range/);
         }
+        for (const f of route.millis?.fields ?? []) {
+          const key = f.split('.').at(-1)!;
+          for (const v of [route.millis!.max + 0.001, 1e308, -1e308, -0.001, -1e6, '1', '', true, {}, [], [1]])
+            await bad(route, withField(base, f, v), 'INVALID_INPUT', new RegExp(`${fieldRe(route, f).source} must be a number of milliseconds from 0 to ${route.millis!.max}`));
+          await refused(route, text.replace(new RegExp(`"${key}":[^,}]+`), `"${key}":1e999`), 400, 'INVALID_JSON', /beyond the range/);
+        }
         for (const f of route.forms)
           for (const v of [0, 1, true, false, {}, [], 1e308, 'x'.repeat(300)]) {
             if (f === 'types' && Array.isArray(v)) continue;
-            await bad(route, withField(base, f, v), 'INVALID_INPUT', fieldRe(f));
+            await bad(route, withField(base, f, v), 'INVALID_INPUT', fieldRe(route, f));
           }
-        for (const f of Object.keys(route.texts)) for (const v of [0, true, {}, [], ['x']]) await bad(route, withField(base, f, v), 'INVALID_INPUT', fieldRe(f));
-        for (const f of route.booleans ?? []) for (const v of ['true', 1, 0, {}, []]) await bad(route, withField(base, f, v), 'INVALID_INPUT', new RegExp(`^${f}: must be a boolean`));
+        for (const f of Object.keys(route.texts)) for (const v of [0, true, {}, [], ['x']]) await bad(route, withField(base, f, v), 'INVALID_INPUT', fieldRe(route, f));
+        for (const f of route.booleans ?? []) for (const v of ['true', 1, 0, {}, []]) await bad(route, withField(base, f, v), 'INVALID_INPUT', new RegExp(`${fieldRe(route, f).source} must be a boolean`));
         if (route.json?.object) for (const v of ['str', 1, [], true]) await bad(route, withField(base, route.json.field, v), 'INVALID_INPUT', new RegExp(`^${route.json.field}: must be a JSON object`));
         if (route.json) {
           // Number text that would be read as another value is refused at the door (issue 10's
@@ -276,10 +332,43 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
       expect(r.status).toBeLessThan(500);
       await r.arrayBuffer();
     }
-    // A GET with a hostile body: the body is not read.
-    const r = await fetch(t.base + `${A}/jobs/${job.id}`, { method: 'GET', headers: { Authorization: `Bearer ${t.tokens.read}` } });
-    expect(r.status).toBe(200);
     for (const p of ['/healthz', '/readyz?wait=1e400']) expect((await call('GET', p, null)).status).toBe(200);
+  });
+
+  it('GET routes with a hostile body (deep, oversized, duplicate keys, control characters, huge numbers): the body is not read, the answer is the plain one', async () => {
+    const { job } = await t.ledger.enqueue('acme', { type: 'get-body' });
+    const metrics = (await createToken(db.pool, { tenant: 'ops', scope: 'metrics' })).token;
+    const gets: Array<[string, string | null]> = [
+      ['/healthz', null],
+      ['/readyz', null],
+      [FS(job.id), t.tokens.read],
+      [`${A}/jobs/${job.id}`, t.tokens.read],
+      [`${A}/jobs/${job.id}/history`, t.tokens.read],
+      ['/metrics', metrics],
+    ];
+    const bodies = [
+      deepText(100_000),
+      JSON.stringify({ filler: 'x'.repeat(300 * 1024) }),
+      '{"a":1,"a":2,"b":{"c":1,"c":2}}',
+      '{"s":"\u001b]0;pwned\u0007\r[succeeded]","t":"\ufffe\ud800"}',
+      '{"n":1e400,"m":-1e999,"k":123456789012345678901234567890}',
+    ];
+    for (const [path, token] of gets) {
+      const plain = await call('GET', path, token);
+      expect(plain.status, `${path} ${plain.text.slice(0, 200)}`).toBe(200);
+      for (const b of bodies) {
+        const r = await getWithBody(path, token, b);
+        expect(r.status, `${path} with ${b.slice(0, 60)}`).toBe(200);
+        expect(r.type).toBe(plain.type);
+      }
+    }
+    // /metrics: a hostile or tenant token is 401 JSON, never a 5xx.
+    for (const tok of [t.tokens.admin, 'okit_' + '%1b'.repeat(14) + '!', 'x'.repeat(9000), 'Basic b2s6b2s=', 'okit_' + 'A'.repeat(43)]) {
+      const r = await call('GET', '/metrics', tok);
+      expect(r.status, tok.slice(0, 20)).toBe(401);
+      expect(r.type).toMatch(/^application\/json/);
+      expect(r.json?.error?.code).toBe('UNAUTHORIZED');
+    }
   });
 
   it('still healthy after all of it, and nothing half-written: every chain and position intact', async () => {

@@ -3,7 +3,9 @@
  * refusals fail only their caller; a database error in a batch retries its members one by one;
  * a connection lost mid-batch leaves nothing half-written and applies every change once.
  */
+import net from 'node:net';
 import pg from 'pg';
+import { createPool } from '../../src/db/pool.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkLedger } from '../../src/ledger/check.js';
 import { Ledger, NOTIFY_CHANNEL, type BatchStats } from '../../src/ledger/ledger.js';
@@ -92,11 +94,16 @@ describe('group commit', () => {
     await expectDenseAndWhole(db.pool, 'g1');
   });
 
-  it('a lone transition commits at once: a batch of one, two messages once the head is known', async () => {
+  it('a lone transition commits at once: a batch of one, three messages (reads, write, COMMIT) once the head is known, two for a job this process knows', async () => {
     const [id] = await running(ledger, 'g2', 1);
+    const { job: queued } = await ledger.enqueue('g2', { type: 'other' });
     stats.length = 0;
-    await ledger.progress('g2', id!, W, { phase: 'fetch' });
-    expect(stats.map((s) => [s.units, s.messages, s.failed])).toEqual([[1, 2, false]]);
+    await ledger.cancel('g2', queued.id, { actor: 'ops' }); // a job this writer has not written since it enqueued it: read
+    await ledger.progress('g2', id!, W, { phase: 'fetch' }); // claimed through this writer: known, not read
+    expect(stats.map((s) => [s.units, s.messages, s.failed])).toEqual([
+      [1, 3, false],
+      [1, 2, false],
+    ]);
   });
 
   it('a batch with one illegal transition (and other refusals) fails only those callers', async () => {
@@ -111,7 +118,11 @@ describe('group commit', () => {
       ledger.cancel('g3', '00000000-0000-4000-8000-000000000000', { actor: 'ops' }), // JOB_NOT_FOUND
     ];
     const out = await Promise.allSettled(calls);
-    expect(stats.map((s) => [s.units, s.positions, s.failed])).toEqual([[11, 8, false]]);
+    // The LEASE_NOT_HELD was found on a known (unread) job: a read confirms it, in a batch of its own.
+    expect(stats.map((s) => [s.units, s.positions, s.failed])).toEqual([
+      [11, 8, false],
+      [1, 0, false],
+    ]);
     expect(out.slice(0, 8).every((o) => o.status === 'fulfilled')).toBe(true);
     expect(out.slice(8).map((o) => (o.status === 'rejected' ? (o.reason as { code: string }).code : 'ok'))).toEqual([
       'ILLEGAL_TRANSITION',
@@ -205,8 +216,19 @@ describe('a database error in a batch', () => {
     return work;
   }
 
+  /** Each job's 'fetch' progress written exactly once, snapshots = project(history), the ledger sound and dense. */
+  async function expectFetchedOnce(ledger: Ledger, tenant: string, ids: string[]): Promise<void> {
+    for (const id of ids) {
+      const h = await ledger.history(tenant, id);
+      expect(h.filter((x) => x.event === 'progress' && x.data.phase === 'fetch').length).toBe(1);
+      expect(await ledger.getSnapshot(tenant, id)).toEqual(project(h));
+    }
+    expect((await checkLedger(db.pool, { tenant })).problems).toEqual([]);
+    await expectDenseAndWhole(db.pool, tenant);
+  }
+
   for (const known of [false, true])
-    it(`the connection killed in the middle of a batch (${known ? 'head known: killed in write+COMMIT' : 'taking the head lock'}): every change applied exactly once`, async () => {
+    it(`the connection killed in the middle of a batch (${known ? 'head known: killed while the write waits for the head' : 'taking the head lock'}): every change applied exactly once`, async () => {
       const tenant = known ? 'k2' : 'k1';
       const stats: BatchStats[] = [];
       const setup = new Ledger(db.pool);
@@ -221,13 +243,78 @@ describe('a database error in a batch', () => {
       expect(stats.slice(1).every((s) => s.units === 1 && s.retry && !s.failed)).toBe(true);
       const after = await rowsByTx(db.pool, tenant);
       expect(after.length - before.length).toBe(8);
-      for (const id of ids) {
-        const h = await ledger.history(tenant, id);
-        expect(h.filter((x) => x.event === 'progress' && x.data.phase === 'fetch').length).toBe(1);
-        expect(await ledger.getSnapshot(tenant, id)).toEqual(project(h));
+      await expectFetchedOnce(ledger, tenant, ids);
+    });
+
+  /**
+   * A TCP proxy in front of Postgres that, once armed, cuts the connection at the batch's COMMIT:
+   * after forwarding it (the batch commits, its answer is lost) or instead of forwarding it (it
+   * never commits). Either way the writer sees a connection lost during COMMIT.
+   */
+  async function commitCutter(): Promise<{ url: string; arm(mode: 'after' | 'instead'): void; cuts: () => number; close(): Promise<void> }> {
+    const target = new URL(db.url);
+    let armed: 'after' | 'instead' | null = null;
+    let cuts = 0;
+    const sockets = new Set<net.Socket>();
+    const srv = net.createServer((client) => {
+      const server = net.connect(Number(target.port), target.hostname);
+      sockets.add(client).add(server);
+      let mute = false;
+      client.on('data', (d) => {
+        if (armed && d.includes('COMMIT')) {
+          const mode = armed;
+          armed = null;
+          cuts++;
+          mute = true;
+          if (mode === 'after') server.write(d);
+          setTimeout(() => (client.destroy(), server.destroy()), 300);
+          return;
+        }
+        server.write(d);
+      });
+      server.on('data', (d) => !mute && client.write(d));
+      const end = () => (client.destroy(), server.destroy());
+      client.on('error', end).on('close', end);
+      server.on('error', end).on('close', end);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const u = new URL(db.url);
+    u.hostname = '127.0.0.1';
+    u.port = String((srv.address() as net.AddressInfo).port);
+    return {
+      url: u.toString(),
+      arm: (m) => (armed = m),
+      cuts: () => cuts,
+      close: async () => {
+        for (const x of sockets) x.destroy();
+        await new Promise((r) => srv.close(r));
+      },
+    };
+  }
+
+  for (const mode of ['after', 'instead'] as const)
+    it(`the connection lost during COMMIT (${mode === 'after' ? 'it went through, the answer was lost' : 'it never arrived'}): the ledger is asked, each change written once`, async () => {
+      const tenant = mode === 'after' ? 'x1' : 'x2';
+      const cut = await commitCutter();
+      const pool = createPool(cut.url, { max: 4 });
+      try {
+        const stats: BatchStats[] = [];
+        const ids = await running(new Ledger(db.pool), tenant, 6);
+        const ledger = new Ledger(pool, { onBatch: (st) => stats.push(st) });
+        await ledger.progress(tenant, ids[0]!, W, { phase: 'resolve' });
+        stats.length = 0;
+        cut.arm(mode);
+        const out = await Promise.all(ids.map((id) => ledger.progress(tenant, id, W, { phase: 'fetch' })));
+        expect(cut.cuts()).toBe(1);
+        expect(out.map((s) => s.phase)).toEqual(ids.map(() => 'fetch'));
+        // 'after': the batch committed, found by its first row, answered as it was; 'instead': rolled back, then one by one.
+        if (mode === 'after') expect(stats.map((st) => [st.units, st.failed])).toEqual([[6, false]]);
+        else expect(stats.map((st) => [st.units, st.failed])).toEqual([[6, true], ...ids.map(() => [1, false])]);
+        await expectFetchedOnce(ledger, tenant, ids);
+      } finally {
+        await pool.end();
+        await cut.close();
       }
-      expect((await checkLedger(db.pool, { tenant })).problems).toEqual([]);
-      await expectDenseAndWhole(db.pool, tenant);
     });
 
   it('a database that stays away gives each caller a typed DB_UNAVAILABLE', async () => {
@@ -237,6 +324,91 @@ describe('a database error in a batch', () => {
     const out = await Promise.allSettled([1, 2, 3].map(() => ledger.progress('d1', '00000000-0000-4000-8000-000000000001', W, { phase: 'fetch' })));
     expect(out.map((o) => o.status === 'rejected' && (o.reason as { code: string }).code)).toEqual(['DB_UNAVAILABLE', 'DB_UNAVAILABLE', 'DB_UNAVAILABLE']);
     await dead.end();
+  });
+});
+
+describe('known jobs: a running job this process wrote last is not read again', () => {
+  let db: TestDb;
+  beforeAll(async () => {
+    db = await freshDb();
+  });
+  afterAll(async () => db.drop());
+
+  /** Two writers on one database, as two processes, sharing a manual clock. */
+  function pair(): { a: Ledger; b: Ledger; sa: BatchStats[]; clock: ReturnType<typeof ledgerAt>['clock'] } {
+    const sa: BatchStats[] = [];
+    const { ledger: a, clock } = ledgerAt(db.pool, { onBatch: (s) => sa.push(s) });
+    return { a, b: new Ledger(db.pool, { clock }), sa, clock };
+  }
+
+  async function expectSound(l: Ledger, tenant: string, ids: string[]): Promise<void> {
+    for (const id of ids) expect(await l.getSnapshot(tenant, id)).toEqual(project(await l.history(tenant, id)));
+    expect((await checkLedger(db.pool, { tenant })).problems).toEqual([]);
+    await expectDenseAndWhole(db.pool, tenant);
+  }
+
+  it('a known job another writer changed meanwhile: the write finds it stale, writes nothing, and the batch runs again with reads', async () => {
+    const { a, b, sa } = pair();
+    const ids = await running(a, 'n1', 4);
+    await b.progress('n1', ids[0]!, W, { phase: 'resolve' }); // behind a's back
+    sa.length = 0;
+    const snaps = await Promise.all(ids.map((id) => a.progress('n1', id, W, { phase: 'fetch' })));
+    expect(sa.map((s) => [s.units, s.positions, s.failed])).toEqual([
+      [4, 4, true],
+      [4, 4, false],
+    ]);
+    expect(sa[1]!.messages).toBe(4); // reads, head lock, write, COMMIT
+    for (const [i, id] of ids.entries()) {
+      const h = await a.history('n1', id);
+      expect(h.map((r) => r.event)).toEqual(i === 0 ? ['enqueued', 'claimed', 'progress', 'progress'] : ['enqueued', 'claimed', 'progress']);
+      expect(snaps[i]).toEqual(project(h));
+    }
+    // a now knows them again, as written.
+    sa.length = 0;
+    await Promise.all(ids.map((id) => a.complete('n1', id, W)));
+    expect(sa.map((s) => [s.units, s.failed, s.messages])).toEqual([[4, false, 2]]);
+    await expectSound(a, 'n1', ids);
+  });
+
+  it('a heartbeat moves the known lease with it; one through another writer makes the known row stale, and the extension survives', async () => {
+    const { a, b, sa } = pair();
+    const [x, y] = await running(a, 'n2', 2);
+    const own = await a.heartbeat('n2', x!, W, 900);
+    const other = await b.heartbeat('n2', y!, W, 1200);
+    sa.length = 0;
+    await a.progress('n2', x!, W, { phase: 'fetch' });
+    await a.progress('n2', y!, W, { phase: 'fetch' });
+    expect(sa.map((s) => [s.units, s.failed])).toEqual([
+      [1, false],
+      [1, true],
+      [1, false],
+    ]);
+    expect((await a.getJob('n2', x!)).lease_expires_at).toBe(own.leaseExpiresAt);
+    expect((await a.getJob('n2', y!)).lease_expires_at).toBe(other.leaseExpiresAt);
+    await expectSound(a, 'n2', [x!, y!]);
+  });
+
+  it('a refusal made on a known job stands only if a read agrees: the job was claimed again elsewhere, with a new token', async () => {
+    const { a, b, sa, clock } = pair();
+    const [x] = await running(a, 'n3', 1, 'r');
+    clock.advance(3600n * 1_000_000n); // the lease runs out; b requeues the job and the same worker id claims it through b
+    expect(await b.expireLeases({ tenant: 'n3' })).toBe(1);
+    const again = await b.claim('n3', { workerId: W, types: ['r'] });
+    expect(again?.job.id).toBe(x);
+    sa.length = 0;
+    // a knows the old lease (another token): it would refuse; the read finds the caller's lease current.
+    const snap = await a.progress('n3', x!, { workerId: W, leaseToken: again!.leaseToken }, { phase: 'fetch' });
+    expect(snap.phase).toBe('fetch');
+    // The refusal is dropped (no write); the read batch guesses the head where a's last write left
+    // it, but b moved it: 'moved', and the batch runs again the locking way.
+    expect(sa.map((s) => [s.units, s.positions, s.failed])).toEqual([
+      [1, 0, false],
+      [1, 1, true],
+      [1, 1, false],
+    ]);
+    // And a refusal that a read confirms is still a refusal.
+    await expectCode(() => a.progress('n3', x!, 'someone-else', { phase: 'fetch' }), 'LEASE_NOT_HELD');
+    await expectSound(a, 'n3', [x!]);
   });
 });
 

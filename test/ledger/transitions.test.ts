@@ -125,6 +125,7 @@ describe('every transition of the state machine through the Ledger API', () => {
     const src = await ledger.createSource(TEN, { name: 'slow-g', host: 'slow-g.example' });
     await ledger.configureThrottle(TEN, 'slow-g.example', { capacity: 1, refillPerSec: 0.01 });
     await ledger.enqueue(TEN, { type: 'h', sourceId: src.id });
+    clock.advance(1000n); // th is the younger, so the second claim meets the empty bucket (equal times order by id)
     const { job: th } = await ledger.enqueue(TEN, { type: 'h', sourceId: src.id });
     await ledger.claim(TEN, { workerId: W, types: ['h'] });
     await ledger.claim(TEN, { workerId: W, types: ['h'] });

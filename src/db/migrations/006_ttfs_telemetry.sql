@@ -21,11 +21,17 @@ COMMENT ON COLUMN okit.ttfs_events.ttfs_ms IS 'client events: user action to fir
 COMMENT ON COLUMN okit.ttfs_events.server_ms IS 'the server''s part of a client''s first signal, as the answer''s Server-Timing header said';
 
 -- Prune and report windows cut by time; the rollups group by UTC hour and day
--- (date_trunc with an explicit zone is immutable, so it can be indexed and a view's
--- `WHERE hour >= …` reaches the index).
+-- (date_trunc with an explicit zone is immutable from Postgres 16 on, so there it can be
+-- indexed and a view's `WHERE hour >= …` reaches the index; Postgres 14 and 15 mark it
+-- stable and refuse such an index: there the ts index serves those windows).
 CREATE INDEX ttfs_events_ts ON okit.ttfs_events (ts);
-CREATE INDEX ttfs_events_hour ON okit.ttfs_events ((date_trunc('hour', ts, 'UTC')), surface);
-CREATE INDEX ttfs_events_day ON okit.ttfs_events ((date_trunc('day', ts, 'UTC')), tenant, surface);
+DO $$
+BEGIN
+  IF current_setting('server_version_num')::int >= 160000 THEN
+    CREATE INDEX ttfs_events_hour ON okit.ttfs_events ((date_trunc('hour', ts, 'UTC')), surface);
+    CREATE INDEX ttfs_events_day ON okit.ttfs_events ((date_trunc('day', ts, 'UTC')), tenant, surface);
+  END IF;
+END $$;
 
 -- The targets a surface is held to (the TTFS design: P50 < 2 s, P95 < 5 s everywhere).
 -- An operator may tighten or loosen them with an UPDATE; the views and `okit slo report` read them.

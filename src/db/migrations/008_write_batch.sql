@@ -3,13 +3,19 @@
 -- size costs milliseconds to parse and plan each time), and so that the call and COMMIT can
 -- travel in one message.
 --
--- With p_guess, it first moves the tenant's ledger head from p_expect to p_expect + p_n, and
--- writes nothing (returning false) when the head is not at p_expect: the caller guessed its
--- positions, and another writer got there first. Without, the caller took the positions
--- already (and holds the head row lock). p_notify, when not null, is the batch's one NOTIFY.
+-- k_*: jobs the caller did not read but knew from its own last write of them (src/ledger/known.ts),
+-- as it expects their rows to be. They are locked first, without waiting (SKIP LOCKED: a row
+-- another transaction holds counts as changed, so this never waits on a lock while the caller's
+-- batches are chained); if any is not exactly as expected, nothing is written: 'stale'.
+-- With p_guess, it then moves the tenant's ledger head from p_expect to p_expect + p_n, and
+-- writes nothing when the head is not at p_expect: 'moved' (the caller guessed its positions,
+-- and another writer got there first). Without, the caller took the positions already (and
+-- holds the head row lock). p_notify, when not null, is the batch's one NOTIFY.
 -- A changed job's lease_token (migration 005) is set by a claim and cleared outside running.
 CREATE FUNCTION okit.write_batch(
   p_tenant text, p_guess boolean, p_expect bigint, p_n bigint,
+  k_id uuid[], k_n integer[], k_hash text[], k_state text[], k_attempt integer[], k_owner text[], k_lease timestamptz[], k_token text[],
+  k_not_before timestamptz[],
   h_pos bigint[], h_job uuid[], h_n integer[], h_at timestamptz[], h_event text[], h_from text[], h_to text[], h_data jsonb[], h_prev text[], h_hash text[],
   e_pos bigint[], e_host text[], e_at timestamptz[], e_event text[], e_data jsonb[],
   ji_id uuid[], ji_run uuid[], ji_source uuid[], ji_type text[], ji_payload jsonb[], ji_sha text[], ji_key text[], ji_priority integer[],
@@ -21,12 +27,27 @@ CREATE FUNCTION okit.write_batch(
   s_diagnostics jsonb[], s_source text[], s_n integer[], s_hash text[], s_created timestamptz[], s_updated timestamptz[], s_new boolean[],
   b_host text[], b_capacity numeric[], b_base numeric[], b_refill numeric[], b_tokens numeric[], b_updated timestamptz[], b_penalty timestamptz[],
   p_notify text
-) RETURNS boolean LANGUAGE plpgsql AS $$
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  v_known bigint;
 BEGIN
+  IF cardinality(k_id) > 0 THEN
+    SELECT count(*) INTO v_known FROM (
+      SELECT 1 FROM okit.jobs j
+        JOIN unnest(k_id, k_n, k_hash, k_state, k_attempt, k_owner, k_lease, k_token, k_not_before)
+          AS k(id, n, hash, state, attempt, owner, lease, token, not_before) ON j.id = k.id
+      WHERE j.tenant = p_tenant AND j.history_n = k.n AND j.last_hash = k.hash AND j.state = k.state AND j.attempt = k.attempt
+        AND j.lease_owner IS NOT DISTINCT FROM k.owner AND j.lease_expires_at IS NOT DISTINCT FROM k.lease
+        AND j.lease_token IS NOT DISTINCT FROM k.token AND j.not_before = k.not_before
+      FOR UPDATE OF j SKIP LOCKED) q;
+    IF v_known <> cardinality(k_id) THEN
+      RETURN 'stale';
+    END IF;
+  END IF;
   IF p_guess THEN
     UPDATE okit.ledger_heads SET pos = pos + p_n WHERE tenant = p_tenant AND pos = p_expect;
     IF NOT FOUND THEN
-      RETURN false;
+      RETURN 'moved';
     END IF;
   END IF;
   WITH
@@ -76,5 +97,5 @@ BEGIN
   IF p_notify IS NOT NULL THEN
     PERFORM pg_notify('okit_signal', p_notify);
   END IF;
-  RETURN true;
+  RETURN 'ok';
 END $$;

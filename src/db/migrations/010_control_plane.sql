@@ -67,7 +67,7 @@ CREATE INDEX sources_tenant_idx ON okit.sources (tenant, name, id);
 -- A bucket's last upstream throttle (okit throttle list).
 CREATE INDEX throttle_events_host_idx ON okit.throttle_events (tenant, host, pos);
 
--- The batch writer's one write, now also with a job's priority, queue events, pause state and
+-- The batch writer's one write (migration 008's, known jobs included), now also with a job's priority, queue events, pause state and
 -- the pause assumptions it checks under the head lock (every earlier signature dropped first).
 DO $$
 DECLARE f regprocedure;
@@ -79,6 +79,8 @@ END $$;
 
 CREATE FUNCTION okit.write_batch(
   p_tenant text, p_guess boolean, p_expect bigint, p_n bigint,
+  k_id uuid[], k_n integer[], k_hash text[], k_state text[], k_attempt integer[], k_owner text[], k_lease timestamptz[], k_token text[],
+  k_not_before timestamptz[],
   h_pos bigint[], h_job uuid[], h_n integer[], h_at timestamptz[], h_event text[], h_from text[], h_to text[], h_data jsonb[], h_prev text[], h_hash text[],
   e_pos bigint[], e_host text[], e_at timestamptz[], e_event text[], e_data jsonb[],
   ji_id uuid[], ji_run uuid[], ji_source uuid[], ji_type text[], ji_payload jsonb[], ji_sha text[], ji_key text[], ji_priority integer[],
@@ -93,12 +95,28 @@ CREATE FUNCTION okit.write_batch(
   pz_type text[], pz_actor text[], pz_reason text[], pz_at timestamptz[], pr_type text[],
   a_type text[], a_paused boolean[],
   p_notify text
-) RETURNS boolean LANGUAGE plpgsql AS $$
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  v_known bigint;
 BEGIN
+  -- Known jobs (migration 008): locked without waiting, exactly as the caller last wrote them, or 'stale'.
+  IF cardinality(k_id) > 0 THEN
+    SELECT count(*) INTO v_known FROM (
+      SELECT 1 FROM okit.jobs j
+        JOIN unnest(k_id, k_n, k_hash, k_state, k_attempt, k_owner, k_lease, k_token, k_not_before)
+          AS k(id, n, hash, state, attempt, owner, lease, token, not_before) ON j.id = k.id
+      WHERE j.tenant = p_tenant AND j.history_n = k.n AND j.last_hash = k.hash AND j.state = k.state AND j.attempt = k.attempt
+        AND j.lease_owner IS NOT DISTINCT FROM k.owner AND j.lease_expires_at IS NOT DISTINCT FROM k.lease
+        AND j.lease_token IS NOT DISTINCT FROM k.token AND j.not_before = k.not_before
+      FOR UPDATE OF j SKIP LOCKED) q;
+    IF v_known <> cardinality(k_id) THEN
+      RETURN 'stale';
+    END IF;
+  END IF;
   IF p_guess THEN
     UPDATE okit.ledger_heads SET pos = pos + p_n WHERE tenant = p_tenant AND pos = p_expect;
     IF NOT FOUND THEN
-      RETURN false;
+      RETURN 'moved';
     END IF;
   END IF;
   -- Under the head lock: every queue's pause state the batch's units relied on must still hold
@@ -160,5 +178,5 @@ BEGIN
   IF p_notify IS NOT NULL THEN
     PERFORM pg_notify('okit_signal', p_notify);
   END IF;
-  RETURN true;
+  RETURN 'ok';
 END $$;
