@@ -97,7 +97,12 @@ export function seedLedger(url, tenant, rows, dir) {
   return { rows: written, jobs: jobsN, lastPos: pos };
 }
 
-/** Runs a command, sampling its peak resident memory (VmHWM) from /proc until it exits. */
+/**
+ * Runs a command, sampling from /proc until it exits: its peak resident memory (VmHWM of the
+ * process, all threads) and the CPU time of each of its threads (utime + stime, last value
+ * seen; a thread's time is lost only for its last 20 ms). `cpu` is the sum over threads,
+ * `busiest` the largest single thread's.
+ */
 export async function timed(cmd, args, opts = {}) {
   const { spawn } = await import('node:child_process');
   const t0 = performance.now();
@@ -105,18 +110,34 @@ export async function timed(cmd, args, opts = {}) {
   let out = '';
   let err = '';
   let peak = 0;
+  const threads = new Map();
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (err += d));
   const sample = () => {
     try {
       const s = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
       peak = Math.max(peak, Number(/^VmHWM:\s+(\d+) kB/m.exec(s)?.[1] ?? 0) * 1024);
+      for (const t of fs.readdirSync(`/proc/${child.pid}/task`)) {
+        const st = fs.readFileSync(`/proc/${child.pid}/task/${t}/stat`, 'utf8');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        threads.set(t, (Number(f[11]) + Number(f[12])) / 100); // clock ticks of 10 ms
+      }
     } catch {
-      /* exited */
+      /* exited, or a thread ended between the listing and the read */
     }
   };
   const timer = setInterval(sample, 20);
   const code = await new Promise((r) => child.on('exit', (c) => (sample(), r(c))));
   clearInterval(timer);
-  return { seconds: (performance.now() - t0) / 1000, peakRss: peak, code, out, err };
+  const cpus = [...threads.values()];
+  return {
+    seconds: (performance.now() - t0) / 1000, peakRss: peak, code, out, err,
+    cpu: cpus.reduce((a, b) => a + b, 0), busiest: Math.max(0, ...cpus),
+  };
 }
+
+/** The median of numbers. */
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};

@@ -15,10 +15,13 @@ export const RESULTS = path.join(ROOT, 'scripts/bench/results');
 /** Starts Postgres (DATABASE_URL's server if set, else a temporary embedded one). */
 export async function startPostgres() {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {} };
-  const pgc = new EmbeddedPostgres(tempHome('okit-bench-'));
+  const home = tempHome('okit-bench-');
+  const pgc = new EmbeddedPostgres(home);
   await pgc.start();
+  // destroy() removes the cluster's directory; the home around it goes too.
+  const destroy = () => pgc.destroy().finally(() => fs.rmSync(home, { recursive: true, force: true }));
   // Interrupted (Ctrl-C, timeout): stop the throwaway cluster rather than orphan it.
-  const onSignal = (sig) => void pgc.destroy().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+  const onSignal = (sig) => void destroy().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   return {
@@ -26,7 +29,7 @@ export async function startPostgres() {
     stop: () => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      return pgc.destroy();
+      return destroy();
     },
     cluster: pgc,
   };

@@ -51,15 +51,20 @@ if (lb) {
   out.push('**Ledger batch breakdown** (medians, ms; messages = round trips per batch transaction)\n');
   out.push(md(lb.rows, ['load', 'op', 'units_per_batch', 'messages', 'total_ms', 'tx_ms', 'head_locked_ms', 'bare_commit_ms', 'max_tenant_tx_per_s']));
 }
-const ex = load('export');
+// A size run on its own (OKIT_BENCH_RESULT=export-1000k, verify-replay-1000k) adds its rows.
+const withSizeRuns = (name) => {
+  const runs = [load(name), load(`${name}-1000k`)].filter(Boolean);
+  return runs.length ? { ...runs[0], rows: runs.flatMap((r) => r.rows.map((x) => ({ ...x, load: r.load_average_during_rounds }))) } : null;
+};
+const ex = withSizeRuns('export');
 if (ex) {
-  out.push(`**Export** (${ex.okit_cli_note ?? "okit export of this build"}; ratio = okit / psql)\n`);
-  out.push(md(ex.rows));
+  out.push(`**Export** (${ex.okit_cli_note ?? "okit export of this build"}; ratio = okit / psql within a round, median over rounds; load = 1-min load average during the rounds)\n`);
+  out.push(md(ex.rows, ['history_rows', 'rounds', 'okit_export_s', 'psql_copy_s', 'ratio', 'ratio_min_max', 'okit_cpu_s', 'export_peak_rss_mib', 'bundle_mib', 'load']));
 }
-const vr = load('verify-replay');
+const vr = withSizeRuns('verify-replay');
 if (vr) {
-  out.push('**Verify and replay**\n');
-  out.push(md(vr.rows, ['history_rows', 'bundle_mib', 'sha256sum_s', 'verify_s', 'verify_ratio', 'verify_peak_rss_mib', 'replay_s', 'replay_events_per_s', 'replay_only_events_per_s', 'replay_peak_rss_mib']));
+  out.push('**Verify and replay** (ratio = verify / sha256sum within a round, median over rounds; CPU summed over threads)\n');
+  out.push(md(vr.rows, ['history_rows', 'rounds', 'bundle_mib', 'sha256sum_s', 'verify_s', 'verify_ratio', 'verify_ratio_min_max', 'verify_cpu_s', 'sha256sum_cpu_s', 'verify_cpu_ratio', 'verify_peak_rss_mib', 'replay_s', 'replay_peak_rss_mib', 'into_s', 'into_peak_rss_mib', 'load']));
 }
 const tel = load('telemetry');
 if (tel) {

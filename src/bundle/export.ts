@@ -20,7 +20,8 @@ import { normalizeTimestamp, parseMicros } from '../util/time.js';
 import { DATA_FILES, EPOCH_AS_OF, FORMAT_ID, FORMAT_VERSION, MANIFEST, SIGNATURE, SUMS, type DataFile, type FileEntry, type Manifest } from './format.js';
 import { sign, type SigningKey } from './keys.js';
 import { renderManifest, renderSums } from './manifest.js';
-import { historyPreimage } from './jsonl.js';
+import { historyLineHash } from './jsonl.js';
+import { hashText, ID_BYTES, JobTable, sameHash, writeHash, writeId } from './jobtable.js';
 import { PositionCover } from './positions.js';
 import { END_BYTES, padding, tarHeader } from './tar.js';
 import { sha256Hex } from '../util/hash.js';
@@ -51,22 +52,45 @@ export interface ExportResult {
   manifest: Manifest;
 }
 
+/** Postgres work_mem for the export's transaction. */
+const EXPORT_WORK_MEM = '64MB';
+
+/** Lines are gathered into blocks of this size, each hashed and written once. */
+const WRITE_BLOCK = 256 * 1024;
+
 class LineFile {
   readonly hash = createHash('sha256');
   bytes = 0;
   lines = 0;
   private readonly ws: WriteStream;
+  private block = Buffer.allocUnsafe(WRITE_BLOCK);
+  private used = 0;
   constructor(readonly path: string) {
     this.ws = createWriteStream(path);
   }
   async write(line: string): Promise<void> {
-    const b = Buffer.from(line + '\n', 'utf8');
-    this.hash.update(b);
-    this.bytes += b.length;
     this.lines++;
+    // Room for the line as UTF-8 (at most 3 bytes per UTF-16 unit) and its \n.
+    if (this.used + line.length * 3 + 1 > this.block.length) {
+      await this.flush();
+      if (line.length * 3 + 1 > this.block.length) this.block = Buffer.allocUnsafe(line.length * 3 + 1);
+    }
+    const n = this.block.write(line, this.used, 'utf8');
+    this.block[this.used + n] = 0x0a;
+    this.used += n + 1;
+    this.bytes += n + 1;
+  }
+  private async flush(): Promise<void> {
+    if (!this.used) return;
+    const b = this.block.subarray(0, this.used);
+    this.hash.update(b);
+    // The stream keeps the buffer until written: the next lines go to a new one.
+    this.block = Buffer.allocUnsafe(WRITE_BLOCK);
+    this.used = 0;
     if (!this.ws.write(b)) await new Promise<void>((r) => this.ws.once('drain', () => r()));
   }
   async close(): Promise<string> {
+    await this.flush();
     await new Promise<void>((res, rej) => this.ws.end((e?: Error | null) => (e ? rej(e) : res())));
     return this.hash.digest('hex');
   }
@@ -76,13 +100,25 @@ function checkAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new OkitError('INTERRUPTED', `export interrupted${signal.reason instanceof Error ? '' : ` by ${String(signal.reason)}`}: nothing was written`);
 }
 
+/**
+ * A server-side cursor, read FETCH by FETCH with the next one always in flight: Postgres
+ * produces batch k+1 while this process turns batch k into lines (two cores, both busy).
+ */
 async function* cursor(c: pg.PoolClient, name: string, sql: string, params: unknown[], batch: number, signal?: AbortSignal): AsyncGenerator<Record<string, unknown>> {
   await c.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, params);
+  const fetch = () => {
+    const q = c.query(`FETCH ${batch} FROM ${name}`);
+    q.catch(() => undefined); // awaited below; never an unhandled rejection if the export stops first
+    return q;
+  };
+  let next = fetch();
   for (;;) {
     checkAborted(signal);
-    const { rows } = await c.query(`FETCH ${batch} FROM ${name}`);
+    const { rows } = await next;
+    const more = rows.length === batch;
+    if (more) next = fetch();
     for (const r of rows) yield r;
-    if (rows.length < batch) break;
+    if (!more) break;
   }
   await c.query(`CLOSE ${name}`);
 }
@@ -92,36 +128,85 @@ interface ChainIssue {
   message: string;
 }
 
-/** Checks one history row against its content hash and its predecessor in the database. */
-function chainIssue(raw: Record<string, unknown>, row?: HistoryRow, line?: string): ChainIssue | null {
-  const r = row ?? toHistory(raw);
+/** A history row's content must hash to its hash (the line, once canonical, is that content). */
+function contentIssue(r: HistoryRow, line?: string): ChainIssue | null {
   let h = '';
   try {
-    // The canonical line without its hash member is the hashed content (jsonl.ts): one
-    // serialisation per row instead of two.
-    const pre = line === undefined ? null : historyPreimage(Buffer.from(line, 'utf8'));
-    h = pre ? createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') : rowHash(r);
+    h = (line === undefined ? null : historyLineHash(line)) ?? rowHash(r);
   } catch {
     /* unhashable content is a mismatch */
   }
-  if (h !== r.hash) return { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) does not match its hash` };
-  const prior = (raw.prior_hash ?? null) as string | null;
-  if (r.n > 1 && prior === null) return { job_id: r.job_id, message: `row n=${r.n - 1} is missing` };
-  if (r.prev_hash !== prior) return { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) does not link to row n=${r.n - 1}` };
-  if (raw.prior_pos !== null && raw.prior_pos !== undefined && BigInt(String(raw.prior_pos)) >= BigInt(r.pos))
-    return { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) is not after row n=${r.n - 1}` };
-  return null;
+  return h === r.hash ? null : { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) does not match its hash` };
 }
 
 /**
- * History rows with their predecessor's hash. In a database loaded by `replay --into`, a
- * continued job's predecessor is known only by its hash (okit.bundle_anchors).
+ * Every exported job's chain, checked as its rows stream by in position order (the rows before
+ * the window first): each row must be its job's next (n + 1, linking to the last row's hash)
+ * or its first (n = 1 without prev_hash, or the successor of an anchor in a database loaded by
+ * `replay --into`). Per exported job, in typed arrays (jobtable.ts): the job row's history_n and
+ * last_hash, and the last row seen: about 110 bytes a job, no object or string per job; no
+ * self-join in the database (its random reads cost more than the rows' own scan).
  */
-function historyWithPrior(anchors: boolean): string {
-  return `SELECT ${HISTORY_COLUMNS.split(', ').map((c) => 'h.' + c).join(', ')},
-    ${anchors ? 'coalesce(p.hash, a.hash)' : 'p.hash'} AS prior_hash, p.pos AS prior_pos
-  FROM okit.job_history h LEFT JOIN okit.job_history p ON p.job_id = h.job_id AND p.n = h.n - 1
-  ${anchors ? 'LEFT JOIN okit.bundle_anchors a ON a.job_id = h.job_id AND a.n = h.n - 1' : ''}`;
+class Chains {
+  private readonly jobs = new JobTable();
+  private readonly historyN = this.jobs.float();
+  private readonly lastHash = this.jobs.hashes();
+  private readonly n = this.jobs.float();
+  private readonly hash = this.jobs.hashes();
+  private readonly key = Buffer.alloc(ID_BYTES);
+  private readonly keyW = new Uint32Array(this.key.buffer, this.key.byteOffset, ID_BYTES / 4);
+  private readonly scratch = Buffer.alloc(32);
+  private readonly scratchW = new Uint32Array(this.scratch.buffer, this.scratch.byteOffset, 8);
+
+  /** anchors: job id → n → hash (okit.bundle_anchors). */
+  constructor(private readonly anchors: Map<string, Map<number, string>>) {}
+
+  private find(id: string): number {
+    writeId(id, this.key, 0);
+    return this.jobs.find(this.keyW, 0);
+  }
+
+  job(id: string, historyN: number, lastHash: string): void {
+    writeId(id, this.key, 0);
+    const i = this.jobs.insert(this.keyW, 0);
+    this.historyN.a[i] = historyN;
+    writeHash(lastHash, this.lastHash.a, i * 32);
+  }
+
+  row(r: HistoryRow): ChainIssue | null {
+    const i = this.find(r.job_id);
+    if (i === -1) return { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) belongs to no exported job` };
+    const last = this.n.a[i]!;
+    let issue: ChainIssue | null = null;
+    if (last === 0) {
+      const anchor = r.n > 1 ? this.anchors.get(r.job_id)?.get(r.n - 1) : undefined;
+      if (r.n > 1 && anchor === undefined) issue = { job_id: r.job_id, message: `row n=${r.n - 1} is missing` };
+      else if (r.prev_hash !== (anchor ?? null)) issue = { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) does not link to row n=${r.n - 1}` };
+    } else if (r.n !== last + 1) issue = { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) does not follow row n=${last}: a row is missing or out of order` };
+    else {
+      if (r.prev_hash !== null) writeHash(r.prev_hash, this.scratch, 0);
+      if (r.prev_hash === null || !sameHash(this.scratchW, 0, this.hash.w, i)) issue = { job_id: r.job_id, message: `row n=${r.n} (pos ${r.pos}) does not link to row n=${r.n - 1}` };
+    }
+    this.n.a[i] = r.n;
+    writeHash(r.hash, this.hash.a, i * 32);
+    return issue;
+  }
+
+  /**
+   * When every row of the ledger up to its head has been seen (the window is not cut): each job
+   * row must name its chain's last row (or, loaded from a bundle, the anchor of one beyond).
+   */
+  heads(note: (i: ChainIssue) => void): void {
+    for (let i = 0; i < this.jobs.count; i++) {
+      const hn = this.historyN.a[i]!;
+      const n = this.n.a[i]!;
+      let ok: boolean;
+      if (n === hn) ok = sameHash(this.lastHash.w, i, this.hash.w, i);
+      else if (n < hn) ok = this.anchors.get(this.jobs.id(i))?.get(hn) === hashText(this.lastHash.a, i * 32);
+      else ok = false;
+      if (!ok) note({ job_id: this.jobs.id(i), message: `the job row records ${hn} rows ending in ${hashText(this.lastHash.a, i * 32).slice(0, 12)}…, its history disagrees` });
+    }
+  }
 }
 
 function maxTs(a: string | null, b: string | null): string | null {
@@ -131,7 +216,7 @@ function maxTs(a: string | null, b: string | null): string | null {
 }
 
 /** Resolves the window [from_pos, to_pos] and as_of inside the export transaction. */
-async function resolveWindow(c: pg.PoolClient, o: ExportOptions): Promise<{ fromPos: bigint; toPos: bigint; asOf: string }> {
+async function resolveWindow(c: pg.PoolClient, o: ExportOptions): Promise<{ fromPos: bigint; toPos: bigint; head: bigint; asOf: string }> {
   const t = o.tenant;
   const { rows: hr } = await c.query('SELECT pos FROM okit.ledger_heads WHERE tenant = $1', [t]);
   const head = BigInt(String(hr[0]?.pos ?? '0'));
@@ -166,7 +251,7 @@ async function resolveWindow(c: pg.PoolClient, o: ExportOptions): Promise<{ from
   );
   const windowMax = mr[0].at === null ? null : ts(mr[0].at);
   const asOf = maxTs(o.previous?.manifest.as_of ?? null, windowMax) ?? o.to ?? o.from ?? EPOCH_AS_OF;
-  return { fromPos, toPos, asOf };
+  return { fromPos, toPos, head, asOf };
 }
 
 /**
@@ -240,12 +325,21 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     c = await pool.connect();
     c.on('error', onError);
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const { fromPos, toPos, asOf } = await resolveWindow(c, { ...o, from, to });
+    // The export's sorts and hashes (jobs by id, the window's job set) fit in memory instead of
+    // spilling to temporary files at the default 4 MB; for this transaction only.
+    await c.query(`SET LOCAL work_mem = '${EXPORT_WORK_MEM}'`);
+    const { fromPos, toPos, head, asOf } = await resolveWindow(c, { ...o, from, to });
     const t = o.tenant;
-    // Anchors exist only in a database loaded from a bundle (migration 003); the check is cheap.
-    const { rows: ar } = await c.query('SELECT EXISTS (SELECT 1 FROM okit.bundle_anchors WHERE tenant = $1) AS a', [o.tenant]);
-    const anchors = ar[0].a === true;
-    const HISTORY_WITH_PRIOR = historyWithPrior(anchors);
+    // Anchors exist only in a database loaded from a bundle (migration 003): one per continued job.
+    const anchors = new Map<string, Map<number, string>>();
+    for (const a of (await c.query('SELECT job_id::text, n, hash FROM okit.bundle_anchors WHERE tenant = $1', [t])).rows) {
+      let m = anchors.get(String(a.job_id));
+      if (!m) anchors.set(String(a.job_id), (m = new Map()));
+      m.set(Number(a.n), String(a.hash));
+    }
+    const hasAnchors = anchors.size > 0;
+    // A window cut by --to leaves rows after it unseen: the job heads are then checked in SQL.
+    const cut = toPos < head;
     const P = [t, String(fromPos), String(toPos)];
     const files = Object.fromEntries(DATA_FILES.map((f) => [f, new LineFile(join(tmp, `${f}.part`))])) as Record<DataFile, LineFile>;
     const cover = new PositionCover();
@@ -256,46 +350,56 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     const note = (i: ChainIssue | null) => {
       if (i && issues.length < 20) issues.push(i);
     };
+    const chains = new Chains(anchors);
     const inWindow = `EXISTS (SELECT 1 FROM okit.job_history w WHERE w.job_id = j.id AND w.pos BETWEEN $2 AND $3)`;
+    const headSql = `${hasAnchors ? 'coalesce(' : '('}(SELECT hash FROM okit.job_history x WHERE x.job_id = j.id AND x.n = j.history_n)${hasAnchors ? ', (SELECT hash FROM okit.bundle_anchors x WHERE x.job_id = j.id AND x.n = j.history_n))' : ')'} AS head_hash,
+         EXISTS (SELECT 1 FROM okit.job_history x WHERE x.job_id = j.id AND x.n > j.history_n) AS beyond`;
 
     for await (const raw of cursor(
       c,
       'okit_jobs',
-      `SELECT ${JOB_COLUMNS.split(', ').map((x) => 'j.' + x).join(', ')},
-         ${anchors ? 'coalesce(' : '('}(SELECT hash FROM okit.job_history x WHERE x.job_id = j.id AND x.n = j.history_n)${anchors ? ', (SELECT hash FROM okit.bundle_anchors x WHERE x.job_id = j.id AND x.n = j.history_n))' : ')'} AS head_hash,
-         EXISTS (SELECT 1 FROM okit.job_history x WHERE x.job_id = j.id AND x.n > j.history_n) AS beyond
+      `SELECT ${JOB_COLUMNS.split(', ').map((x) => 'j.' + x).join(', ')}${cut ? `, ${headSql}` : ''}
        FROM okit.jobs j WHERE j.tenant = $1 AND ${inWindow} ORDER BY j.id`,
       P,
       batch,
       o.signal,
     )) {
       exactJson(raw, ['payload'], () => `job ${String(raw.id)}`);
-      if (raw.head_hash !== raw.last_hash || raw.beyond === true)
+      if (cut && (raw.head_hash !== raw.last_hash || raw.beyond === true))
         note({ job_id: String(raw.id), message: `the job row records ${raw.history_n} rows ending in ${String(raw.last_hash).slice(0, 12)}…, its history disagrees` });
-      await files['jobs.jsonl'].write(canonicalize(toJob(raw)));
+      const job = toJob(raw);
+      chains.job(job.id, job.history_n, job.last_hash);
+      await files['jobs.jsonl'].write(canonicalize(job));
     }
-    for await (const raw of cursor(c, 'okit_history', `${HISTORY_WITH_PRIOR} WHERE h.tenant = $1 AND h.pos BETWEEN $2 AND $3 ORDER BY h.pos`, P, batch, o.signal)) {
+    // The exported jobs' rows before the window, first: with the window's rows after them, every
+    // exported job's whole chain (n = 1 up to its last row in the window) is verified.
+    if (fromPos > 1n)
+      for await (const raw of cursor(
+        c,
+        'okit_earlier',
+        // Reached through the (job_id, n) index from the window's jobs: the cost follows the
+        // exported jobs' histories, not the size of the whole ledger before the window.
+        `SELECT ${HISTORY_COLUMNS.split(', ').map((x) => 'h.' + x).join(', ')}
+         FROM okit.job_history h JOIN (SELECT DISTINCT job_id FROM okit.job_history WHERE tenant = $1 AND pos BETWEEN $2 AND $3) w ON w.job_id = h.job_id
+         WHERE h.tenant = $1 AND h.pos < $2 ORDER BY h.pos`,
+        P,
+        batch,
+        o.signal,
+      )) {
+        const row = toHistory(raw);
+        note(contentIssue(row));
+        note(chains.row(row));
+      }
+    for await (const raw of cursor(c, 'okit_history', `SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE tenant = $1 AND pos BETWEEN $2 AND $3 ORDER BY pos`, P, batch, o.signal)) {
       exactJson(raw, ['data'], () => `job ${String(raw.job_id)} history row n=${String(raw.n)} (pos ${String(raw.pos)})`);
       histPos(BigInt(String(raw.pos)));
       const row = toHistory(raw);
       const line = canonicalize(row);
-      note(chainIssue(raw, row, line));
+      note(contentIssue(row, line));
+      note(chains.row(row));
       await files['history.jsonl'].write(line);
     }
-    // The exported jobs' rows before the window: together with the links checked above, every
-    // exported job's whole chain (n = 1 up to its last row in the window) is verified.
-    for await (const raw of cursor(
-      c,
-      'okit_earlier',
-      // Reached through the (job_id, n) index from the window's jobs: the cost follows the
-      // exported jobs' histories, not the size of the whole ledger before the window.
-      `${HISTORY_WITH_PRIOR} JOIN (SELECT DISTINCT job_id FROM okit.job_history WHERE tenant = $1 AND pos BETWEEN $2 AND $3) w ON w.job_id = h.job_id
-       WHERE h.tenant = $1 AND h.pos < $2 ORDER BY h.pos`,
-      P,
-      batch,
-      o.signal,
-    ))
-      note(chainIssue(raw));
+    if (!cut) chains.heads(note);
     for await (const raw of cursor(
       c,
       'okit_throttles',
@@ -394,7 +498,7 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     for (const e of entries) {
       checkAborted(o.signal);
       await put(tarHeader(e.name, e.bytes, mtime));
-      for await (const chunk of createReadStream(join(tmp, `${e.name}.part`))) await put(chunk as Buffer);
+      for await (const chunk of createReadStream(join(tmp, `${e.name}.part`), { highWaterMark: 1 << 20 })) await put(chunk as Buffer);
       await put(padding(e.bytes));
     }
     await put(Buffer.alloc(END_BYTES, 0));

@@ -5,6 +5,7 @@
  * invalid UTF-8 and a missing final `\n` are all refused, naming the line. A line longer than
  * MAX_LINE_BYTES stops the reading of that file (memory stays bounded by the limit).
  */
+import { hash as oneShotHash } from 'node:crypto';
 import ndjson from 'ndjson';
 import type { Transform } from 'node:stream';
 import { canonicalize } from '../util/canonical.js';
@@ -54,6 +55,14 @@ export class JsonlReader {
       this.rawLen = 0;
       this.raw = [];
     }
+  }
+
+  /**
+   * At a segment boundary (the bytes so far end with `\n`, more follow): reports the blank
+   * lines ndjson skipped at the end, as they would be before the next line.
+   */
+  flushBlank(): void {
+    if (!this.abandoned) this.skipBlank();
   }
 
   private abandon(): void {
@@ -182,6 +191,17 @@ export class JsonlReader {
  * member. Equal to the canonical JSON of the row without `hash`, which is what rowHash hashes.
  */
 const HASH_MEMBER = Buffer.from(',"hash":"');
+const HASH_TEXT = ',"hash":"';
+
+/**
+ * The sha256 (hex) of a canonical history line's hash preimage (see historyPreimage), from
+ * its text; null when the line has no hash member. One string and one digest per row.
+ */
+export function historyLineHash(line: string): string | null {
+  const i = line.lastIndexOf(HASH_TEXT);
+  if (i === -1 || line.charCodeAt(i + HASH_TEXT.length + 64) !== 0x22) return null;
+  return oneShotHash('sha256', line.slice(0, i) + line.slice(i + HASH_TEXT.length + 65), 'hex');
+}
 export function historyPreimage(line: Buffer): [Buffer, Buffer] | null {
   const i = line.lastIndexOf(HASH_MEMBER);
   if (i === -1 || line[i + HASH_MEMBER.length + 64] !== 0x22) return null;

@@ -4,7 +4,11 @@
  * order, so each file's are kept as runs (one run when nothing is missing); the export and
  * the verifier make the same check with this one class.
  */
-type Run = [bigint, bigint];
+/** Positions as numbers while exact (the verifier's), or bigints. */
+type P = number | bigint;
+type Run = [P, P];
+
+const next = (p: P): P => (typeof p === 'number' && p < Number.MAX_SAFE_INTEGER ? p + 1 : BigInt(p) + 1n);
 
 export type PositionProblem = { code: 'POSITION_DUPLICATE' | 'POSITION_GAP'; message: string };
 
@@ -12,12 +16,13 @@ export class PositionCover {
   private readonly runs: Run[][] = [];
 
   /** A new source (a file) of increasing positions. */
-  source(): (pos: bigint) => void {
+  source(): (pos: P) => void {
     const rs: Run[] = [];
     this.runs.push(rs);
     return (p) => {
       const last = rs[rs.length - 1];
-      if (last && last[1] + 1n === p) last[1] = p;
+      // (`==`: a number and a bigint of the same value are the same position.)
+      if (last && next(last[1]) == p) last[1] = p;
       else rs.push([p, p]);
     };
   }
@@ -25,7 +30,7 @@ export class PositionCover {
   /** Every problem with covering [from, to] (to = from - 1 for an empty window). */
   problems(from: bigint, to: bigint): PositionProblem[] {
     const out: PositionProblem[] = [];
-    const all = this.runs.flat().sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const all = this.runs.flat().map(([a, b]): [bigint, bigint] => [BigInt(a), BigInt(b)]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     let next = from;
     for (const [a, b] of all) {
       if (a < next) out.push({ code: 'POSITION_DUPLICATE', message: `position ${a} is used more than once` });

@@ -9,13 +9,14 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import ndjson from 'ndjson';
 import { OkitError } from '../errors.js';
 import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
 import { finishProjection, project, projectStep, startProjection, type Projection } from '../ledger/projection.js';
 import { canonicalize } from '../util/canonical.js';
 import type { DataFile } from './format.js';
+import { ID_BYTES, JobTable, sameHash, writeId } from './jobtable.js';
+import { PIECE_BYTES } from './segments.js';
 import type { BundleData, BundleSource, VerifyReport } from './verify.js';
 
 export interface Divergence {
@@ -166,50 +167,88 @@ export interface StreamReplayResult extends Omit<ReplayResult, 'snapshots'> {
 /** Divergent jobs whose first diverging event is searched (each needs its rows again). */
 export const MAX_DETAILED = 1000;
 
-/** Parsed lines of one entry, read again by its place; its sha256 must still be the manifest's. */
-export async function* entryValues(ref: BundleRef, name: DataFile): AsyncGenerator<unknown> {
+/**
+ * Parsed lines of one entry, read again by its place, a chunk's worth at a time (ndjson
+ * emits a chunk's lines as it is written); its sha256 must still be the manifest's. Chunks of
+ * 64 KiB: ndjson decodes each into one string, and V8 makes strings past ~128 KiB slowly.
+ */
+export async function* entryBatches(ref: BundleRef, name: DataFile): AsyncGenerator<unknown[]> {
   const place = ref.report.places.find((p) => p.name === name);
   const listed = ref.report.manifest?.files.find((f) => f.name === name);
   if (!place || !listed) throw new OkitError('IO_ERROR', `${name}: not located in the verified bundle`);
   const hash = createHash('sha256');
   if (place.size > 0) {
     const input = Buffer.isBuffer(ref.src)
-      ? Readable.from([ref.src.subarray(place.offset, place.offset + place.size)])
-      : createReadStream(ref.src, { start: place.offset, end: place.offset + place.size - 1, highWaterMark: 256 * 1024 });
+      ? [ref.src.subarray(place.offset, place.offset + place.size)]
+      : createReadStream(ref.src, { start: place.offset, end: place.offset + place.size - 1, highWaterMark: PIECE_BYTES });
     const nd = ndjson.parse({ strict: true });
-    input.on('data', (c: Buffer) => hash.update(c));
-    input.on('error', (e: Error) => nd.destroy(e));
-    input.pipe(nd);
-    for await (const v of nd) yield v;
+    let batch: unknown[] = [];
+    let failure: Error | null = null;
+    nd.on('data', (v: unknown) => batch.push(v));
+    nd.on('error', (e: Error) => (failure ??= e));
+    for await (const c of input) {
+      const b = c as Buffer;
+      hash.update(b);
+      for (let o = 0; o < b.length; o += PIECE_BYTES) nd.write(b.subarray(o, o + PIECE_BYTES));
+      if (failure) throw new OkitError('IO_ERROR', `${ref.report.label}: ${name} changed after it was verified`);
+      if (batch.length) {
+        yield batch;
+        batch = [];
+      }
+    }
+    nd.end();
+    if (batch.length) yield batch;
+    if (failure) throw new OkitError('IO_ERROR', `${ref.report.label}: ${name} changed after it was verified`);
   }
   if (hash.digest('hex') !== listed.sha256) throw new OkitError('IO_ERROR', `${ref.report.label}: ${name} changed after it was verified`);
 }
 
-interface JobInfo {
-  /** sha256 (base64) of the job row's canonical facts: 44 bytes instead of the facts. */
-  facts: string;
-  history_n: number;
-  /** sha256 (base64) of the replayed snapshot's canonical JSON; '' until replayed. */
-  snap: string;
-  /** The replayed snapshot states the job row's facts. */
-  factsOk: boolean;
-  /** Offset and length of the replayed line in the spool (only with --out); -1 if none. */
-  off: number;
-  len: number;
-  skipped: boolean;
-  inBundle: boolean;
-  withSnapshot: boolean;
+/** entryBatches, one value at a time. */
+export async function* entryValues(ref: BundleRef, name: DataFile): AsyncGenerator<unknown> {
+  for await (const b of entryBatches(ref, name)) yield* b;
 }
 
-const digest = (text: string) => createHash('sha256').update(text).digest('base64');
-const factsDigest = (v: Views) => digest(canonicalize(v as never));
+// Per-job flags of the replay's JobTable.
+const SKIPPED = 1;
+const IN_BUNDLE = 2;
+const REPLAYED = 4;
+const FACTS_OK = 8;
+const WITH_SNAPSHOT = 16;
+
+const digestInto = (text: string, out: Uint8Array, i: number) => out.set(createHash('sha256').update(text).digest(), i * 32);
+const factsText = (v: Views) => canonicalize(v as never);
+
+/** A job id as a JobTable key. */
+class IdKey {
+  private readonly b = Buffer.alloc(ID_BYTES);
+  readonly w = new Uint32Array(this.b.buffer, this.b.byteOffset, ID_BYTES / 4);
+  of(id: string): this {
+    writeId(id, this.b, 0);
+    return this;
+  }
+}
 
 export async function replayBundle(current: BundleRef, previous: readonly BundleRef[], opts: { out?: string } = {}): Promise<StreamReplayResult> {
-  const jobs = new Map<string, JobInfo>();
-  for await (const v of entryValues(current, 'jobs.jsonl')) {
-    const j = v as Job;
-    jobs.set(j.id, { facts: factsDigest(jobFacts(j)), history_n: j.history_n, snap: '', factsOk: false, off: -1, len: 0, skipped: false, inBundle: false, withSnapshot: false });
-  }
+  // Per job of jobs.jsonl, in typed arrays (jobtable.ts): sha256 of its row's projected facts,
+  // history_n, sha256 of its replayed snapshot, where the replayed line lies in the spool, flags.
+  const jobs = new JobTable();
+  const facts = jobs.hashes();
+  const historyN = jobs.float();
+  const snap = jobs.hashes();
+  const off = jobs.float();
+  const len = jobs.float();
+  const flags = jobs.int();
+  const key = new IdKey();
+  const scratch = new Uint8Array(32);
+  const scratch32 = new Uint32Array(scratch.buffer);
+  for await (const b of entryBatches(current, 'jobs.jsonl'))
+    for (const v of b) {
+      const j = v as Job;
+      const i = jobs.insert(key.of(j.id).w, 0);
+      digestInto(factsText(jobFacts(j)), facts.a, i);
+      historyN.a[i] = j.history_n;
+      off.a[i] = -1;
+    }
   // Opened first: a bad --out fails before any work. Only --out needs the replayed lines kept.
   const outFh = opts.out ? await open(opts.out, 'w') : null;
   const dir = outFh ? await mkdtemp(join(tmpdir(), 'okit-replay-')) : null;
@@ -225,65 +264,68 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
       pending = [];
       pendingBytes = 0;
     };
-    const folds = new Map<string, Projection>();
-    const finish = async (info: JobInfo, id: string, p: Projection) => {
-      const snap = finishProjection(p);
-      const text = canonicalize(snap);
-      info.snap = digest(text);
-      info.factsOk = factsDigest(projectedFacts(snap)) === info.facts;
+    const folds = new Map<string, { i: number; p: Projection }>();
+    const finish = (id: string, i: number, p: Projection) => {
+      const s = finishProjection(p);
+      const text = canonicalize(s);
+      digestInto(text, snap.a, i);
+      digestInto(factsText(projectedFacts(s)), scratch, 0);
+      flags.a[i]! |= REPLAYED | (sameHash(scratch32, 0, facts.w, i) ? FACTS_OK : 0);
       folds.delete(id);
       if (!fh) return;
       const line = Buffer.from(text + '\n');
-      info.off = written;
-      info.len = line.length - 1;
+      off.a[i] = written;
+      len.a[i] = line.length - 1;
       written += line.length;
       pending.push(line);
       pendingBytes += line.length;
-      if (pendingBytes > 1 << 20) await flush();
     };
-    const fold = async (r: HistoryRow, current: boolean) => {
-      const info = jobs.get(r.job_id);
-      if (!info || info.skipped) return;
-      if (current) info.inBundle = true;
-      let p = folds.get(r.job_id);
-      if (!p) {
+    const fold = (r: HistoryRow, current: boolean) => {
+      let f = folds.get(r.job_id);
+      if (!f) {
+        const i = jobs.find(key.of(r.job_id).w, 0);
+        if (i === -1 || flags.a[i]! & SKIPPED) return;
+        if (current) flags.a[i]! |= IN_BUNDLE;
         if (r.n !== 1) {
-          if (current) info.skipped = true;
+          if (current) flags.a[i]! |= SKIPPED;
           return;
         }
-        p = startProjection();
-        folds.set(r.job_id, p);
-      }
-      projectStep(p, r);
-      if (current && r.n === info.history_n) await finish(info, r.job_id, p);
+        f = { i, p: startProjection() };
+        folds.set(r.job_id, f);
+      } else if (current) flags.a[f.i]! |= IN_BUNDLE;
+      projectStep(f.p, r);
+      if (current && r.n === historyN.a[f.i]) finish(r.job_id, f.i, f.p);
     };
-    for (const ref of previous) for await (const v of entryValues(ref, 'history.jsonl')) await fold(v as HistoryRow, false);
-    for await (const v of entryValues(current, 'history.jsonl')) await fold(v as HistoryRow, true);
-    // Jobs whose history goes on beyond the window: replayed as far as the bundle goes.
-    for (const [id, p] of folds) {
-      const info = jobs.get(id)!;
-      if (info.inBundle) await finish(info, id, p);
+    for (const ref of previous) for await (const b of entryBatches(ref, 'history.jsonl')) for (const v of b) fold(v as HistoryRow, false);
+    for await (const b of entryBatches(current, 'history.jsonl')) {
+      for (const v of b) fold(v as HistoryRow, true);
+      if (pendingBytes > 1 << 20) await flush();
     }
+    // Jobs whose history goes on beyond the window: replayed as far as the bundle goes.
+    for (const [id, f] of folds) if (flags.a[f.i]! & IN_BUNDLE) finish(id, f.i, f.p);
     await flush();
     folds.clear();
 
-    const res: StreamReplayResult = { jobs: jobs.size, compared: 0, identical: 0, skipped: [], open: 0, divergences: [], replayed: 0, moreDivergences: 0 };
+    const res: StreamReplayResult = { jobs: jobs.count, compared: 0, identical: 0, skipped: [], open: 0, divergences: [], replayed: 0, moreDivergences: 0 };
     const diverging = new Map<string, Snapshot>();
-    for await (const v of entryValues(current, 'snapshots.jsonl')) {
-      const live = v as Snapshot;
-      const info = jobs.get(live.job_id);
-      if (!info || !info.snap) continue;
-      info.withSnapshot = true;
-      res.compared++;
-      if (info.factsOk && digest(canonicalize(live)) === info.snap) res.identical++;
-      else if (diverging.size < MAX_DETAILED) diverging.set(live.job_id, live);
-      else res.moreDivergences++;
-    }
-    for (const [id, info] of jobs) {
-      if (info.skipped) res.skipped.push(id);
-      else if (info.snap) {
+    for await (const b of entryBatches(current, 'snapshots.jsonl'))
+      for (const v of b) {
+        const live = v as Snapshot;
+        const i = jobs.find(key.of(live.job_id).w, 0);
+        if (i === -1 || !(flags.a[i]! & REPLAYED)) continue;
+        flags.a[i]! |= WITH_SNAPSHOT;
+        res.compared++;
+        digestInto(canonicalize(live), scratch, 0);
+        if (flags.a[i]! & FACTS_OK && sameHash(scratch32, 0, snap.w, i)) res.identical++;
+        else if (diverging.size < MAX_DETAILED) diverging.set(live.job_id, live);
+        else res.moreDivergences++;
+      }
+    for (let i = 0; i < jobs.count; i++) {
+      const fl = flags.a[i]!;
+      if (fl & SKIPPED) res.skipped.push(jobs.id(i));
+      else if (fl & REPLAYED) {
         res.replayed++;
-        if (!info.withSnapshot) res.open++;
+        if (!(fl & WITH_SNAPSHOT)) res.open++;
       }
     }
     res.skipped.sort();
@@ -303,14 +345,13 @@ export async function replayBundle(current: BundleRef, previous: readonly Bundle
       }
     }
     if (outFh && fh) {
-      // In job id order, as snapshots.jsonl; written in batches.
-      const ids = [...jobs.entries()].filter(([, i]) => i.off >= 0).map(([id]) => id).sort();
+      // In job id order, as snapshots.jsonl (jobs.jsonl is sorted by id: the table is in that order); in batches.
       let batch: Buffer[] = [];
       let size = 0;
-      for (const id of ids) {
-        const info = jobs.get(id)!;
-        const b = Buffer.alloc(info.len + 1);
-        await fh.read(b, 0, info.len + 1, info.off);
+      for (let i = 0; i < jobs.count; i++) {
+        if (off.a[i]! < 0) continue;
+        const b = Buffer.alloc(len.a[i]! + 1);
+        await fh.read(b, 0, b.length, off.a[i]!);
         batch.push(b);
         size += b.length;
         if (size > 1 << 20) {

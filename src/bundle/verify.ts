@@ -5,18 +5,20 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
 import { canonicalize } from '../util/canonical.js';
 import { parseMicros } from '../util/time.js';
 import {
-  DATA_FILES, entriesOf, MANIFEST, MAX_DATA_BYTES, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE,
+  DATA_FILES, entriesOf, MANIFEST, MAX_DATA_BYTES, MAX_LINE_BYTES, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE,
   SIGNATURE_BYTES, SUMS, tarEncodingOf, type DataFile, type Manifest, type VerifyCode,
 } from './format.js';
 import { verifySignature, type PublicKey } from './keys.js';
 import { manifestProblems, readableVersion, renderSums } from './manifest.js';
-import { historyPreimage, JsonlReader } from './jsonl.js';
-import { HISTORY_SCHEMA, JOB_SCHEMA, QUEUE_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
 import { PositionCover } from './positions.js';
+import { checkSegment, HASH_OK, LINE_INVALID, LINE_NOT_CANONICAL, PREV_NULL, SegmentBuffers, Splitter, TENANT_OK, type SegmentResult } from './segments.js';
+import { compareIds, hashText, ID_BYTES, idText, JobTable, sameHash } from './jobtable.js';
+import { defaultWorkers, SegmentWorkers } from './workers.js';
 import { TarReader, type EntryPlace } from './tar.js';
 import { sha256Hex } from '../util/hash.js';
 
@@ -60,7 +62,7 @@ export interface BundleData {
 export interface ChainHead {
   n: number;
   hash: string;
-  posN: bigint;
+  posN: Pos;
   to_state: string;
 }
 
@@ -98,7 +100,18 @@ export interface VerifyOptions {
    * (the body is held in memory). For bulk negative tests; the CLI always reports everything.
    */
   failFast?: boolean;
+  /**
+   * Worker threads that check the lines (0: in this thread). Default: for a bundle file of
+   * PARALLEL_MIN_BYTES or more, one per core up to two; in process for buffers, small files,
+   * collect and failFast. Problems and evidence are the same either way.
+   */
+  workers?: number;
+  /** Segment size (default SEGMENT_BYTES): small ones let tests cross many segment boundaries. */
+  segmentBytes?: number;
 }
+
+/** Below this size a bundle file is checked in process (starting workers costs ~50 ms). */
+export const PARALLEL_MIN_BYTES = 4 * 1024 * 1024;
 
 const MAX_PROBLEMS = 200;
 
@@ -118,22 +131,46 @@ const CHECKS: Array<{ id: string; codes: VerifyCode[] }> = [
 ];
 
 
-/** Compact per-job state (hundreds of thousands of jobs: no row is kept). */
-interface JobState {
-  history_n: number;
-  state: string;
-  /** The job row's last_hash until its row n = history_n is seen, then ''. */
-  last_hash: string;
-  /** Last row of the job in this bundle (0: none yet): its n, hash, position and state. */
-  n: number;
-  hash: string;
-  posN: bigint;
-  to_state: string;
-  head_ok: boolean;
-  snapshot: boolean;
+/** Per-job flags (JobTable column). */
+const LAST_SEEN = 1; // the row n = history_n has passed: the job row's last_hash was compared
+const HEAD_OK = 2;
+const HAS_SNAPSHOT = 4;
+
+/** A ledger position: a number while exact (any real ledger), a bigint beyond 2^53. */
+export type Pos = number | bigint;
+/** Positions are canonical decimal text (lines.ts): up to 15 digits is an exact double. */
+export const posOf = (text: string): Pos => (text.length <= 15 ? Number(text) : BigInt(text));
+
+/** One step of the ordered pipeline: a segment's result once it is back, or a deferred action. */
+interface Step {
+  ready: boolean;
+  run(): void;
 }
 
-/** The verifier's state over one bundle's byte stream. */
+/** Segments in flight to the workers at most (each SEGMENT_BYTES): bounds memory. */
+const MAX_IN_FLIGHT = 6;
+/** Segments queued per worker before this thread checks the next one itself. */
+const WORKER_QUEUE = 2;
+/** Steps (results waiting for an earlier one) at most before reading pauses. */
+const MAX_QUEUED = 24;
+
+/** The line-reading state of the data file whose lines are being applied. */
+interface LineFile {
+  f: DataFile;
+  /** Lines applied so far. */
+  base: number;
+  abandoned: boolean;
+  /** The last key: a position, or (jobs, snapshots) lastId holds an id. */
+  lastKey: Pos | null;
+  lastId: Uint8Array | null;
+}
+
+/**
+ * The verifier's state over one bundle's byte stream. Reading (tar, hashes, cutting each data
+ * file into segments) happens as bytes arrive; everything that depends on line content is a
+ * step of one ordered queue, so problems are found and listed in file order whether segments
+ * are checked in process or by workers.
+ */
 class Verifier {
   readonly problems: Finding[] = [];
   moreProblems = 0;
@@ -143,18 +180,40 @@ class Verifier {
   manifest: Manifest | null = null;
   manifestBytes: Buffer | null = null;
   manifestSha256: string | null = null;
+  readonly tar: TarReader;
+  private keyLabel: string | null = null;
+  // reading state
   private small: Buffer[] = [];
   private file: DataFile | null = null;
   private fileHash: Hash | null = null;
   private fileBytes = 0;
-  private fileLines = 0;
-  private jsonl: JsonlReader | null = null;
-  private lastKey: string | bigint | null = null;
-  readonly tar: TarReader;
-  private keyLabel: string | null = null;
-  // content state
-  /** Per job of jobs.jsonl: what its row says, and what its chain in this bundle shows. */
-  private readonly jobs = new Map<string, JobState>();
+  private splitter: Splitter | null = null;
+  private readonly buffers: SegmentBuffers;
+  // ordered state
+  private readonly queue: Step[] = [];
+  private inFlight = 0;
+  private wake: (() => void) | null = null;
+  private failure: Error | null = null;
+  private lf: LineFile | null = null;
+  private readonly fileLines = new Map<DataFile, number>();
+  /**
+   * Per job of jobs.jsonl, in typed arrays: what its row says (history_n, last_hash, state)
+   * and what its chain in this bundle shows (the last row's n, hash, position, to_state).
+   */
+  private readonly jobs = new JobTable();
+  private readonly jHistoryN = this.jobs.float();
+  private readonly jLast = this.jobs.hashes();
+  private readonly jState = this.jobs.int();
+  private readonly jN = this.jobs.float();
+  private readonly jHash = this.jobs.hashes();
+  /** NaN: a position beyond 2^53, in bigPosOf. */
+  private readonly jPos = this.jobs.float();
+  private readonly bigPosOf = new Map<number, bigint>();
+  private readonly jTo = this.jobs.int();
+  private readonly jFlags = this.jobs.int();
+  /** State names by code (segments send their own small tables). */
+  private readonly stateNames: string[] = [];
+  private readonly stateCodes = new Map<string, number>();
   /** Heads carried from earlier bundles (read only), and rows of jobs absent from jobs.jsonl. */
   private readonly anchors: Map<string, ChainHead>;
   private readonly orphans = new Map<string, ChainHead>();
@@ -170,27 +229,29 @@ class Verifier {
   private unanchored = 0;
   private historyRows = 0;
   private lineTotal = 0;
+  private win: [Pos, Pos] | null = null;
   data: BundleData | undefined;
 
   constructor(
     private readonly opts: VerifyOptions,
     anchors: Map<string, ChainHead>,
     private readonly chainComplete: boolean,
+    private readonly workers: SegmentWorkers | null = null,
   ) {
     this.anchors = anchors;
+    this.buffers = workers?.buffers ?? new SegmentBuffers();
     if (opts.collect) this.data = { jobs: [], history: [], throttles: [], queues: [], snapshots: [] };
     this.tar = new TarReader(
       {
         entry: (name) => this.entry(name),
         data: (b) => this.data_(b),
         entryEnd: (name) => this.entryEnd(name),
-        problem: (p) => this.add(p.code as VerifyCode, p.message),
+        problem: (p) => this.later(() => this.add(p.code as VerifyCode, p.message)),
       },
       (name) => (name === MANIFEST ? MAX_MANIFEST_BYTES : name === SIGNATURE ? SIGNATURE_BYTES : name === SUMS ? MAX_SUMS_BYTES : MAX_DATA_BYTES),
       () => entriesOf(this.version ?? 3),
     );
   }
-
 
   private stopped = false;
   private deferred: Buffer[] = [];
@@ -208,6 +269,45 @@ class Verifier {
     this.problems.push({ code, message, ...extra });
   }
 
+  // ---- the ordered queue
+
+  /** Runs `run` after every step queued before it (at once when nothing is pending). */
+  private later(run: () => void): void {
+    if (this.queue.length === 0) run();
+    else this.queue.push({ ready: true, run });
+  }
+
+  private pump(): void {
+    while (this.queue.length && this.queue[0]!.ready) this.queue.shift()!.run();
+    if (this.wake && (this.roomy() || this.failure)) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
+  }
+
+  /** Fewer than MAX_IN_FLIGHT segments at the workers, and fewer than MAX_QUEUED steps waiting. */
+  private roomy(): boolean {
+    return this.inFlight < MAX_IN_FLIGHT && this.queue.length < MAX_QUEUED;
+  }
+
+  /** Resolves once there is room for more input (at once without workers). */
+  room(): Promise<void> | null {
+    if (this.failure) throw this.failure;
+    if (this.roomy()) return null;
+    return new Promise<void>((r) => (this.wake = r)).then(() => {
+      if (this.failure) throw this.failure;
+    });
+  }
+
+  private async drained(): Promise<void> {
+    while (this.inFlight > 0) await new Promise<void>((r) => (this.wake = r));
+    if (this.failure) throw this.failure;
+    this.pump();
+  }
+
+  // ---- reading
+
   write(chunk: Buffer): void {
     if (!this.opts.failFast) this.whole.update(chunk);
     if (!this.stopped) this.tar.write(chunk);
@@ -216,14 +316,23 @@ class Verifier {
   private entry(name: string): void {
     this.small = [];
     if ((DATA_FILES as readonly string[]).includes(name)) {
-      this.file = name as DataFile;
+      const f = name as DataFile;
+      this.file = f;
       this.fileHash = createHash('sha256');
       this.fileBytes = 0;
-      this.fileLines = 0;
-      this.lastKey = null;
       this.deferred = [];
-      this.jsonl = null;
+      this.splitter = this.opts.failFast ? null : this.splitterFor(f);
     } else this.file = null;
+  }
+
+  private splitterFor(f: DataFile): Splitter {
+    this.later(() => (this.lf = { f, base: 0, abandoned: false, lastKey: null, lastId: null }));
+    return new Splitter(
+      (seg, last) => this.segment(f, seg, last),
+      () => this.later(() => this.overlongLine(f)),
+      this.buffers,
+      this.opts.segmentBytes,
+    );
   }
 
   private data_(b: Buffer): void {
@@ -234,70 +343,167 @@ class Verifier {
     this.fileHash!.update(b);
     this.fileBytes += b.length;
     if (this.opts.failFast) this.deferred.push(b);
-    else this.lines(b);
+    else this.splitter!.write(b);
   }
 
-  private lines(b: Buffer): void {
-    if (this.stopped) return;
-    if (!this.jsonl) {
-      const f = this.file!;
-      this.jsonl = new JsonlReader({
-        line: (v, bytes, n) => this.line(f, v, bytes, n),
-        bad: (n, why) => this.add('LINE_NOT_CANONICAL', `${f} line ${n}: ${why}`, { file: f, line: n }),
-      });
+  /**
+   * A segment is checked by a worker when one has room (WORKER_QUEUE segments each), else here
+   * and now: this thread keeps reading, hashing and applying, and takes a share of the parsing
+   * whenever the workers are busy (two threads on two cores, whatever their speeds).
+   */
+  private segment(f: DataFile, bytes: Buffer, last: boolean): void {
+    if (!this.workers || this.workers.pending >= this.workers.size * WORKER_QUEUE) {
+      if (this.queue.length === 0) {
+        // Nothing before it is pending: check and apply at once (in process, always this way).
+        if (!this.stopped && !this.lf!.abandoned) this.apply(f, checkSegment(f, bytes, this.manifest?.tenant ?? null, last, this.opts.collect));
+        this.buffers.put(bytes);
+        return;
+      }
+      const r = checkSegment(f, bytes, this.manifest?.tenant ?? null, last, this.opts.collect);
+      this.buffers.put(bytes);
+      this.queue.push({ ready: true, run: () => this.apply(f, r) });
+      return;
     }
-    this.jsonl.write(b);
+    const step: Step = { ready: false, run: () => undefined };
+    this.queue.push(step);
+    this.inFlight++;
+    this.workers.check(f, bytes, this.manifest?.tenant ?? null, last).then(
+      (r) => {
+        step.run = () => this.apply(f, r);
+        step.ready = true;
+        this.inFlight--;
+        this.pump();
+      },
+      (e: Error) => {
+        this.failure ??= e;
+        step.ready = true;
+        this.inFlight--;
+        this.pump();
+      },
+    );
   }
 
   private entryEnd(name: string): void {
-    if (name === MANIFEST) return this.onManifest(Buffer.concat(this.small));
-    if (name === SIGNATURE) return this.onSignature(Buffer.concat(this.small));
-    if (name === SUMS) return this.onSums(Buffer.concat(this.small));
+    if (name === MANIFEST) {
+      const b = Buffer.concat(this.small);
+      return this.later(() => this.onManifest(b));
+    }
+    if (name === SIGNATURE) {
+      const b = Buffer.concat(this.small);
+      return this.later(() => this.onSignature(b));
+    }
+    if (name === SUMS) {
+      const b = Buffer.concat(this.small);
+      return this.later(() => this.onSums(b));
+    }
     const f = this.file!;
+    const sha = this.fileHash!.digest('hex');
+    const bytes = this.fileBytes;
+    this.file = null;
     if (this.opts.failFast) {
-      this.checkFile(f);
+      this.later(() => this.checkFile(f, sha, bytes));
       this.held.set(f, this.deferred);
       this.deferred = [];
-      this.file = null;
       return;
     }
-    this.endLines(f);
-    this.checkFile(f);
-    this.file = null;
+    this.splitter!.end();
+    this.splitter = null;
+    this.later(() => {
+      this.endLines();
+      this.checkFile(f, sha, bytes);
+    });
   }
 
-  private beginLines(f: DataFile): void {
-    this.file = f;
-    this.fileLines = 0;
-    this.jsonl = null;
-    this.lastKey = null;
+  // ---- line results, in file order
+
+  /** A line the Splitter skipped: longer than the limit. */
+  private overlongLine(f: DataFile): void {
+    const L = this.lf!;
+    if (this.stopped || L.abandoned) return;
+    const n = ++L.base;
+    this.add('LINE_NOT_CANONICAL', `${f} line ${n}: longer than ${MAX_LINE_BYTES} bytes`, { file: f, line: n });
   }
 
-  private endLines(_f: DataFile): void {
-    if (this.jsonl && !this.stopped) {
-      this.jsonl.end();
-      this.fileLines = this.jsonl.lines;
-      if (this.jsonl.abandoned) this.fileLines = -1;
-    }
-    this.jsonl = null;
+  private endLines(): void {
+    const L = this.lf;
+    if (L && !this.stopped) this.fileLines.set(L.f, L.abandoned ? -1 : L.base);
+    this.lf = null;
   }
 
   private checkLines(f: DataFile): void {
     const e = this.manifest?.files.find((x) => x.name === f);
-    if (e && !this.stopped && this.fileLines >= 0 && e.lines !== this.fileLines) this.add('LINE_COUNT_MISMATCH', `${f}: ${this.fileLines} lines, the manifest says ${e.lines}`, { file: f });
+    const lines = this.fileLines.get(f) ?? 0;
+    if (e && !this.stopped && lines >= 0 && e.lines !== lines) this.add('LINE_COUNT_MISMATCH', `${f}: ${lines} lines, the manifest says ${e.lines}`, { file: f });
   }
 
-  private checkFile(f: DataFile): void {
+  private checkFile(f: DataFile, sha: string, bytes: number): void {
     if (this.stopped) return;
-    const sha = this.fileHash!.digest('hex');
     const e = this.manifest?.files.find((x) => x.name === f);
     if (e) {
-      if (e.bytes !== this.fileBytes) this.add('FILE_SIZE_MISMATCH', `${f}: ${this.fileBytes} bytes, the manifest says ${e.bytes}`, { file: f });
+      if (e.bytes !== bytes) this.add('FILE_SIZE_MISMATCH', `${f}: ${bytes} bytes, the manifest says ${e.bytes}`, { file: f });
       if (!this.opts.failFast) this.checkLines(f);
       if (e.sha256 !== sha) this.add('FILE_HASH_MISMATCH', `${f}: sha256 ${sha}, the manifest says ${e.sha256}`, { file: f });
       const key = f.replace('.jsonl', '') as keyof Manifest['counts'];
       if (this.manifest!.counts[key] !== e.lines) this.add('COUNT_MISMATCH', `counts.${key} is ${this.manifest!.counts[key]}, files says ${e.lines} lines`, { file: f });
     }
+  }
+
+  /** Applies one segment's per-line results, in order, with the checks that need order. */
+  private apply(f: DataFile, r: SegmentResult): void {
+    const L = this.lf!;
+    if (this.stopped || L.abandoned) return;
+    const m = this.manifest;
+    const codes = r.states.map((name) => this.stateCode(name));
+    const ids32 = new Uint32Array(r.ids.buffer, r.ids.byteOffset, r.ids.byteLength / 4);
+    const hashes32 = new Uint32Array(r.hashes.buffer, r.hashes.byteOffset, r.hashes.byteLength / 4);
+    const prevs32 = new Uint32Array(r.prevs.buffer, r.prevs.byteOffset, r.prevs.byteLength / 4);
+    const byId = f === 'jobs.jsonl' || f === 'snapshots.jsonl';
+    let ok = 0;
+    let why = 0;
+    let tenant = 0;
+    let big = 0;
+    for (let i = 0; i < r.lines && !this.stopped; i++) {
+      const ln = L.base + i + 1;
+      const kind = r.kinds[i];
+      if (kind === LINE_NOT_CANONICAL) {
+        this.add('LINE_NOT_CANONICAL', `${f} line ${ln}: ${r.whys[why++]}`, { file: f, line: ln });
+        continue;
+      }
+      this.lineTotal++;
+      if (kind === LINE_INVALID) {
+        this.add('LINE_INVALID', `${f} line ${ln}: ${r.whys[why++]}`, { file: f, line: ln });
+        continue;
+      }
+      const j = ok++;
+      if (m && !(r.flags[j]! & TENANT_OK)) this.add('TENANT_MISMATCH', `${f} line ${ln}: tenant ${r.tenants[tenant++]}, the bundle is for ${m.tenant}`, { file: f, line: ln });
+      const v = r.values?.[j];
+      if (byId) {
+        if (L.lastId !== null && compareIds(r.ids, j, L.lastId, 0) <= 0)
+          this.add('SORT_ORDER', `${f} line ${ln}: ${idText(r.ids, j * ID_BYTES)} is not after ${idText(L.lastId, 0)}`, { file: f, line: ln });
+        (L.lastId ??= new Uint8Array(ID_BYTES)).set(r.ids.subarray(j * ID_BYTES, (j + 1) * ID_BYTES));
+        if (f === 'jobs.jsonl') this.onJob(r, ids32, j, codes[r.state[j]!]!, v as Job | undefined);
+        else this.onSnapshot(r, ids32, hashes32, j, ln, v as Snapshot | undefined);
+        continue;
+      }
+      const p = r.pos[j]!;
+      const key: Pos = Number.isNaN(p) ? BigInt(r.bigPos[big++]!) : p;
+      if (L.lastKey !== null && !(key > L.lastKey)) this.add('SORT_ORDER', `${f} line ${ln}: ${String(key)} is not after ${String(L.lastKey)}`, { file: f, line: ln });
+      L.lastKey = key;
+      if (f === 'history.jsonl') this.onHistory(r, ids32, hashes32, prevs32, j, key, codes[r.state[j]!]!, ln, v as HistoryRow | undefined);
+      else if (f === 'throttles.jsonl') this.onThrottle(key, ln, v as Throttle | undefined);
+      else this.onQueue(key, ln, v as QueueEvent | undefined);
+    }
+    L.base += r.lines;
+    if (r.abandoned) L.abandoned = true;
+  }
+
+  private stateCode(name: string): number {
+    let k = this.stateCodes.get(name);
+    if (k === undefined) {
+      k = this.stateNames.push(name) - 1;
+      this.stateCodes.set(name, k);
+    }
+    return k;
   }
 
   private onManifest(b: Buffer): void {
@@ -363,153 +569,179 @@ class Verifier {
       this.add('SUMS_MISMATCH', 'SHA256SUMS does not list exactly the data files and hashes of the manifest');
   }
 
-  private line(f: DataFile, v: unknown, bytes: Buffer, ln: number): void {
-    const at = { file: f, line: ln };
-    this.lineTotal++;
-    const schema = f === 'jobs.jsonl' ? JOB_SCHEMA : f === 'history.jsonl' ? HISTORY_SCHEMA : f === 'throttles.jsonl' ? THROTTLE_SCHEMA : f === 'queues.jsonl' ? QUEUE_SCHEMA : SNAPSHOT_SCHEMA;
-    const sp = schemaProblem(v, schema);
-    if (sp) {
-      this.add('LINE_INVALID', `${f} line ${ln}: ${sp}`, at);
-      return;
-    }
-    const o = v as Record<string, unknown>;
-    const m = this.manifest;
-    if (m && o.tenant !== m.tenant) this.add('TENANT_MISMATCH', `${f} line ${ln}: tenant ${JSON.stringify(o.tenant)}, the bundle is for ${m.tenant}`, at);
-    const key: string | bigint = f === 'jobs.jsonl' ? String(o.id) : f === 'snapshots.jsonl' ? String(o.job_id) : BigInt(String(o.pos));
-    if (this.lastKey !== null && !(key > this.lastKey)) this.add('SORT_ORDER', `${f} line ${ln}: ${String(key)} is not after ${String(this.lastKey)}`, at);
-    this.lastKey = key;
-    if (f === 'jobs.jsonl') this.onJob(o as unknown as Job);
-    else if (f === 'history.jsonl') this.onHistory(o as unknown as HistoryRow, ln, bytes);
-    else if (f === 'throttles.jsonl') this.onThrottle(o as unknown as Throttle, ln);
-    else if (f === 'queues.jsonl') this.onQueue(o as unknown as QueueEvent, ln);
-    else this.onSnapshot(o as unknown as Snapshot, ln);
-  }
-
-  private win: [bigint, bigint] | null = null;
-
-  private inWindow(pos: bigint, f: string, ln: number): void {
+  private inWindow(pos: Pos, f: string, ln: number): void {
     const m = this.manifest;
     if (!m) return;
-    const w = (this.win ??= [BigInt(m.window.from_pos), BigInt(m.window.to_pos)]);
+    const w = (this.win ??= [posOf(m.window.from_pos), posOf(m.window.to_pos)]);
     if (pos < w[0] || pos > w[1])
       this.add('POSITION_OUT_OF_WINDOW', `${f} line ${ln}: position ${pos} is outside ${m.window.from_pos}..${m.window.to_pos}`, { file: f, line: ln });
   }
 
-  private onJob(j: Job): void {
-    this.jobs.set(j.id, { history_n: j.history_n, last_hash: j.last_hash, state: j.state, n: 0, hash: '', posN: 0n, to_state: '', head_ok: false, snapshot: false });
-    this.data?.jobs.push(j);
+  private onJob(r: SegmentResult, ids32: Uint32Array, j: number, state: number, row: Job | undefined): void {
+    // A repeated id (a SORT_ORDER problem already) starts over, as a map entry would.
+    let i = this.jobs.find(ids32, j);
+    if (i === -1) i = this.jobs.insert(ids32, j);
+    this.jHistoryN.a[i] = r.n[j]!;
+    this.jLast.a.set(r.hashes.subarray(j * 32, j * 32 + 32), i * 32);
+    this.jState.a[i] = state;
+    this.jN.a[i] = 0;
+    this.jPos.a[i] = 0;
+    this.jTo.a[i] = -1;
+    this.jFlags.a[i] = 0;
+    if (row) this.data?.jobs.push(row);
   }
 
-  private onHistory(r: HistoryRow, ln: number, bytes: Buffer): void {
-    const at = { file: 'history.jsonl', line: ln, job_id: r.job_id };
-    // (One small object per row; the checks below allocate nothing more on the happy path.)
+  private posAt(i: number): Pos {
+    const p = this.jPos.a[i]!;
+    return Number.isNaN(p) ? this.bigPosOf.get(i)! : p;
+  }
+
+  private onHistory(
+    s: SegmentResult, ids32: Uint32Array, hashes32: Uint32Array, prevs32: Uint32Array, j: number, pos: Pos, to: number, ln: number, row: HistoryRow | undefined,
+  ): void {
+    const n = s.n[j]!;
+    const prevNull = (s.flags[j]! & PREV_NULL) !== 0;
     this.historyRows++;
-    const pos = BigInt(r.pos);
     this.inWindow(pos, 'history.jsonl', ln);
     this.histPos(pos);
-    const job = this.jobs.get(r.job_id);
-    if (!job) this.add('JOB_MISSING', `history.jsonl line ${ln}: job ${r.job_id} is not in jobs.jsonl`, at);
+    const i = this.jobs.find(ids32, j);
+    // Text only when a message or a map needs it.
+    let id: string | null = null;
+    const jobId = () => (id ??= idText(s.ids, j * ID_BYTES));
+    const at = () => ({ file: 'history.jsonl', line: ln, job_id: jobId() });
+    if (i === -1) this.add('JOB_MISSING', `history.jsonl line ${ln}: job ${jobId()} is not in jobs.jsonl`, at());
     // The line is canonical, so the row's hashed content is the line without its hash member.
-    const pre = historyPreimage(bytes);
-    const h = pre ? createHash('sha256').update(pre[0]).update(pre[1]).digest('hex') : '';
-    if (h !== r.hash) this.add('CHAIN_HASH_MISMATCH', `history.jsonl line ${ln}: row n=${r.n} of job ${r.job_id} does not hash to its hash`, at);
-    const first = !job || job.n === 0;
-    const prev: ChainHead | undefined = job && job.n > 0 ? job : (this.orphans.get(r.job_id) ?? this.anchors.get(r.job_id));
-    if (prev) {
+    if (!(s.flags[j]! & HASH_OK)) this.add('CHAIN_HASH_MISMATCH', `history.jsonl line ${ln}: row n=${n} of job ${jobId()} does not hash to its hash`, at());
+    const inTable = i !== -1 && this.jN.a[i]! > 0;
+    const first = !inTable;
+    // The row before: this job's last row here, else one carried from earlier bundles.
+    let prevN = 0;
+    let prevPos: Pos = 0;
+    let linked = false;
+    let found = inTable;
+    if (inTable) {
+      prevN = this.jN.a[i]!;
+      prevPos = this.posAt(i);
+      linked = !prevNull && sameHash(prevs32, j, this.jHash.w, i);
+    } else if (this.orphans.size || this.anchors.size) {
+      const h = this.orphans.get(jobId()) ?? this.anchors.get(jobId());
+      if (h) {
+        found = true;
+        prevN = h.n;
+        prevPos = h.posN;
+        linked = !prevNull && hashText(s.prevs, j * 32) === h.hash;
+      }
+    }
+    if (found) {
       if (first) this.anchored++;
-      if (r.n !== prev.n + 1) this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} follows n=${prev.n}`, at);
-      if (r.prev_hash !== prev.hash) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} does not link to the row before it`, at);
-      if (pos <= prev.posN) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} at ${r.pos} is not after ${prev.posN}`, at);
-    } else if (r.n === 1) {
-      if (r.prev_hash !== null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=1 has a prev_hash`, at);
+      if (n !== prevN + 1) this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${jobId()} row n=${n} follows n=${prevN}`, at());
+      if (!linked) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${jobId()} row n=${n} does not link to the row before it`, at());
+      if (pos <= prevPos) this.add('CHAIN_ORDER', `history.jsonl line ${ln}: job ${jobId()} row n=${n} at ${String(pos)} is not after ${prevPos}`, at());
+    } else if (n === 1) {
+      if (!prevNull) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${jobId()} row n=1 has a prev_hash`, at());
     } else if (this.chainComplete) {
-      this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${r.job_id} starts at n=${r.n} but no earlier row exists in the bundle chain`, at);
+      this.add('CHAIN_GAP', `history.jsonl line ${ln}: job ${jobId()} starts at n=${n} but no earlier row exists in the bundle chain`, at());
     } else {
       this.unanchored++;
-      if (r.prev_hash === null) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${r.job_id} row n=${r.n} has no prev_hash`, at);
+      if (prevNull) this.add('CHAIN_LINK_BROKEN', `history.jsonl line ${ln}: job ${jobId()} row n=${n} has no prev_hash`, at());
     }
-    if (job) {
-      if (job.n === 0) this.inBundle++;
-      job.n = r.n;
-      job.hash = r.hash;
-      job.posN = pos;
-      job.to_state = r.to_state;
-      // The job row names its latest row: compare when it passes, then forget the hash.
-      if (r.n === job.history_n) {
-        job.head_ok = job.last_hash === r.hash && job.state === r.to_state;
-        job.last_hash = '';
-      } else if (r.n > job.history_n) job.head_ok = false;
+    if (i !== -1) {
+      if (this.jN.a[i] === 0) this.inBundle++;
+      this.jN.a[i] = n;
+      this.jHash.a.set(s.hashes.subarray(j * 32, j * 32 + 32), i * 32);
+      if (typeof pos === 'number') this.jPos.a[i] = pos;
+      else {
+        this.jPos.a[i] = NaN;
+        this.bigPosOf.set(i, pos);
+      }
+      this.jTo.a[i] = to;
+      // The job row names its latest row: compare when it passes, then never again.
+      const fl = this.jFlags.a[i]!;
+      const hn = this.jHistoryN.a[i]!;
+      if (n === hn) {
+        const head = !(fl & LAST_SEEN) && sameHash(this.jLast.w, i, hashes32, j) && this.jState.a[i] === to;
+        this.jFlags.a[i] = (fl | LAST_SEEN) & ~HEAD_OK | (head ? HEAD_OK : 0);
+      } else if (n > hn) this.jFlags.a[i] = fl & ~HEAD_OK;
+    } else {
+      if (!this.orphans.has(jobId())) this.inBundle++;
+      this.orphans.set(jobId(), { n, hash: hashText(s.hashes, j * 32), posN: pos, to_state: this.stateNames[to]! });
     }
-    else {
-      if (!this.orphans.has(r.job_id)) this.inBundle++;
-      this.orphans.set(r.job_id, { n: r.n, hash: r.hash, posN: pos, to_state: r.to_state });
-    }
-    this.data?.history.push(r);
+    if (row) this.data?.history.push(row);
   }
 
   /** Every job's last row so far (earlier bundles and this one): the anchors of the next bundle. */
   chainHeads(): Map<string, ChainHead> {
     const m = new Map(this.anchors);
     for (const [id, h] of this.orphans) m.set(id, h);
-    for (const [id, j] of this.jobs) if (j.n > 0) m.set(id, { n: j.n, hash: j.hash, posN: j.posN, to_state: j.to_state });
+    for (let i = 0; i < this.jobs.count; i++)
+      if (this.jN.a[i]! > 0) m.set(this.jobs.id(i), { n: this.jN.a[i]!, hash: hashText(this.jHash.a, i * 32), posN: this.posAt(i), to_state: this.stateNames[this.jTo.a[i]!]! });
     return m;
   }
 
-  private onThrottle(t: Throttle, ln: number): void {
-    const pos = BigInt(t.pos);
+  private onThrottle(pos: Pos, ln: number, t: Throttle | undefined): void {
     this.inWindow(pos, 'throttles.jsonl', ln);
     this.thrPos(pos);
-    this.data?.throttles.push(t);
+    if (t) this.data?.throttles.push(t);
   }
 
-  private onQueue(e: QueueEvent, ln: number): void {
-    const pos = BigInt(e.pos);
+  private onQueue(pos: Pos, ln: number, e: QueueEvent | undefined): void {
     this.inWindow(pos, 'queues.jsonl', ln);
     this.queuePos(pos);
-    this.data?.queues.push(e);
+    if (e) this.data?.queues.push(e);
   }
 
-  private onSnapshot(s: Snapshot, ln: number): void {
-    const at = { file: 'snapshots.jsonl', line: ln, job_id: s.job_id };
-    const job = this.jobs.get(s.job_id);
+  private onSnapshot(s: SegmentResult, ids32: Uint32Array, hashes32: Uint32Array, j: number, ln: number, row: Snapshot | undefined): void {
+    const jobId = idText(s.ids, j * ID_BYTES);
+    const at = { file: 'snapshots.jsonl', line: ln, job_id: jobId };
+    const i = this.jobs.find(ids32, j);
     this.snapshots++;
-    if (job) job.snapshot = true;
-    const last = job;
-    if (!job || !last || job.n === 0 || job.history_n !== job.n) {
-      this.add('SNAPSHOT_UNEXPECTED', `snapshots.jsonl line ${ln}: job ${s.job_id}'s latest row is not in this bundle`, at);
-    } else if (s.history_n !== last.n || s.history_hash !== last.hash)
-      this.add('SNAPSHOT_HEAD_MISMATCH', `snapshots.jsonl line ${ln}: job ${s.job_id}'s snapshot is of row n=${s.history_n}, its latest row is n=${last.n}`, at);
-    this.data?.snapshots.push(s);
+    if (i !== -1) this.jFlags.a[i]! |= HAS_SNAPSHOT;
+    const n = i === -1 ? 0 : this.jN.a[i]!;
+    if (i === -1 || n === 0 || this.jHistoryN.a[i] !== n) {
+      this.add('SNAPSHOT_UNEXPECTED', `snapshots.jsonl line ${ln}: job ${jobId}'s latest row is not in this bundle`, at);
+    } else if (s.n[j] !== n || !sameHash(hashes32, j, this.jHash.w, i))
+      this.add('SNAPSHOT_HEAD_MISMATCH', `snapshots.jsonl line ${ln}: job ${jobId}'s snapshot is of row n=${s.n[j]}, its latest row is n=${n}`, at);
+    if (row) this.data?.snapshots.push(row);
   }
 
   /** End of input: structural completeness, positions, job heads, snapshots. */
-  finish(): void {
+  async finish(): Promise<void> {
     if (this.stopped) return;
     this.tar.end();
+    await this.drained();
     const m = this.manifest;
-    if (!m || this.tar.failed) return;
+    if (!m || this.tar.failed || this.stopped) return;
     if (this.opts.failFast) {
       if (this.heldSig) this.onSignature(this.heldSig);
       for (const [f, chunks] of this.held) {
-        this.beginLines(f);
-        for (const b of chunks) this.lines(b);
-        this.endLines(f);
+        if (this.stopped) return;
+        const sp = this.splitterFor(f);
+        for (const b of chunks) sp.write(b);
+        sp.end();
+        this.endLines();
         this.checkLines(f);
       }
-      this.file = null;
       if (this.stopped) return;
     }
     // positions: history ∪ throttles ∪ queues = [from_pos, to_pos], each once
     for (const p of this.cover.problems(BigInt(m.window.from_pos), BigInt(m.window.to_pos))) this.add(p.code, p.message);
-    for (const [id, j] of this.jobs) {
-      if (j.n === 0) {
+    for (let i = 0; i < this.jobs.count; i++) {
+      const n = this.jN.a[i]!;
+      const hn = this.jHistoryN.a[i]!;
+      const fl = this.jFlags.a[i]!;
+      if (n === 0) {
+        const id = this.jobs.id(i);
         this.add('JOB_WITHOUT_HISTORY', `job ${id} has no history row in this bundle`, { job_id: id });
         continue;
       }
-      if (j.history_n < j.n || (j.history_n === j.n && !j.head_ok)) {
-        this.add('JOB_HEAD_MISMATCH', `job ${id} records ${j.history_n} rows (state ${j.state}), its chain here ends at n=${j.n} (${j.to_state})`, { job_id: id });
+      if (hn < n || (hn === n && !(fl & HEAD_OK))) {
+        const id = this.jobs.id(i);
+        this.add('JOB_HEAD_MISMATCH', `job ${id} records ${hn} rows (state ${this.stateNames[this.jState.a[i]!]}), its chain here ends at n=${n} (${this.stateNames[this.jTo.a[i]!]})`, { job_id: id });
       }
-      if (j.history_n === j.n && !j.snapshot) this.add('SNAPSHOT_MISSING', `job ${id}'s latest row is in this bundle but it has no snapshot`, { job_id: id });
+      if (hn === n && !(fl & HAS_SNAPSHOT)) {
+        const id = this.jobs.id(i);
+        this.add('SNAPSHOT_MISSING', `job ${id}'s latest row is in this bundle but it has no snapshot`, { job_id: id });
+      }
     }
   }
 
@@ -526,7 +758,7 @@ class Verifier {
       lines: `lines: ${this.lineTotal} lines canonical JSON, sorted by their keys, all of tenant ${m.tenant}`,
       positions: `positions: ${m.counts.history} history rows + ${m.counts.throttles} throttle events${m.counts.queues !== undefined ? ` + ${m.counts.queues} queue events` : ''} use each position ${m.window.from_pos}..${m.window.to_pos} exactly once`,
       chains: `chains: ${this.historyRows} rows of ${this.inBundle} jobs hash-chained (${this.anchored} continued jobs linked to previous bundles${this.unanchored ? `, ${this.unanchored} continued jobs' first link not checkable without earlier bundles` : ''})`,
-      jobs: `jobs: ${this.jobs.size} job rows agree with their chains; ${this.snapshots} snapshots, one for each job whose latest row is in the bundle`,
+      jobs: `jobs: ${this.jobs.count} job rows agree with their chains; ${this.snapshots} snapshots, one for each job whose latest row is in the bundle`,
       previous: prevLine ?? '',
     };
     return CHECKS.filter((c) => ok(c.id) && lines[c.id]).map((c) => lines[c.id]!);
@@ -545,16 +777,30 @@ function labelOf(src: BundleSource): string {
   return Buffer.isBuffer(src) ? '<buffer>' : src;
 }
 
-async function runOne(src: BundleSource, opts: VerifyOptions, anchors: Map<string, ChainHead>, chainComplete: boolean): Promise<Verifier> {
-  const v = new Verifier(opts, anchors, chainComplete);
+async function runOne(src: BundleSource, opts: VerifyOptions, anchors: Map<string, ChainHead>, chainComplete: boolean, workers: SegmentWorkers | null = null): Promise<Verifier> {
+  const v = new Verifier(opts, anchors, chainComplete, workers);
   try {
-    for await (const c of chunksOf(src)) v.write(c);
+    for await (const c of chunksOf(src)) {
+      v.write(c);
+      const wait = v.room();
+      if (wait) await wait;
+    }
   } catch (e) {
+    if (e instanceof Error && /^verifier worker failed/.test(e.message)) throw e;
     v.add('IO_ERROR', `cannot read ${labelOf(src)}: ${(e as Error).message}`);
     return v;
   }
-  v.finish();
+  await v.finish();
   return v;
+}
+
+/** How many workers verifyChain uses for these sources (see VerifyOptions.workers). */
+async function workersFor(srcs: readonly BundleSource[], opts: VerifyOptions): Promise<number> {
+  if (opts.workers !== undefined) return opts.collect || opts.failFast ? 0 : opts.workers;
+  if (opts.collect || opts.failFast) return 0;
+  let big = false;
+  for (const s of srcs) if (typeof s === 'string') big ||= await stat(s).then((x) => x.size >= PARALLEL_MIN_BYTES, () => false);
+  return big ? defaultWorkers() : 0;
 }
 
 /**
@@ -593,6 +839,17 @@ function partialReport(v: Verifier, src: BundleSource): VerifyReport {
 
 /** verifyBundle, also returning the supplied previous bundles in chain order (for replay). */
 export async function verifyChain(src: BundleSource, opts: VerifyOptions): Promise<{ report: VerifyReport; earlier: EarlierBundle[] }> {
+  const n = await workersFor([src, ...(opts.previous ?? [])], opts);
+  const workers = n > 0 ? new SegmentWorkers(n) : null;
+  if (workers) workers.buffers = new SegmentBuffers();
+  try {
+    return await verifyChainWith(src, opts, workers);
+  } finally {
+    await workers?.close();
+  }
+}
+
+async function verifyChainWith(src: BundleSource, opts: VerifyOptions, workers: SegmentWorkers | null): Promise<{ report: VerifyReport; earlier: EarlierBundle[] }> {
   // Previous bundles: verify each (oldest first), carrying chain heads forward.
   const prevReports: Array<{ v: Verifier; label: string; src: BundleSource }> = [];
   let anchors = new Map<string, ChainHead>();
@@ -609,7 +866,7 @@ export async function verifyChain(src: BundleSource, opts: VerifyOptions): Promi
     chainComplete = peeked.length > 0 && peeked[0]!.pm.manifest.window.from_pos === '1' && peeked[0]!.pm.manifest.previous === null;
     let before: Verifier | null = null;
     for (const { src: p } of peeked) {
-      const v = await runOne(p, { pubkeys: opts.pubkeys, collect: opts.collect }, anchors, chainComplete);
+      const v = await runOne(p, { pubkeys: opts.pubkeys, collect: opts.collect, segmentBytes: opts.segmentBytes }, anchors, chainComplete, workers);
       if (v.problems.length) prevProblems.push({ code: 'PREVIOUS_INVALID', message: `${labelOf(p)}: ${v.problems.map((x) => x.code).join(', ')}` });
       if (before) linkProblems(before, v, labelOf(p), prevProblems);
       anchors = v.chainHeads();
@@ -618,7 +875,7 @@ export async function verifyChain(src: BundleSource, opts: VerifyOptions): Promi
     }
     if (prevProblems.some((p) => p.code === 'PREVIOUS_GAP' || p.code === 'PREVIOUS_MISMATCH')) chainComplete = false;
   }
-  const v = await runOne(src, opts, anchors, chainComplete);
+  const v = await runOne(src, opts, anchors, chainComplete, workers);
   const m = v.manifest;
   let prevLine: string | null = null;
   for (const p of prevProblems) v.add(p.code, p.message);

@@ -1,11 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { importVerified } from '../bundle/import.js';
 import { replayBundle, type BundleRef } from '../bundle/replay.js';
 import { verifyChain } from '../bundle/verify.js';
-import { checkDatabaseUrl } from '../db/connect.js';
-import { migrate } from '../db/migrate.js';
-import { createPool } from '../db/pool.js';
 import { OkitError } from '../errors.js';
 import { bundlePath, collect, loadPublicKeys } from './bundle-io.js';
 import { action, EXIT, type Io } from './io.js';
@@ -25,7 +21,8 @@ export async function runReplay(file: string, opts: ReplayCliOptions, io: Io): P
   const previous = [];
   for (const p of opts.previous ?? []) previous.push(await bundlePath(io, p));
   if (opts.into !== undefined && !/^postgres(ql)?:\/\//.test(opts.into)) throw new OkitError('INVALID_INPUT', '--into takes a postgres:// URL');
-  if (opts.into !== undefined) checkDatabaseUrl(opts.into, '--into');
+  // Checked before the (long) verification; loaded only for --into, like the database modules below.
+  if (opts.into !== undefined) (await import('../db/connect.js')).checkDatabaseUrl(opts.into, '--into');
   const { report: r, earlier } = await verifyChain(path, { pubkeys, previous });
   if (!r.ok || !r.manifest) {
     printReport(io, r, false);
@@ -36,6 +33,8 @@ export async function runReplay(file: string, opts: ReplayCliOptions, io: Io): P
   const res = await replayBundle(current, earlier, { out: opts.out ? resolve(io.cwd, opts.out) : undefined });
   let imported = null;
   if (opts.into) {
+    // Only --into needs the database modules (replay alone starts without them).
+    const [{ importVerified }, { migrate }, { createPool }] = await Promise.all([import('../bundle/import.js'), import('../db/migrate.js'), import('../db/pool.js')]);
     await migrate(opts.into);
     const pool = createPool(opts.into, { max: 2 });
     try {

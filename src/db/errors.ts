@@ -20,6 +20,17 @@ export function isDbUnavailable(e: unknown): boolean {
 }
 
 /**
+ * A timeout rather than a refusal or a lost connection: trying again would wait as long again,
+ * so callers that retry once on an unavailable database do not retry these (the answer stays bounded).
+ */
+export function isDbTimeout(e: unknown): boolean {
+  if (!e || typeof e !== 'object') return false;
+  const err = e as { code?: unknown; message?: unknown };
+  if (err.code === '57014' || err.code === 'ETIMEDOUT') return true;
+  return typeof err.message === 'string' && /timeout|timed out/i.test(err.message);
+}
+
+/**
  * Settles with p's value, or with undefined once `ms` have passed (p keeps running; its late
  * rejection is swallowed). For answers that are due at a time whatever the database does.
  * The bound gives way to an answer that arrived meanwhile: after an event-loop stall, timers

@@ -30,7 +30,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { isOkitError, OkitError } from '../errors.js';
-import { isDbUnavailable } from '../db/errors.js';
+import { isDbTimeout, isDbUnavailable } from '../db/errors.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import { Batch, Deferred, type UnitView } from './batch.js';
 import { KnownJobs } from './known.js';
@@ -275,6 +275,12 @@ export class BatchWriter {
     const error = outcome.kind === 'failed' ? outcome.error : new Error('the ledger head kept moving');
     // Rolled back (or not committed): one by one, so a bad unit fails alone. A lone unit gets
     // one more try when the failure was the database's (a lost connection, a deadlock), not its own.
+    // A timeout is no unit's fault and trying again (one by one, or once more) would multiply a
+    // frozen database's bounded wait: every caller gets DB_UNAVAILABLE now.
+    if (isDbUnavailable(error) && isDbTimeout(error)) {
+      for (const m of members) m.reject(typedDbError(error));
+      return;
+    }
     if (members.length > 1 || (!retry && (isRetryable(error) || isDbUnavailable(error)))) {
       for (const m of members) await this.runBatch(q, [m], true, false);
       return;

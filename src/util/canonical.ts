@@ -108,7 +108,43 @@ function stringifiesCanonically(value: unknown): boolean {
 
 export function canonicalize(value: unknown): string {
   if (stringifiesCanonically(value)) return JSON.stringify(value);
+  // Unsorted keys (jsonb read back from Postgres orders keys by length): a copy with every
+  // object's keys inserted in order, when that stringifies canonically, is serialised natively
+  // too; anything else (integer-like keys, lone surrogates, non-JSON values) takes the walk.
+  const sorted = sortedCopy(value, 0);
+  if (sorted !== NOT_COPIED && stringifiesCanonically(sorted)) return JSON.stringify(sorted);
   return canonicalizeSlow(value);
+}
+
+const NOT_COPIED = Symbol('not copied');
+const COPY_DEPTH = 64;
+
+/** value with every plain object's defined members re-inserted in key order (shallow values only). */
+function sortedCopy(v: unknown, depth: number): unknown {
+  if (typeof v !== 'object' || v === null) return v;
+  if (depth >= COPY_DEPTH) return NOT_COPIED;
+  if (Array.isArray(v)) {
+    const out = new Array(v.length);
+    for (let i = 0; i < v.length; i++) {
+      const x = sortedCopy(v[i], depth + 1);
+      if (x === NOT_COPIED) return NOT_COPIED;
+      out[i] = x;
+    }
+    return out;
+  }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return NOT_COPIED;
+  const o = v as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o).sort()) {
+    if (o[k] === undefined) continue;
+    // Assigning "__proto__" would set the prototype, not a member: leave such values to the walk.
+    if (k === '__proto__') return NOT_COPIED;
+    const x = sortedCopy(o[k], depth + 1);
+    if (x === NOT_COPIED) return NOT_COPIED;
+    out[k] = x;
+  }
+  return out;
 }
 
 function canonicalizeSlow(value: unknown): string {

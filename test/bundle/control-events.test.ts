@@ -4,7 +4,8 @@
  * and the re-export is byte-identical; a missing queue line is a position gap; the v2 golden
  * (no queues.jsonl) still verifies, replays and loads.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportBundle, type ExportResult } from '../../src/bundle/export.js';
 import { FORMAT_VERSION } from '../../src/bundle/format.js';
@@ -129,6 +130,23 @@ describe('control-plane events in bundles', () => {
       pubkeys: testPub,
     });
     expect(bad.problems.map((p) => p.code)).toContain('LINE_INVALID');
+    // A queue line reusing a history row's position is a duplicate.
+    const dup = await verifyBundle(repack(golden, testKey, { data: { 'queues.jsonl': jsonl(q.map((x, i) => (i === 0 ? { ...x, pos: '1' } : x))) } }), {
+      pubkeys: testPub,
+    });
+    expect(dup.problems.map((p) => p.code)).toEqual(expect.arrayContaining(['POSITION_DUPLICATE', 'POSITION_GAP']));
+    // The segmented verifier (small segments, worker threads) reports exactly the same.
+    const dir = tmp();
+    for (const [name, r] of Object.entries({ gap, foreign, bad, dup })) {
+      const b = repack(golden, testKey, { data: { 'queues.jsonl': name === 'gap' ? jsonl(q.slice(1)) : jsonl(q.map((x, i) => (i === 0 ? (name === 'foreign' ? { ...x, tenant: 'other' } : name === 'bad' ? { ...x, type: 7 } : { ...x, pos: '1' }) : x))) } });
+      const file = join(dir, `${name}.tar`);
+      writeFileSync(file, b);
+      for (const o of [{ segmentBytes: 100 }, { segmentBytes: 100, workers: 2 }]) {
+        const w = await verifyBundle(file, { pubkeys: testPub, ...o });
+        expect(w.problems, `${name} ${JSON.stringify(o)}`).toEqual(r.problems);
+        expect(w.evidence, name).toEqual(r.evidence);
+      }
+    }
   });
 
   it('a v2 bundle (no queues.jsonl) still verifies, replays and loads', async () => {
