@@ -1,8 +1,9 @@
 #!/bin/sh
 # Verifies an okit audit bundle without Node: POSIX sh, tar, sha256sum, openssl, coreutils.
 #   scripts/verify-bundle.sh BUNDLE PUBKEY
-# Checks: PUBKEY is a usable Ed25519 key (not small-order, canonical); exactly the seven
-# entries, all regular files; the Ed25519 signature of manifest.json by PUBKEY; the manifest's
+# Checks: PUBKEY is a usable Ed25519 key (not small-order, canonical); exactly the entries of
+# the manifest's format version (seven for v1 and v2; eight for v3, which adds queues.jsonl),
+# all regular files; the Ed25519 signature of manifest.json by PUBKEY; the manifest's
 # key id is PUBKEY's; SHA256SUMS and every data file have the bytes, line count and sha256 the
 # manifest lists; `sha256sum -c SHA256SUMS`.
 # It does NOT check the tar header bytes (so it accepts re-packs that `okit verify` refuses),
@@ -52,12 +53,15 @@ esac
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT INT TERM
 
-expected='manifest.json manifest.sig SHA256SUMS jobs.jsonl history.jsonl throttles.jsonl snapshots.jsonl'
+v2data='jobs.jsonl history.jsonl throttles.jsonl snapshots.jsonl'
+v3data='jobs.jsonl history.jsonl throttles.jsonl queues.jsonl snapshots.jsonl'
 names=$(tar -tf "$bundle" 2>/dev/null | tr '\n' ' ') || fail "not a tar archive"
-[ "$names" = "$expected " ] || fail "entries are not exactly: $expected"
+if [ "$names" = "manifest.json manifest.sig SHA256SUMS $v3data " ]; then data=$v3data; versions='3'
+elif [ "$names" = "manifest.json manifest.sig SHA256SUMS $v2data " ]; then data=$v2data; versions='1 2'
+else fail "entries are not exactly: manifest.json manifest.sig SHA256SUMS $v3data (v3) or the same without queues.jsonl (v1, v2)"; fi
 # Every entry a regular file (no links, directories or devices) before anything is extracted.
 if tar -tvf "$bundle" | grep -qv '^-'; then fail "an entry is not a regular file"; fi
-echo "ok   entries: the seven v1 files, all regular"
+echo "ok   entries: the $(printf '%s' "$names" | wc -w | tr -d ' ') files of format v$(echo $versions | tr ' ' '/'), all regular"
 (cd "$dir" && tar -xf "$bundle") || fail "cannot extract"
 cd "$dir"
 
@@ -67,18 +71,22 @@ echo "ok   signature: Ed25519 signature of manifest.json verified with $2"
 kid=$(openssl pkey -pubin -in "$pub" -outform DER | sha256sum | cut -c1-64)
 grep -qF "\"key_id\":\"$kid\"" manifest.json || fail "the manifest names another key id than $kid"
 echo "ok   key id: $kid"
+# The (signed) manifest's version must be one whose entry list this is.
+ok=''
+for v in $versions; do grep -qF "\"version\":$v,\"window\":" manifest.json && ok=1; done
+[ -n "$ok" ] || fail "the manifest's version is not v$(echo $versions | tr ' ' '/'), the format of these entries"
 
 # The manifest is canonical JSON: each file entry reads {"bytes":B,"lines":L,"name":N,"sha256":H}.
-for f in SHA256SUMS jobs.jsonl history.jsonl throttles.jsonl snapshots.jsonl; do
+for f in SHA256SUMS $data; do
   h=$(sha256sum "$f" | cut -c1-64)
   b=$(wc -c <"$f" | tr -d ' ')
   l=$(wc -l <"$f" | tr -d ' ')
   grep -qF "{\"bytes\":$b,\"lines\":$l,\"name\":\"$f\",\"sha256\":\"$h\"}" manifest.json ||
     fail "$f ($b bytes, $l lines, sha256 $h) is not what the manifest lists"
 done
-echo "ok   manifest: SHA256SUMS and the four data files match their listed bytes, lines and sha256"
-[ "$(cut -c67- SHA256SUMS | tr '\n' ' ')" = "jobs.jsonl history.jsonl throttles.jsonl snapshots.jsonl " ] ||
-  fail "SHA256SUMS does not list exactly the four data files"
+echo "ok   manifest: SHA256SUMS and the data files ($data) match their listed bytes, lines and sha256"
+[ "$(cut -c67- SHA256SUMS | tr '\n' ' ')" = "$data " ] ||
+  fail "SHA256SUMS does not list exactly the data files $data"
 sha256sum -c --quiet SHA256SUMS || fail "sha256sum -c SHA256SUMS failed"
 echo "ok   SHA256SUMS: sha256sum -c passed"
 echo "VALID (signature, key id and file hashes only; NOT checked: tar header bytes, canonical JSON, sort order, positions, hash chains, snapshots: run okit verify for those) $1"

@@ -225,7 +225,8 @@ async function resolveWindow(c: pg.PoolClient, o: ExportOptions): Promise<{ from
   else if (o.from) {
     const { rows } = await c.query(
       `SELECT min(pos) AS p FROM (SELECT pos FROM okit.job_history WHERE tenant = $1 AND at >= $2
-       UNION ALL SELECT pos FROM okit.throttle_events WHERE tenant = $1 AND at >= $2) x`,
+       UNION ALL SELECT pos FROM okit.throttle_events WHERE tenant = $1 AND at >= $2
+       UNION ALL SELECT pos FROM okit.queue_events WHERE tenant = $1 AND at >= $2) x`,
       [t, o.from],
     );
     fromPos = rows[0].p === null ? head + 1n : BigInt(String(rows[0].p));
@@ -236,14 +237,16 @@ async function resolveWindow(c: pg.PoolClient, o: ExportOptions): Promise<{ from
   if (o.to) {
     const { rows } = await c.query(
       `SELECT min(pos) AS p FROM (SELECT pos FROM okit.job_history WHERE tenant = $1 AND pos >= $2 AND at >= $3
-       UNION ALL SELECT pos FROM okit.throttle_events WHERE tenant = $1 AND pos >= $2 AND at >= $3) x`,
+       UNION ALL SELECT pos FROM okit.throttle_events WHERE tenant = $1 AND pos >= $2 AND at >= $3
+       UNION ALL SELECT pos FROM okit.queue_events WHERE tenant = $1 AND pos >= $2 AND at >= $3) x`,
       [t, String(fromPos), o.to],
     );
     if (rows[0].p !== null) toPos = BigInt(String(rows[0].p)) - 1n;
   }
   const { rows: mr } = await c.query(
     `SELECT max(at) AS at FROM (SELECT at FROM okit.job_history WHERE tenant = $1 AND pos BETWEEN $2 AND $3
-     UNION ALL SELECT at FROM okit.throttle_events WHERE tenant = $1 AND pos BETWEEN $2 AND $3) x`,
+     UNION ALL SELECT at FROM okit.throttle_events WHERE tenant = $1 AND pos BETWEEN $2 AND $3
+     UNION ALL SELECT at FROM okit.queue_events WHERE tenant = $1 AND pos BETWEEN $2 AND $3) x`,
     [t, String(fromPos), String(toPos)],
   );
   const windowMax = mr[0].at === null ? null : ts(mr[0].at);
@@ -342,6 +345,7 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
     const cover = new PositionCover();
     const histPos = cover.source();
     const thrPos = cover.source();
+    const queuePos = cover.source();
     const issues: ChainIssue[] = [];
     const note = (i: ChainIssue | null) => {
       if (i && issues.length < 20) issues.push(i);
@@ -410,6 +414,20 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
         canonicalize({ tenant: String(raw.tenant), pos: String(raw.pos), host: String(raw.host), at: ts(raw.at), event: String(raw.event), data: json(raw.data) }),
       );
     }
+    for await (const raw of cursor(
+      c,
+      'okit_queues',
+      `SELECT tenant, pos, type, at, event, data FROM okit.queue_events WHERE tenant = $1 AND pos BETWEEN $2 AND $3 ORDER BY pos`,
+      P,
+      batch,
+      o.signal,
+    )) {
+      exactJson(raw, ['data'], () => `queue event at pos ${String(raw.pos)}`);
+      queuePos(BigInt(String(raw.pos)));
+      await files['queues.jsonl'].write(
+        canonicalize({ tenant: String(raw.tenant), pos: String(raw.pos), type: String(raw.type), at: ts(raw.at), event: String(raw.event), data: json(raw.data) }),
+      );
+    }
     // Snapshots only for jobs whose latest row is in the window (see docs/bundle-format.md).
     for await (const raw of cursor(
       c,
@@ -450,7 +468,7 @@ export async function exportBundle(pool: Pool, o: ExportOptions): Promise<Export
       tenant: t,
       window: { from_pos: String(fromPos), to_pos: String(toPos), from, to },
       as_of: asOf,
-      counts: { jobs: entries[0]!.lines, history: entries[1]!.lines, throttles: entries[2]!.lines, snapshots: entries[3]!.lines },
+      counts: { jobs: entries[0]!.lines, history: entries[1]!.lines, throttles: entries[2]!.lines, queues: entries[3]!.lines, snapshots: entries[4]!.lines },
       files: [{ name: SUMS, bytes: sums.length, lines: entries.length, sha256: sha256Hex(sums) }, ...entries],
       key_id: o.key.keyId,
       previous: o.previous?.manifestSha256 ?? null,

@@ -7,18 +7,36 @@ export const FORMAT_ID = 'okit-audit-bundle';
  * The version okit writes. v2 differs from v1 only in the tar header bytes (node-tar's
  * encoding of the same fields); the verifier reads both.
  */
-export const FORMAT_VERSION = 2;
-export const READABLE_VERSIONS: readonly number[] = [1, 2];
+export const FORMAT_VERSION = 3;
+export const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
 
 export const MANIFEST = 'manifest.json';
 export const SIGNATURE = 'manifest.sig';
 export const SUMS = 'SHA256SUMS';
-export const DATA_FILES = ['jobs.jsonl', 'history.jsonl', 'throttles.jsonl', 'snapshots.jsonl'] as const;
+/** Data files of format v3 (v3 added queues.jsonl: queue events, pause and resume). */
+export const DATA_FILES = ['jobs.jsonl', 'history.jsonl', 'throttles.jsonl', 'queues.jsonl', 'snapshots.jsonl'] as const;
 export type DataFile = (typeof DATA_FILES)[number];
-/** The exact tar entry list, in order. Nothing else is ever accepted. */
-export const ENTRIES = [MANIFEST, SIGNATURE, SUMS, ...DATA_FILES] as const;
+/** Data files of formats v1 and v2. */
+export const DATA_FILES_V2: readonly DataFile[] = ['jobs.jsonl', 'history.jsonl', 'throttles.jsonl', 'snapshots.jsonl'];
+/** A version's data files, in entry order. */
+export function dataFilesOf(version: number): readonly DataFile[] {
+  return version >= 3 ? DATA_FILES : DATA_FILES_V2;
+}
+/** The exact tar entry list of a version, in order. Nothing else is ever accepted. */
+export function entriesOf(version: number): readonly string[] {
+  return [MANIFEST, SIGNATURE, SUMS, ...dataFilesOf(version)];
+}
+/** The entry list okit writes (v3). */
+export const ENTRIES = entriesOf(FORMAT_VERSION);
 /** Files described in manifest.files (everything but the manifest and its signature). */
-export const LISTED_FILES = [SUMS, ...DATA_FILES] as const;
+export function listedFilesOf(version: number): readonly string[] {
+  return [SUMS, ...dataFilesOf(version)];
+}
+export const LISTED_FILES = listedFilesOf(FORMAT_VERSION);
+/** The tar header encoding of a manifest version: v3 writes v2's headers. */
+export function tarEncodingOf(version: number): 1 | 2 {
+  return version === 1 ? 1 : 2;
+}
 
 /** Size limits the reader enforces before reading a byte of the body. */
 export const MAX_MANIFEST_BYTES = 64 * 1024;
@@ -49,11 +67,12 @@ export interface Window {
 
 export interface Manifest {
   format: typeof FORMAT_ID;
-  version: 1 | 2;
+  version: 1 | 2 | 3;
   tenant: string;
   window: Window;
   as_of: string;
-  counts: { jobs: number; history: number; throttles: number; snapshots: number };
+  /** `queues` from v3 on. */
+  counts: { jobs: number; history: number; throttles: number; queues?: number; snapshots: number };
   files: FileEntry[];
   key_id: string;
   /** sha256 of the previous bundle's manifest.json bytes, or null for the first bundle. */
@@ -76,7 +95,7 @@ export const ERROR_CODES = {
   TAR_TRAILING_DATA: 'anything but exactly two zero blocks after the last entry',
   TAR_MTIME_MISMATCH: 'an entry mtime differs from the manifest as_of seconds',
   MANIFEST_INVALID: 'manifest.json is not canonical JSON of the v1 shape',
-  MANIFEST_VERSION: 'the format id or version is not okit-audit-bundle v1 or v2, or disagrees with the tar encoding',
+  MANIFEST_VERSION: 'the format id or version is not okit-audit-bundle v1, v2 or v3, or disagrees with the tar encoding',
   SIGNATURE_INVALID: 'manifest.sig is not a valid Ed25519 signature of manifest.json by the given key',
   KEY_UNKNOWN: 'the manifest key id matches none of the --pubkey keys',
   SUMS_MISMATCH: 'SHA256SUMS differs from what the manifest lists',
@@ -88,7 +107,7 @@ export const ERROR_CODES = {
   LINE_INVALID: 'a line lacks a field or has a field of the wrong type',
   SORT_ORDER: 'lines are not strictly sorted by the file sort key',
   TENANT_MISMATCH: 'a line belongs to another tenant than the manifest',
-  POSITION_OUT_OF_WINDOW: 'a history row or throttle event lies outside [from_pos, to_pos]',
+  POSITION_OUT_OF_WINDOW: 'a history row, throttle event or queue event lies outside [from_pos, to_pos]',
   POSITION_DUPLICATE: 'a ledger position is used twice',
   POSITION_GAP: 'a ledger position of the window is used by no line',
   CHAIN_HASH_MISMATCH: 'a history row does not hash to its hash field',

@@ -16,12 +16,12 @@ import type { BundleData } from './verify.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS } from '../ledger/rows.js';
 import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
 import { entryValues, type BundleRef } from './replay.js';
-import type { Throttle } from './verify.js';
+import type { QueueEvent, Throttle } from './verify.js';
 
 async function isEmpty(c: pg.PoolClient): Promise<boolean> {
   const { rows } = await c.query(
     `SELECT (SELECT count(*) FROM okit.jobs) + (SELECT count(*) FROM okit.job_history) + (SELECT count(*) FROM okit.ledger_heads)
-          + (SELECT count(*) FROM okit.throttle_events) + (SELECT count(*) FROM okit.sources) AS n`,
+          + (SELECT count(*) FROM okit.throttle_events) + (SELECT count(*) FROM okit.queue_events) + (SELECT count(*) FROM okit.sources) AS n`,
   );
   return Number(rows[0].n) === 0;
 }
@@ -30,6 +30,7 @@ export interface ImportResult {
   jobs: number;
   history: number;
   throttles: number;
+  queues: number;
   snapshots: number;
   anchors: number;
 }
@@ -39,6 +40,7 @@ interface Rows {
   jobs(): AsyncIterable<Job>;
   history(): AsyncIterable<HistoryRow>;
   throttles(): AsyncIterable<Throttle>;
+  queues(): AsyncIterable<QueueEvent>;
   snapshots(): AsyncIterable<Snapshot>;
 }
 
@@ -47,15 +49,16 @@ async function* each<T>(xs: readonly T[]): AsyncGenerator<T> {
 }
 
 export function importBundle(pool: Pool, manifest: Manifest, manifestSha256: string, d: BundleData): Promise<ImportResult> {
-  return load(pool, manifest, manifestSha256, { jobs: () => each(d.jobs), history: () => each(d.history), throttles: () => each(d.throttles), snapshots: () => each(d.snapshots) });
+  return load(pool, manifest, manifestSha256, { jobs: () => each(d.jobs), history: () => each(d.history), throttles: () => each(d.throttles), queues: () => each(d.queues ?? []), snapshots: () => each(d.snapshots) });
 }
 
 /** Streams a verified bundle into an empty database (jobs.jsonl is read twice: once for the placeholders). */
 export function importVerified(pool: Pool, ref: BundleRef): Promise<ImportResult> {
   const r = ref.report;
   if (!r.ok || !r.manifest || !r.manifestSha256) throw new OkitError('INVALID_INPUT', 'only a verified bundle can be loaded');
-  const of = <T>(f: 'jobs.jsonl' | 'history.jsonl' | 'throttles.jsonl' | 'snapshots.jsonl') => () => entryValues(ref, f) as AsyncIterable<T>;
-  return load(pool, r.manifest, r.manifestSha256, { jobs: of<Job>('jobs.jsonl'), history: of<HistoryRow>('history.jsonl'), throttles: of<Throttle>('throttles.jsonl'), snapshots: of<Snapshot>('snapshots.jsonl') });
+  const of = <T>(f: 'jobs.jsonl' | 'history.jsonl' | 'throttles.jsonl' | 'queues.jsonl' | 'snapshots.jsonl') => () =>
+    (f === 'queues.jsonl' && r.manifest!.version < 3 ? each([]) : entryValues(ref, f)) as AsyncIterable<T>;
+  return load(pool, r.manifest, r.manifestSha256, { jobs: of<Job>('jobs.jsonl'), history: of<HistoryRow>('history.jsonl'), throttles: of<Throttle>('throttles.jsonl'), queues: of<QueueEvent>('queues.jsonl'), snapshots: of<Snapshot>('snapshots.jsonl') });
 }
 
 /** Rows per INSERT: each statement carries one array per column (unnest), not one row. */
@@ -97,7 +100,7 @@ class Inserter<T> {
 const json = (v: unknown) => (v === null ? null : canonicalize(v as never));
 
 async function load(pool: Pool, manifest: Manifest, manifestSha256: string, d: Rows): Promise<ImportResult> {
-  const n = { jobs: 0, history: 0, throttles: 0, snapshots: 0 };
+  const n = { jobs: 0, history: 0, throttles: 0, queues: 0, snapshots: 0 };
   return withTx(pool, async (c) => {
     if (!(await isEmpty(c))) throw new OkitError('INVALID_INPUT', '--into needs an empty okit database (no jobs, history, sources or ledger heads)');
     const t = manifest.tenant;
@@ -163,6 +166,20 @@ async function load(pool: Pool, manifest: Manifest, manifestSha256: string, d: R
       await throttles.add(e);
     }
     await throttles.flush();
+    // Queue events, and the pause state they leave (the last event of each type).
+    const queues = new Inserter<QueueEvent>(
+      c, 'okit.queue_events', 'tenant, pos, type, at, event, data', ['text', 'bigint', 'text', 'timestamptz', 'text', 'jsonb'],
+      (e) => [e.tenant, e.pos, e.type, e.at, e.event, canonicalize(e.data as never)],
+    );
+    const paused = new Map<string, { actor: string; reason: string | null; at: string } | null>();
+    for await (const e of d.queues()) {
+      n.queues++;
+      await queues.add(e);
+      paused.set(e.type, e.event === 'paused' ? { actor: String(e.data.actor ?? 'unknown'), reason: (e.data.reason ?? null) as string | null, at: e.at } : null);
+    }
+    await queues.flush();
+    for (const [type, p] of paused)
+      if (p) await c.query('INSERT INTO okit.queue_pauses (tenant, type, actor, reason, paused_at) VALUES ($1,$2,$3,$4,$5)', [t, type, p.actor, p.reason, p.at]);
     const snapshots = new Inserter<Snapshot>(
       c, 'okit.first_signal_snapshots', SNAPSHOT_COLUMNS,
       ['uuid', 'text', 'uuid', 'text', 'text', 'text', 'bigint', 'jsonb', 'jsonb', 'jsonb', 'text', 'int', 'text', 'timestamptz', 'timestamptz'],

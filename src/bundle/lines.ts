@@ -44,6 +44,7 @@ export const HISTORY_SCHEMA: Schema = {
   data: obj, prev_hash: (v) => v === null || hex(v), hash: hex,
 };
 export const THROTTLE_SCHEMA: Schema = { tenant: str, pos, host: str, at: ts, event: str, data: obj };
+export const QUEUE_SCHEMA: Schema = { tenant: str, pos, type: str, at: ts, event: str, data: obj };
 export const JOB_SCHEMA: Schema = {
   id: uuid, tenant: str, run_id: uuidOrNull, source_id: uuidOrNull, type: str, payload: any, payload_sha256: hex,
   idempotency_key: strOrNull, priority: int, max_attempts: int, attempt: int, state: str, not_before: ts, lease_owner: strOrNull,

@@ -1,7 +1,7 @@
 /** Pure manifest building, rendering and parsing. */
 import { canonicalize } from '../util/canonical.js';
 import { isCanonicalTimestamp } from '../util/time.js';
-import { FORMAT_ID, LISTED_FILES, READABLE_VERSIONS, type FileEntry, type Manifest } from './format.js';
+import { FORMAT_ID, listedFilesOf, READABLE_VERSIONS, type FileEntry, type Manifest } from './format.js';
 
 export function renderManifest(m: Manifest): Buffer {
   return Buffer.from(canonicalize(m), 'utf8');
@@ -35,8 +35,11 @@ export function manifestProblems(v: unknown): string[] {
     for (const k of ['from', 'to'] as const) if (w[k] !== null && !isCanonicalTimestamp(w[k])) p.push(`window.${k} invalid`);
   }
   if (!isCanonicalTimestamp(v.as_of)) p.push('as_of invalid');
+  const version = typeof v.version === 'number' ? v.version : 3;
+  const LISTED_FILES = listedFilesOf(version);
   const c = v.counts;
-  if (!isObj(c) || !keysAre(c, ['jobs', 'history', 'throttles', 'snapshots']) || !Object.values(c).every(isCount)) p.push('counts invalid');
+  const countKeys = version >= 3 ? ['jobs', 'history', 'throttles', 'queues', 'snapshots'] : ['jobs', 'history', 'throttles', 'snapshots'];
+  if (!isObj(c) || !keysAre(c, countKeys) || !Object.values(c).every(isCount)) p.push('counts invalid');
   const f = v.files;
   if (!Array.isArray(f) || f.length !== LISTED_FILES.length) p.push('files invalid');
   else
@@ -49,7 +52,7 @@ export function manifestProblems(v: unknown): string[] {
   return p;
 }
 
-/** The manifest's format version if okit reads it (1 or 2), else null. */
+/** The manifest's format version if okit reads it (1, 2 or 3), else null. */
 export function readableVersion(v: unknown): number | null {
   return isObj(v) && v.format === FORMAT_ID && typeof v.version === 'number' && READABLE_VERSIONS.includes(v.version) ? v.version : null;
 }

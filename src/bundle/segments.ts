@@ -14,7 +14,7 @@ import type { Transform } from 'node:stream';
 import { canonicalize } from '../util/canonical.js';
 import { MAX_LINE_BYTES, type DataFile } from './format.js';
 import { historyLineHash, historyPreimage, JsonlReader } from './jsonl.js';
-import { HISTORY_SCHEMA, JOB_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
+import { HISTORY_SCHEMA, JOB_SCHEMA, QUEUE_SCHEMA, SNAPSHOT_SCHEMA, THROTTLE_SCHEMA, schemaProblem } from './lines.js';
 import { ID_BYTES, writeHash, writeId } from './jobtable.js';
 import { createHash } from 'node:crypto';
 
@@ -54,7 +54,7 @@ export interface SegmentResult {
   prevs: Uint8Array;
   /** history n, jobs and snapshots history_n. */
   n: Float64Array;
-  /** history and throttles pos (NaN when it has more than 15 digits: then in bigPos). */
+  /** history, throttles and queues pos (NaN when it has more than 15 digits: then in bigPos). */
   pos: Float64Array;
   /** history to_state, jobs state: an index into states. */
   state: Int32Array;
@@ -78,7 +78,9 @@ export function resultBuffers(r: SegmentResult): ArrayBuffer[] {
   return [r.n.buffer as ArrayBuffer];
 }
 
-const SCHEMAS = { 'jobs.jsonl': JOB_SCHEMA, 'history.jsonl': HISTORY_SCHEMA, 'throttles.jsonl': THROTTLE_SCHEMA, 'snapshots.jsonl': SNAPSHOT_SCHEMA } as const;
+const SCHEMAS = {
+  'jobs.jsonl': JOB_SCHEMA, 'history.jsonl': HISTORY_SCHEMA, 'throttles.jsonl': THROTTLE_SCHEMA, 'queues.jsonl': QUEUE_SCHEMA, 'snapshots.jsonl': SNAPSHOT_SCHEMA,
+} as const;
 
 /** A canonical history line's own hash check, from its text (see historyPreimage). */
 const hashOkText = (line: string, hash: unknown): boolean => historyLineHash(line) === hash;
@@ -202,6 +204,7 @@ class Collector {
         if (text !== null ? hashOkText(text, o.hash) : hashOkBytes(bytes!, o.hash)) flags |= HASH_OK;
         break;
       case 'throttles.jsonl':
+      case 'queues.jsonl':
         this.position(j, o.pos as string);
         break;
       case 'snapshots.jsonl':

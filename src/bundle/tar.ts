@@ -1,5 +1,5 @@
 /**
- * The bundle's container: an uncompressed ustar archive of the seven fixed entries.
+ * The bundle's container: an uncompressed ustar archive of the version's fixed entries (eight in v3, seven before).
  *
  * Writing (format v2): node-tar's `Header` encodes each header from okit's fixed fields
  * (mode 0644, uid/gid 0, empty user and group names, one mtime). Format v1 headers (GNU tar's
@@ -14,6 +14,9 @@
  */
 import { Header, Parser, type ReadEntry } from 'tar';
 import { ENTRIES } from './format.js';
+
+/** The entry list expected: the verifier tells it once the manifest (the first entry) is read. */
+export type EntryList = () => readonly string[];
 
 export const BLOCK = 512;
 export const END_BYTES = 2 * BLOCK;
@@ -173,6 +176,7 @@ export class TarReader {
   constructor(
     private readonly h: TarHandlers,
     private readonly limit: EntryLimit,
+    private readonly entries: EntryList = () => ENTRIES,
   ) {
     this.parser = new Parser({ strict: true, gzip: false, brotli: false, zstd: false } as ConstructorParameters<typeof Parser>[0]);
     this.parser.on('entry', (e: ReadEntry) => this.onEntry(e));
@@ -284,7 +288,7 @@ export class TarReader {
 
   private header(block: Buffer): void {
     const at = this.offset;
-    if (this.index === ENTRIES.length) {
+    if (this.index === this.entries().length) {
       // Every entry read: what follows must be the two zero blocks.
       this.state = 'end';
       this.endSeen = 0;
@@ -293,7 +297,7 @@ export class TarReader {
       return;
     }
     if (block.every((b) => b === 0)) {
-      this.fail('TAR_MISSING_ENTRY', `the archive ends (a zero block at byte ${at}) before ${ENTRIES.slice(this.index).join(', ')}`);
+      this.fail('TAR_MISSING_ENTRY', `the archive ends (a zero block at byte ${at}) before ${this.entries().slice(this.index).join(', ')}`);
       return;
     }
     const stored = readOctal(block, 148, 8);
@@ -317,11 +321,11 @@ export class TarReader {
       this.fail('TAR_UNSAFE_PATH', `entry ${this.index + 1}: unsafe entry name ${JSON.stringify(name)}`);
       return;
     }
-    if ((ENTRIES as readonly string[]).slice(0, this.index).includes(name)) {
+    if (this.entries().slice(0, this.index).includes(name)) {
       this.fail('TAR_DUPLICATE', `entry ${this.index + 1}: ${JSON.stringify(name)} appears twice`);
       return;
     }
-    const expected = ENTRIES[this.index]!;
+    const expected = this.entries()[this.index]!;
     if (name !== expected) {
       this.fail('TAR_UNEXPECTED_ENTRY', `entry ${this.index + 1} is ${JSON.stringify(name)}, expected ${expected}`);
       return;
@@ -380,7 +384,7 @@ export class TarReader {
       return;
     }
     if (this.state === 'header' && this.index === 0 && this.hdrLen === 0 && this.offset === 0) this.fail('TAR_TRUNCATED', 'empty input: not a bundle');
-    else if (this.state === 'header' && this.index < ENTRIES.length) this.fail('TAR_TRUNCATED', `the archive ends at byte ${this.offset + this.hdrLen}, before ${ENTRIES.slice(this.index).join(', ')}`);
+    else if (this.state === 'header' && this.index < this.entries().length) this.fail('TAR_TRUNCATED', `the archive ends at byte ${this.offset + this.hdrLen}, before ${this.entries().slice(this.index).join(', ')}`);
     else if (this.state === 'header' || this.state === 'end') this.fail('TAR_TRUNCATED', `the archive lacks its two terminating zero blocks (${this.state === 'end' ? this.endSeen : this.hdrLen} of ${END_BYTES} bytes)`);
     else this.fail('TAR_TRUNCATED', `the archive ends inside ${this.name} (at byte ${this.offset})`);
   }

@@ -10,8 +10,8 @@ import type { HistoryRow, Job, Snapshot } from '../ledger/types.js';
 import { canonicalize } from '../util/canonical.js';
 import { parseMicros } from '../util/time.js';
 import {
-  DATA_FILES, ENTRIES, LISTED_FILES, MANIFEST, MAX_DATA_BYTES, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE,
-  MAX_LINE_BYTES, SIGNATURE_BYTES, SUMS, type DataFile, type Manifest, type VerifyCode,
+  DATA_FILES, entriesOf, MANIFEST, MAX_DATA_BYTES, MAX_LINE_BYTES, MAX_MANIFEST_BYTES, MAX_SUMS_BYTES, SIGNATURE,
+  SIGNATURE_BYTES, SUMS, tarEncodingOf, type DataFile, type Manifest, type VerifyCode,
 } from './format.js';
 import { verifySignature, type PublicKey } from './keys.js';
 import { manifestProblems, readableVersion, renderSums } from './manifest.js';
@@ -39,10 +39,22 @@ export interface Throttle {
   data: Record<string, unknown>;
 }
 
+/** A queue event (format v3): a job type paused or resumed. */
+export interface QueueEvent {
+  tenant: string;
+  pos: string;
+  type: string;
+  at: string;
+  event: string;
+  data: Record<string, unknown>;
+}
+
 export interface BundleData {
   jobs: Job[];
   history: HistoryRow[];
   throttles: Throttle[];
+  /** Empty for v1 and v2 bundles. */
+  queues: QueueEvent[];
   snapshots: Snapshot[];
 }
 
@@ -210,6 +222,9 @@ class Verifier {
   private readonly cover = new PositionCover();
   private readonly histPos = this.cover.source();
   private readonly thrPos = this.cover.source();
+  private readonly queuePos = this.cover.source();
+  /** The manifest's version once read: it fixes the entry list (v3 has queues.jsonl). */
+  private version: number | null = null;
   private anchored = 0;
   private unanchored = 0;
   private historyRows = 0;
@@ -225,7 +240,7 @@ class Verifier {
   ) {
     this.anchors = anchors;
     this.buffers = workers?.buffers ?? new SegmentBuffers();
-    if (opts.collect) this.data = { jobs: [], history: [], throttles: [], snapshots: [] };
+    if (opts.collect) this.data = { jobs: [], history: [], throttles: [], queues: [], snapshots: [] };
     this.tar = new TarReader(
       {
         entry: (name) => this.entry(name),
@@ -234,6 +249,7 @@ class Verifier {
         problem: (p) => this.later(() => this.add(p.code as VerifyCode, p.message)),
       },
       (name) => (name === MANIFEST ? MAX_MANIFEST_BYTES : name === SIGNATURE ? SIGNATURE_BYTES : name === SUMS ? MAX_SUMS_BYTES : MAX_DATA_BYTES),
+      () => entriesOf(this.version ?? 3),
     );
   }
 
@@ -474,7 +490,8 @@ class Verifier {
       if (L.lastKey !== null && !(key > L.lastKey)) this.add('SORT_ORDER', `${f} line ${ln}: ${String(key)} is not after ${String(L.lastKey)}`, { file: f, line: ln });
       L.lastKey = key;
       if (f === 'history.jsonl') this.onHistory(r, ids32, hashes32, prevs32, j, key, codes[r.state[j]!]!, ln, v as HistoryRow | undefined);
-      else this.onThrottle(key, ln, v as Throttle | undefined);
+      else if (f === 'throttles.jsonl') this.onThrottle(key, ln, v as Throttle | undefined);
+      else this.onQueue(key, ln, v as QueueEvent | undefined);
     }
     L.base += r.lines;
     if (r.abandoned) L.abandoned = true;
@@ -501,10 +518,11 @@ class Verifier {
     }
     const version = readableVersion(v);
     if (version === null) {
-      this.add('MANIFEST_VERSION', 'manifest.json is not format okit-audit-bundle version 1 or 2');
+      this.add('MANIFEST_VERSION', 'manifest.json is not format okit-audit-bundle version 1, 2 or 3');
       return;
     }
-    if (this.tar.version !== null && version !== this.tar.version) {
+    this.version = version;
+    if (this.tar.version !== null && tarEncodingOf(version) !== this.tar.version) {
       this.add('MANIFEST_VERSION', `manifest.json says version ${version}, but the tar headers are format v${this.tar.version}'s`);
       return;
     }
@@ -666,6 +684,12 @@ class Verifier {
     if (t) this.data?.throttles.push(t);
   }
 
+  private onQueue(pos: Pos, ln: number, e: QueueEvent | undefined): void {
+    this.inWindow(pos, 'queues.jsonl', ln);
+    this.queuePos(pos);
+    if (e) this.data?.queues.push(e);
+  }
+
   private onSnapshot(s: SegmentResult, ids32: Uint32Array, hashes32: Uint32Array, j: number, ln: number, row: Snapshot | undefined): void {
     const jobId = idText(s.ids, j * ID_BYTES);
     const at = { file: 'snapshots.jsonl', line: ln, job_id: jobId };
@@ -699,7 +723,7 @@ class Verifier {
       }
       if (this.stopped) return;
     }
-    // positions: history ∪ throttles = [from_pos, to_pos], each once
+    // positions: history ∪ throttles ∪ queues = [from_pos, to_pos], each once
     for (const p of this.cover.problems(BigInt(m.window.from_pos), BigInt(m.window.to_pos))) this.add(p.code, p.message);
     for (let i = 0; i < this.jobs.count; i++) {
       const n = this.jN.a[i]!;
@@ -725,14 +749,14 @@ class Verifier {
     const m = this.manifest!;
     const ok = (id: string) => !CHECKS.find((c) => c.id === id)!.codes.some((c) => this.codes.has(c));
     const lines: Record<string, string> = {
-      tar: `tar: exactly ${ENTRIES.length} regular files in order, canonical v${this.tar.version} ustar headers (mode 0644, uid/gid 0, mtime ${this.tar.mtime}), zero padding, two end blocks, nothing after`,
+      tar: `tar: exactly ${entriesOf(m.version).length} regular files in order, canonical v${this.tar.version} ustar headers (mode 0644, uid/gid 0, mtime ${this.tar.mtime}), zero padding, two end blocks, nothing after`,
       manifest: `manifest: canonical ${m.format} v${m.version}, tenant ${m.tenant}, positions ${m.window.from_pos}..${m.window.to_pos}, as of ${m.as_of}`,
       key: `key: key id ${this.keyLabel ?? m.key_id} is a trusted --pubkey`,
       signature: `signature: Ed25519 signature of manifest.json (sha256 ${this.manifestSha256}) verified`,
-      sums: `SHA256SUMS: lists exactly the manifest's ${LISTED_FILES.length - 1} data files and hashes`,
+      sums: `SHA256SUMS: lists exactly the manifest's ${m.files.length - 1} data files and hashes`,
       files: `files: ${m.files.map((f) => `${f.name} ${f.bytes} B/${f.lines} lines`).join(', ')}: sha256, sizes, line counts and counts match`,
       lines: `lines: ${this.lineTotal} lines canonical JSON, sorted by their keys, all of tenant ${m.tenant}`,
-      positions: `positions: ${m.counts.history} history rows + ${m.counts.throttles} throttle events use each position ${m.window.from_pos}..${m.window.to_pos} exactly once`,
+      positions: `positions: ${m.counts.history} history rows + ${m.counts.throttles} throttle events${m.counts.queues !== undefined ? ` + ${m.counts.queues} queue events` : ''} use each position ${m.window.from_pos}..${m.window.to_pos} exactly once`,
       chains: `chains: ${this.historyRows} rows of ${this.inBundle} jobs hash-chained (${this.anchored} continued jobs linked to previous bundles${this.unanchored ? `, ${this.unanchored} continued jobs' first link not checkable without earlier bundles` : ''})`,
       jobs: `jobs: ${this.jobs.count} job rows agree with their chains; ${this.snapshots} snapshots, one for each job whose latest row is in the bundle`,
       previous: prevLine ?? '',

@@ -75,7 +75,7 @@ export async function runExport(opts: ExportCliOptions, io: Io): Promise<number>
   else {
     io.out(r.path);
     io.out(`sha256 ${r.sha256}`);
-    io.out(`tenant ${tenant}, positions ${r.manifest.window.from_pos}..${r.manifest.window.to_pos}, as of ${r.manifest.as_of}: ${r.manifest.counts.jobs} jobs, ${r.manifest.counts.history} history rows, ${r.manifest.counts.throttles} throttle events, ${r.manifest.counts.snapshots} snapshots`);
+    io.out(`tenant ${tenant}, positions ${r.manifest.window.from_pos}..${r.manifest.window.to_pos}, as of ${r.manifest.as_of}: ${r.manifest.counts.jobs} jobs, ${r.manifest.counts.history} history rows, ${r.manifest.counts.throttles} throttle events, ${r.manifest.counts.queues ?? 0} queue events, ${r.manifest.counts.snapshots} snapshots`);
   }
   return EXIT.OK;
 }

@@ -7,6 +7,7 @@ import { OkitClient } from '../worker/client.js';
 import { followJob } from '../worker/follow.js';
 import { terminalLine } from '../util/terminal.js';
 import { action, type Io } from './io.js';
+import { registerJobCommands } from './control.js';
 
 export interface JobStatusOptions {
   watch?: boolean;
@@ -79,4 +80,5 @@ export function register(program: Command, io: Io): void {
     .option('--url <url>', 'server (default $OKIT_URL or http://127.0.0.1:8080)')
     .option('--token <token>', 'bearer token (default $OKIT_TOKEN)')
     .action(action(io, (id: string, o: JobHistoryOptions) => runJobHistory(id, o, io)));
+  registerJobCommands(job, io);
 }

@@ -52,7 +52,7 @@ export async function runReplay(file: string, opts: ReplayCliOptions, io: Io): P
     if (res.skipped.length) io.out(`not replayed: ${res.skipped.length} continued jobs whose earlier rows are in no supplied --previous bundle`);
     if (res.moreDivergences) io.out(`DIVERGED … and ${res.moreDivergences} more jobs (their first diverging event was not searched)`);
     io.out(`replayed ${res.replayed} jobs; compared ${res.compared} with snapshots.jsonl and jobs.jsonl: ${res.identical} identical, ${res.divergences.length + res.moreDivergences} diverged; ${res.open} jobs continue beyond the window (no snapshot)`);
-    if (imported) io.out(`loaded into ${opts.into!.replace(/:[^:@/]+@/, ':***@')}: ${imported.jobs} jobs, ${imported.history} history rows, ${imported.throttles} throttle events, ${imported.snapshots} snapshots, ${imported.anchors} anchors`);
+    if (imported) io.out(`loaded into ${opts.into!.replace(/:[^:@/]+@/, ':***@')}: ${imported.jobs} jobs, ${imported.history} history rows, ${imported.throttles} throttle events, ${imported.queues} queue events, ${imported.snapshots} snapshots, ${imported.anchors} anchors`);
   }
   return ok ? EXIT.OK : EXIT.CHECK_FAILED;
 }

@@ -25,7 +25,7 @@ export async function runSimulate(opts: SimulateCliOptions, io: Io): Promise<num
   } else {
     io.out(`simulated ${r.jobs} jobs for tenant ${r.tenant} (seed ${r.seed}) from ${r.startedAt} to ${r.endedAt}`);
     io.out(`outcomes: ${Object.entries(r.outcomes).map(([k, n]) => `${k}=${n}`).join(' ')}`);
-    io.out(`history rows: ${r.historyRows}, throttle events: ${r.throttleEvents}, ledger head: ${r.ledgerHead}`);
+    io.out(`history rows: ${r.historyRows}, throttle events: ${r.throttleEvents}, queue events: ${r.queueEvents}, ledger head: ${r.ledgerHead}`);
     io.out(`history sha256: ${r.historyDigest}`);
   }
   return EXIT.OK;

@@ -14,6 +14,7 @@ import { surfaceOf, type ServerTelemetry } from '../telemetry/server.js';
 import { MAX_BATCH_BODY_BYTES, readJson } from './body.js';
 import { claimWithWait, MAX_CLAIM_WAIT_SECONDS } from './claim.js';
 import type { ClaimWaiters } from '../signals/claims.js';
+import { addControlRoutes } from './control.js';
 import { toOkitError } from './errors.js';
 import { Router, type Ctx } from './router.js';
 import { sendJson } from './send.js';
@@ -254,5 +255,16 @@ export function buildRouter(d: ApiDeps): Router {
       signalReply(ctx, await d.ledger.cancel(t, jobId, { actor, reason: opt(b.reason as string) }));
     }),
   );
+
+  addControlRoutes(r, API, {
+    ledger: d.ledger,
+    waiters: d.signals.waiters,
+    listenerReady: d.signals.listenerReady,
+    fallbackPollMs: d.signals.fallbackPollMs,
+    claims: d.claims,
+    maxBodyBytes: d.maxBodyBytes,
+    signalFor: d.signalFor,
+    authed,
+  });
   return r;
 }

@@ -78,6 +78,8 @@ interface PendingRow {
 }
 
 interface PendingEvent {
+  /** throttle_events (by host) or queue_events (by job type, in `host`). */
+  table: 'throttle_events' | 'queue_events';
   host: string;
   event: string;
   at: string;
@@ -93,6 +95,9 @@ export class Change {
   get row(): HistoryRow {
     return this.p.row!;
   }
+  get slot(): Slot {
+    return this.p.slot;
+  }
   /** The job row as this change left it. */
   get job(): Job {
     return { ...this.p.jobAfter, last_hash: this.p.row!.hash };
@@ -107,6 +112,21 @@ export interface LastOutcome {
   job_id: string;
   status: string;
   finished_at: string;
+}
+
+/** A paused job type: who paused it, why, when. */
+export interface PauseRow {
+  type: string;
+  actor: string;
+  reason: string | null;
+  paused_at: string;
+}
+
+/** An enabled failure signature as the matcher holds it. */
+export interface SignatureRow {
+  id: string;
+  pattern: { [k: string]: Json };
+  outcome: { [k: string]: Json };
 }
 
 export interface SourceRow {
@@ -254,7 +274,12 @@ export class Batch {
   private readonly runSeeds = new Map<string, { sourceId: string | null; now: Micros }>();
   private readonly aheadLoader: Loader<string, number>;
   private readonly lastLoader: Loader<string, LastOutcome | null>;
-  private readonly signatureLoader: Loader<string, { [k: string]: Json } | null>;
+  private readonly signatureLoader: Loader<string, SignatureRow[]>;
+  private readonly pauseLoader: Loader<string, Map<string, PauseRow>>;
+  /** This batch's pause changes (null: resumed), seen by its later units. */
+  private readonly pauseChanges = new Map<string, PauseRow | null>();
+  /** Pause state of each type a unit relied on, as read: write_batch checks it under the head lock. */
+  private readonly assumed = new Map<string, boolean>();
   /** Statement order within a round: locks are taken jobs first, then buckets, then runs, in every batch. */
   private readonly flushOrder: Flushable[];
 
@@ -277,7 +302,8 @@ export class Batch {
     this.runLoader = new Loader(this, (ids) => this.upsertRuns(ids), null);
     this.aheadLoader = new Loader(this, (types) => this.countAhead(types), 0);
     this.lastLoader = new Loader(this, (types) => this.lastOutcomes(types), null);
-    this.signatureLoader = new Loader(this, (facts) => this.matchSignatures(facts), null);
+    this.signatureLoader = new Loader(this, () => this.readSignatures(), []);
+    this.pauseLoader = new Loader(this, () => this.readPauses(), new Map());
     this.flushOrder = [
       this.jobLoader,
       this.skipLockedLoader,
@@ -289,6 +315,7 @@ export class Batch {
       this.aheadLoader,
       this.lastLoader,
       this.signatureLoader,
+      this.pauseLoader,
     ];
   }
 
@@ -447,9 +474,66 @@ export class Batch {
     return this.lastLoader.load(type);
   }
 
-  /** The most confident enabled failure signature whose pattern the facts contain. */
-  signature(facts: { [k: string]: Json }): Promise<{ [k: string]: Json } | null> {
-    return this.signatureLoader.load(canonicalize(facts));
+  /** The tenant's enabled failure signatures, most confident first (read once per batch). */
+  signatures(): Promise<SignatureRow[]> {
+    return this.signatureLoader.load('all');
+  }
+
+  /** The tenant's paused types as committed (read once per batch). */
+  async pausedTypes(): Promise<Map<string, PauseRow>> {
+    return (this.committedPauses ??= await this.pauseLoader.load('all'));
+  }
+
+  private committedPauses: Map<string, PauseRow> | null = null;
+
+  /**
+   * Whether the type is paused, as this batch sees it (its own pauses and resumes included),
+   * after pausedTypes() was awaited: synchronous, so a unit checks and records in one step.
+   * The committed state read is recorded: the write checks it still holds under the head lock.
+   */
+  pauseNow(type: string): PauseRow | null {
+    const committed = this.committedPauses;
+    if (!committed) throw new Error('pauseNow before pausedTypes() was awaited');
+    if (!this.assumed.has(type)) this.assumed.set(type, committed.has(type));
+    return this.pauseChanges.has(type) ? this.pauseChanges.get(type)! : (committed.get(type) ?? null);
+  }
+
+  /** Records a pause (a row) or a resume (null) of the type in this batch. */
+  setPause(type: string, row: PauseRow | null): void {
+    this.pauseChanges.set(type, row);
+  }
+
+  /**
+   * Up to `limit` jobs of one type in the given states, with id after `after`, in id order,
+   * row-locked (waiting for other transactions) with their histories: sweeps and bulk actions.
+   */
+  async jobsWhere(type: string, states: readonly string[], after: string | null, limit: number, order: 'id' | 'updated' = 'id'): Promise<Slot[]> {
+    const orderBy = order === 'id' ? 'j.id' : 'j.updated_at, j.id';
+    const [rows] = await this.send([
+      {
+        text: `WITH c AS MATERIALIZED (
+            SELECT ${CLAIM_COLUMNS}, j.lease_token FROM okit.jobs j
+            WHERE j.tenant = $1 AND j.type = $2 AND j.state = ANY($3::text[]) AND ($4::uuid IS NULL OR j.id > $4::uuid) AND NOT (j.id = ANY($6::uuid[]))
+            ORDER BY ${orderBy} LIMIT $5::int8 FOR UPDATE OF j)
+          SELECT c.*, h.pos AS h_pos, h.n AS h_n, h.at AS h_at, h.event AS h_event, h.from_state AS h_from, h.to_state AS h_to,
+            h.data AS h_data, h.prev_hash AS h_prev, h.hash AS h_hash
+          FROM c LEFT JOIN okit.job_history h ON h.job_id = c.id ORDER BY ${order === 'id' ? 'c.id' : 'c.updated_at, c.id'}, h.n`,
+        params: [this.tenant, type, states, after, limit, [...this.slots.keys()]],
+      },
+    ]);
+    const jobs: Array<{ r: Record<string, unknown>; hist: HistoryRow[] }> = [];
+    for (const r of rows!) {
+      if (jobs.length === 0 || jobs[jobs.length - 1]!.r.id !== r.id) jobs.push({ r, hist: [] });
+      if (r.h_n !== null && r.h_n !== undefined)
+        jobs[jobs.length - 1]!.hist.push(toHistory({ tenant: r.tenant, pos: r.h_pos, job_id: r.id, n: r.h_n, at: r.h_at, event: r.h_event, from_state: r.h_from, to_state: r.h_to, data: r.h_data, prev_hash: r.h_prev, hash: r.h_hash }));
+    }
+    // A row locked after a concurrent commit is its newest version; its history, read in the same statement, may be older.
+    const stale = jobs.filter(({ r, hist }) => hist.length !== Number(r.history_n) || hist[hist.length - 1]?.hash !== r.last_hash).map(({ r }) => String(r.id));
+    if (stale.length > 0) {
+      const [again] = await this.send([{ text: `SELECT ${HISTORY_COLUMNS} FROM okit.job_history WHERE tenant = $1 AND job_id = ANY($2::uuid[]) ORDER BY job_id, n`, params: [this.tenant, stale] }]);
+      for (const j of jobs) if (stale.includes(String(j.r.id))) j.hist = again!.filter((h) => h.job_id === j.r.id).map(toHistory);
+    }
+    return jobs.map(({ r, hist }) => this.slotOf(r, hist, null));
   }
 
   private slotOf(r: Record<string, unknown>, history: HistoryRow[], host: string | null): Slot {
@@ -609,18 +693,26 @@ export class Batch {
     };
   }
 
-  private matchSignatures(facts: string[]) {
+  private readSignatures() {
     return {
       stmts: [
         {
-          text: `SELECT x.facts, m.id, m.outcome FROM unnest($2::text[]) AS x(facts)
-            JOIN LATERAL (SELECT id, outcome FROM okit.failure_signatures
-              WHERE tenant = $1 AND enabled AND x.facts::jsonb @> pattern ORDER BY confidence DESC, id LIMIT 1) m ON true`,
-          params: [this.tenant, facts],
+          text: `SELECT id, pattern, outcome FROM okit.failure_signatures WHERE tenant = $1 AND enabled AND retired_at IS NULL ORDER BY confidence DESC, id`,
+          params: [this.tenant],
         },
       ],
       read: ([rows]: Rows[]) =>
-        new Map<string, { [k: string]: Json }>(rows!.map((r) => [String(r.facts), { id: r.id as Json, ...(JSON.parse(String(r.outcome)) as { [k: string]: Json }) }])),
+        new Map([['all', rows!.map((r) => ({ id: String(r.id), pattern: JSON.parse(String(r.pattern)) as { [k: string]: Json }, outcome: JSON.parse(String(r.outcome)) as { [k: string]: Json } }))]]),
+    };
+  }
+
+  private readPauses() {
+    return {
+      stmts: [{ text: 'SELECT type, actor, reason, paused_at FROM okit.queue_pauses WHERE tenant = $1 ORDER BY type', params: [this.tenant] }],
+      read: ([rows]: Rows[]) =>
+        new Map([
+          ['all', new Map(rows!.map((r) => [String(r.type), { type: String(r.type), actor: String(r.actor), reason: (r.reason ?? null) as string | null, paused_at: ts(r.paused_at) }]))],
+        ]),
     };
   }
 
@@ -676,7 +768,12 @@ export class Batch {
 
   /** A throttle event: it takes a ledger position like a history row, but signals nobody. */
   throttleEvent(host: string, event: string, data: { [k: string]: Json }, now: Micros): void {
-    this.entries.push({ event: { host, event, at: formatMicros(now), data: canonicalize(data) } });
+    this.entries.push({ event: { table: 'throttle_events', host, event, at: formatMicros(now), data: canonicalize(data) } });
+  }
+
+  /** A queue event (paused, resumed of a job type): a ledger position, no signal. */
+  queueEvent(type: string, event: 'paused' | 'resumed', data: { [k: string]: Json }, now: Micros): void {
+    this.entries.push({ event: { table: 'queue_events', host: type, event, at: formatMicros(now), data: canonicalize(data) } });
   }
 
   setBucket(host: string, bucket: Bucket): void {
@@ -759,23 +856,27 @@ export class Batch {
         const r = e.row.row;
         if (!r) continue; // not sealed: nothing was written
         transitions.push({ jobId: r.job_id, type: e.row.slot.job.type, createdAt: e.row.slot.job.created_at, event: r.event, to: r.to_state, at: r.at, data: r.data });
-      } else throttles.push({ host: e.event.host, event: e.event.event });
+      } else if (e.event.table === 'throttle_events') throttles.push({ host: e.event.host, event: e.event.event });
     }
     return { transitions, throttles };
   }
 
   /** The first entry, to recognise this batch in the ledger after a lost COMMIT acknowledgement. */
-  get marker(): { table: 'job_history'; pos: string; hash: string } | { table: 'throttle_events'; pos: string; host: string; event: string; at: string; data: string } | null {
+  get marker(): { table: 'job_history'; pos: string; hash: string } | { table: 'throttle_events' | 'queue_events'; pos: string; host: string; event: string; at: string; data: string } | null {
     const e = this.entries[0];
     if (!e) return null;
     if (e.row) return { table: 'job_history', pos: e.row.row!.pos, hash: e.row.row!.hash };
-    return { table: 'throttle_events', pos: e.event.pos!, host: e.event.host, event: e.event.event, at: e.event.at, data: e.event.data };
+    return { table: e.event.table, pos: e.event.pos!, host: e.event.host, event: e.event.event, at: e.event.at, data: e.event.data };
   }
 
-  /** Arguments of okit.write_batch (migration 008) after its first four, after seal. */
+  /** Arguments of okit.write_batch (migration 010) after its first four, after seal. */
   writeParams(notify: string | null): unknown[] {
     const rows = this.entries.flatMap((e) => (e.row ? [e.row.row!] : []));
-    const events = this.entries.flatMap((e) => (e.event ? [e.event] : []));
+    const events = this.entries.flatMap((e) => (e.event?.table === 'throttle_events' ? [e.event] : []));
+    const qevents = this.entries.flatMap((e) => (e.event?.table === 'queue_events' ? [e.event] : []));
+    const paused = [...this.pauseChanges.values()].filter((p): p is PauseRow => p !== null);
+    const resumed = [...this.pauseChanges.entries()].filter(([, p]) => p === null).map(([t]) => t);
+    const assumed = [...this.assumed.entries()];
     const touched = [...this.slots.values()].filter((s) => s.rows.length > 0);
     const created = touched.filter((s) => s.isNew).map((s) => s.job);
     const updated = touched.filter((s) => !s.isNew).map((s) => s.job);
@@ -833,6 +934,7 @@ export class Batch {
       col(updated, (j) => j.history_n),
       col(updated, (j) => j.last_hash),
       col(updated, (j) => this.slots.get(j.id)!.leaseToken),
+      col(updated, (j) => j.priority),
       // snapshots $44..$57
       col(snaps, (s) => s.job_id),
       col(snaps, (s) => s.run_id),
@@ -857,6 +959,19 @@ export class Batch {
       col(dirty, ([, b]) => fromMicroUnits(b.bucket.tokens)),
       col(dirty, ([, b]) => formatMicros(b.bucket.updatedAt)),
       col(dirty, ([, b]) => (b.bucket.penaltyUntil === null ? null : formatMicros(b.bucket.penaltyUntil))),
+      // queue events, pause state, assumptions
+      col(qevents, (e) => e.pos),
+      col(qevents, (e) => e.host),
+      col(qevents, (e) => e.at),
+      col(qevents, (e) => e.event),
+      col(qevents, (e) => e.data),
+      col(paused, (p) => p.type),
+      col(paused, (p) => p.actor),
+      col(paused, (p) => p.reason),
+      col(paused, (p) => p.paused_at),
+      resumed,
+      col(assumed, ([t]) => t),
+      col(assumed, ([, p]) => p),
       notify,
     ];
   }
@@ -914,8 +1029,25 @@ export class UnitView {
   lastOutcome(type: string): Promise<LastOutcome | null> {
     return this.b.lastOutcome(type);
   }
-  signature(facts: { [k: string]: Json }): Promise<{ [k: string]: Json } | null> {
-    return this.b.signature(facts);
+  signatures(): Promise<SignatureRow[]> {
+    return this.b.signatures();
+  }
+  pausedTypes(): Promise<Map<string, PauseRow>> {
+    return this.b.pausedTypes();
+  }
+  pauseNow(type: string): PauseRow | null {
+    return this.b.pauseNow(type);
+  }
+  jobsWhere(...args: Parameters<Batch['jobsWhere']>): Promise<Slot[]> {
+    return this.b.jobsWhere(...args);
+  }
+  setPause(type: string, row: PauseRow | null): void {
+    this.b.setPause(type, row);
+    this.changes++;
+  }
+  queueEvent(type: string, event: 'paused' | 'resumed', data: { [k: string]: Json }, now: Micros): void {
+    this.b.queueEvent(type, event, data, now);
+    this.changes++;
   }
   reserveKey(key: string): boolean {
     return this.b.reserveKey(key, this);

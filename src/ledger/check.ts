@@ -116,11 +116,11 @@ export async function checkLedger(pool: Pool, opts: { tenant?: string; jobIds?: 
   return { jobs, rows, problems, brokenJobs };
 }
 
-/** Positions 1..head must each be used exactly once by a history row or a throttle event. */
+/** Positions 1..head must each be used exactly once by a history row, a throttle event or a queue event. */
 async function positionGaps(pool: Pool, tenant?: string): Promise<LedgerProblem[]> {
   const { rows } = await pool.query(
     `WITH used AS (
-       SELECT tenant, pos FROM okit.job_history UNION ALL SELECT tenant, pos FROM okit.throttle_events
+       SELECT tenant, pos FROM okit.job_history UNION ALL SELECT tenant, pos FROM okit.throttle_events UNION ALL SELECT tenant, pos FROM okit.queue_events
      ), stats AS (
        SELECT h.tenant, h.pos AS head, count(u.pos) AS used, coalesce(max(u.pos), 0) AS maxpos
        FROM okit.ledger_heads h LEFT JOIN used u ON u.tenant = h.tenant
@@ -135,6 +135,7 @@ async function positionGaps(pool: Pool, tenant?: string): Promise<LedgerProblem[
       `SELECT p::text AS pos FROM generate_series(1::bigint, $2::bigint) p
        WHERE NOT EXISTS (SELECT 1 FROM okit.job_history WHERE tenant = $1 AND pos = p)
          AND NOT EXISTS (SELECT 1 FROM okit.throttle_events WHERE tenant = $1 AND pos = p)
+         AND NOT EXISTS (SELECT 1 FROM okit.queue_events WHERE tenant = $1 AND pos = p)
        ORDER BY p LIMIT 20`,
       [r.tenant, r.head],
     );

@@ -14,7 +14,8 @@ import { constantTimeEqual, sha256Hex } from '../util/hash.js';
 import { formatMicros, microsToSeconds, parseMicros, secondsToMicros, SECOND, type Micros } from '../util/time.js';
 import { Deferred, type Change, type Slot, type UnitView } from './batch.js';
 import { JOB_COLUMNS, toJob } from './rows.js';
-import { TERMINAL_STATES } from './states.js';
+import { TERMINAL_STATES, type JobState } from './states.js';
+import { matchSignature } from './signatures.js';
 import { consumeToken, fromMicroUnits } from './throttle.js';
 import { recordPenalty, upstreamInput } from './sources.js';
 import type { HistoryRow, Job, Phase, Snapshot } from './types.js';
@@ -260,7 +261,7 @@ export class JobOps {
         // A run is (tenant, id): another tenant's run of the same id is another run (migration 005).
         await Promise.all(items.map((it) => (it.runId ? b.ensureRun(it.runId, it.sourceId, now) : null)));
         const types = [...new Set(items.map((it) => it.type))];
-        const [ahead, last] = await Promise.all([Promise.all(types.map((t) => b.queueAhead(t))), Promise.all(types.map((t) => b.lastOutcome(t)))]);
+        const [ahead, last] = await Promise.all([Promise.all(types.map((t) => b.queueAhead(t))), Promise.all(types.map((t) => b.lastOutcome(t))), b.pausedTypes()]);
         const aheadOf = new Map(types.map((t, i) => [t, ahead[i]!]));
         const lastOf = new Map(types.map((t, i) => [t, last[i]!]));
         for (const it of items) if (b.hasJob(it.id)) throw new OkitError('INVALID_INPUT', `job id ${it.id} already exists`, { job_id: it.id });
@@ -306,6 +307,9 @@ export class JobOps {
             data,
             at,
           );
+          // A job of a paused type waits paused from its first row on.
+          const pause = b.pauseNow(it.type);
+          if (pause) b.transition(change.slot, 'paused', 'queued', pauseData(pause), at);
           changes.push({ id: it.id, change });
         });
         return () => {
@@ -426,7 +430,8 @@ export class JobOps {
     return this.l.writer.submit(tenant, {
       weight: up ? 2 : 1,
       async run(b) {
-        const slot0 = leased(await b.job(jobId), jobId, worker, token);
+        const [got] = await Promise.all([b.job(jobId), b.pausedTypes()]);
+        const slot0 = leased(got, jobId, worker, token);
         let host: string | null = null;
         if (up) {
           // The upstream's host: as given, else the job's source's.
@@ -435,7 +440,7 @@ export class JobOps {
           await b.bucket(host, seed);
         }
         const retry = retryable && slot0.job.attempt < slot0.job.max_attempts;
-        const signature = retry ? null : await b.signature({ error_code: error.code, phase: lastPhase(slot0), type: slot0.job.type });
+        const sigs = retry ? null : await b.signatures();
         // Checks and changes in one step: another unit of the batch may have moved the job meanwhile.
         const slot = leased(slot0, jobId, worker, token);
         const base: { [k: string]: Json } = { worker_id: worker, attempt: slot.job.attempt, error };
@@ -453,8 +458,11 @@ export class JobOps {
             ...NO_LEASE,
             not_before: retryAt,
           });
-          return () => ch.snapshot();
+          const pause = b.pauseNow(slot.job.type);
+          const after = pause ? b.transition(slot, 'paused', 'queued', pauseData(pause), now) : ch;
+          return () => after.snapshot();
         }
+        const signature = matchSignature(sigs!, { error_code: error.code, phase: String(lastPhase(slot)), type: slot.job.type, payload: slot.job.payload });
         const data: { [k: string]: Json } = { ...base, retryable };
         if (signature) data.signature = signature;
         const ch = b.transition(slot, retryable ? 'dead_lettered' : 'failed', retryable ? 'dead_letter' : 'failed', data, now, NO_LEASE);
@@ -528,7 +536,7 @@ export class JobOps {
         this.l.writer.submit<boolean>(String(r.tenant), {
           weight: 1,
           async run(b) {
-            const slot = await b.jobIfFree(String(r.id));
+            const [slot] = await Promise.all([b.jobIfFree(String(r.id)), b.pausedTypes()]);
             const job = slot?.job;
             if (!slot || !job || job.state !== 'running' || !job.lease_expires_at || parseMicros(job.lease_expires_at) >= now) return () => false;
             const last = job.attempt >= job.max_attempts;
@@ -540,6 +548,8 @@ export class JobOps {
               now,
               { lease_owner: null, lease_expires_at: null, ...(last ? {} : { not_before: formatMicros(now) }) },
             );
+            const pause = last ? null : b.pauseNow(job.type);
+            if (pause) b.transition(slot, 'paused', 'queued', pauseData(pause), now);
             return () => true;
           },
         }),
@@ -551,20 +561,122 @@ export class JobOps {
   }
 }
 
+/** Who paused a type and why, as each of its waiting jobs' `paused` rows records it. */
+export function pauseData(p: { actor: string; reason: string | null }): { [k: string]: Json } {
+  return { actor: p.actor, reason: p.reason };
+}
+
+/** States an operator's retry takes a job out of. */
+export const RETRYABLE_STATES: readonly JobState[] = ['failed', 'dead_letter', 'canceled'];
+
+/** The operator's job actions: retry, bulk retry of dead letters, prioritize. */
+export class ControlOps {
+  constructor(private readonly l: LedgerCore) {}
+
+  /**
+   * failed, dead_letter or canceled → queued, claimable at once, with its attempts given back
+   * (attempt 0: it has its max_attempts again). Anything else is ILLEGAL_TRANSITION.
+   */
+  async retry(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
+    v.tenant(tenant);
+    const actor = v.text(input?.actor, 'actor', 100)!;
+    const reason = v.text(input?.reason, 'reason', v.MAX_REASON_CHARS, true);
+    v.uuid(jobId, 'job_id');
+    const now = this.l.clock.now();
+    return this.l.writer.submit(tenant, {
+      weight: 2,
+      async run(b) {
+        const [got] = await Promise.all([b.job(jobId), b.pausedTypes()]);
+        const slot = found(got, jobId);
+        if (!RETRYABLE_STATES.includes(slot.job.state))
+          throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is ${slot.job.state}: only a failed, dead_letter or canceled job can be retried`, {
+            job_id: jobId,
+            state: slot.job.state,
+          });
+        const ch = retried(b, slot, actor, reason, now);
+        return () => ch.snapshot();
+      },
+    });
+  }
+
+  /**
+   * Retries up to `limit` (1..1000) dead-lettered jobs of one type, longest dead first, in one
+   * transaction; `more` tells whether dead letters of the type remain.
+   */
+  async retryDeadLetters(
+    tenant: string,
+    input: { type: string; limit?: number; actor: string; reason?: string | null },
+  ): Promise<{ jobs: Array<{ job: Job; snapshot: Snapshot }>; more: boolean }> {
+    v.tenant(tenant);
+    const type = v.jobType(input?.type);
+    const limit = v.int(input.limit, 'limit', 1, MAX_ENQUEUE_BATCH, 100);
+    const actor = v.text(input.actor, 'actor', 100)!;
+    const reason = v.text(input.reason, 'reason', v.MAX_REASON_CHARS, true);
+    const now = this.l.clock.now();
+    return this.l.writer.submit(tenant, {
+      weight: limit * 2,
+      async run(b) {
+        await b.pausedTypes();
+        const slots = await b.jobsWhere(type, ['dead_letter'], null, limit + 1, 'updated');
+        const changes = slots
+          .slice(0, limit)
+          .filter((s) => s.job.state === 'dead_letter')
+          .map((s) => retried(b, s, actor, reason, now));
+        return () => ({ jobs: changes.map((c) => ({ job: c.job, snapshot: c.snapshot() })), more: slots.length > limit });
+      },
+    });
+  }
+
+  /** A queued or throttled job's new priority (-1000..1000); anything else is ILLEGAL_TRANSITION. */
+  async prioritize(tenant: string, jobId: string, input: { priority: number; actor: string; reason?: string | null }): Promise<Snapshot> {
+    v.tenant(tenant);
+    const priority = v.int(input?.priority, 'priority', -1000, 1000);
+    const actor = v.text(input.actor, 'actor', 100)!;
+    const reason = v.text(input.reason, 'reason', v.MAX_REASON_CHARS, true);
+    v.uuid(jobId, 'job_id');
+    const now = this.l.clock.now();
+    return this.l.writer.submit(tenant, {
+      weight: 1,
+      async run(b) {
+        const slot = found(await b.job(jobId), jobId);
+        const state = slot.job.state;
+        if (state !== 'queued' && state !== 'throttled')
+          throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is ${state}: only a queued or throttled job can be prioritized`, { job_id: jobId, state });
+        const ch = b.transition(slot, 'prioritized', state, { actor, reason, priority, priority_before: slot.job.priority }, now, { priority });
+        return () => ch.snapshot();
+      },
+    });
+  }
+}
+
+function retried(b: UnitView, slot: Slot, actor: string, reason: string | null, now: Micros): Change {
+  const ch = b.transition(slot, 'retried', 'queued', { actor, reason, attempts_given_back: slot.job.attempt }, now, {
+    attempt: 0,
+    not_before: formatMicros(now),
+    ...NO_LEASE,
+  });
+  const pause = b.pauseNow(slot.job.type);
+  return pause ? b.transition(slot, 'paused', 'queued', pauseData(pause), now) : ch;
+}
+
 function claimUnit(worker: string, types: string[], leaseSeconds: number, limit: number, now: Micros): Unit<ClaimedJob[]> {
   return {
     weight: limit,
     async run(b) {
       const got: Array<{ change: Change; attempt: number; leaseUntil: string; leaseToken: string }> = [];
-      for (let tries = 0; tries < CLAIM_TRIES && got.length < limit; tries++) {
-        const cands = await b.candidates(types, now, limit - got.length);
+      // Claims skip paused types (the write re-checks, under the head lock, that none was paused meanwhile).
+      await b.pausedTypes();
+      const open = types.filter((t) => b.pauseNow(t) === null);
+      for (let tries = 0; open.length > 0 && tries < CLAIM_TRIES && got.length < limit; tries++) {
+        const cands = await b.candidates(open, now, limit - got.length);
         if (cands.length === 0) break;
         const hosts = [...new Set(cands.map((c) => c.host).filter((h): h is string => !!h))];
         await Promise.all(hosts.map((h) => b.bucket(h)));
         for (const slot of cands) {
           const job = slot.job;
-          // Another unit of this batch may have moved it (a cancel): not claimable any more.
+          // Another unit of this batch may have moved it (a cancel) or paused its type: not claimable now.
           if (job.state !== 'queued' && job.state !== 'throttled') continue;
+          if (b.pauseNow(job.type) !== null) continue;
           if (slot.host) {
             const bucket = b.bucketNow(slot.host);
             if (bucket) {

@@ -15,8 +15,12 @@ import type { Micros } from '../util/time.js';
 import type { JobEvent, JobState } from './states.js';
 import { JobOps, type ClaimedJob, type ClaimInput, type EnqueueInput, type Enqueued, type FailInput, type LeaseHolder, type LedgerCore, type ProgressInput } from './jobs.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, toHistory, toJob, toSnapshot } from './rows.js';
-import { SourceOps, type Source } from './sources.js';
+import { SourceOps, type Source, type ThrottleState } from './sources.js';
 import type { BucketView } from './throttle.js';
+import { ControlOps } from './jobs.js';
+import { QueueOps, type PauseResult, type QueueInfo } from './queues.js';
+import { QueryOps, type JobFilters, type JobList, type Run, type RunStatus } from './queries.js';
+import { SignatureOps, type Signature } from './signatures.js';
 import type { HistoryRow, Job, Snapshot } from './types.js';
 import * as v from './validate.js';
 import { BatchWriter, type BatchStats } from './writer.js';
@@ -25,8 +29,11 @@ export { NOTIFY_CHANNEL } from './writer.js';
 export { writeSnapshot } from './rows.js';
 export type { BatchStats } from './writer.js';
 export type { ClaimedJob, ClaimInput, EnqueueInput, Enqueued, FailInput, LeaseHolder, ProgressInput } from './jobs.js';
-export type { Source } from './sources.js';
+export type { Source, ThrottleState } from './sources.js';
 export type { BucketView } from './throttle.js';
+export type { PauseResult, QueueInfo } from './queues.js';
+export type { JobFilters, JobList, JobListItem, Run, RunStatus, RunSignal } from './queries.js';
+export type { Signature, SignatureOutcome, SignaturePattern } from './signatures.js';
 
 export interface LedgerOptions {
   clock?: Clock;
@@ -74,6 +81,10 @@ export class Ledger implements LedgerCore {
   readonly commitObservers = new Set<CommitObserver>();
   private readonly jobs: JobOps;
   private readonly sources: SourceOps;
+  private readonly control: ControlOps;
+  private readonly queues: QueueOps;
+  private readonly queries: QueryOps;
+  private readonly signatures: SignatureOps;
 
   constructor(pool: Pool, opts: LedgerOptions = {}) {
     this.pool = pool;
@@ -109,6 +120,10 @@ export class Ledger implements LedgerCore {
     if (opts.onCommit) this.commitObservers.add(opts.onCommit);
     this.jobs = new JobOps(this);
     this.sources = new SourceOps(this, { defaultBucket: this.opts.defaultBucket });
+    this.control = new ControlOps(this);
+    this.queues = new QueueOps(this);
+    this.queries = new QueryOps(this);
+    this.signatures = new SignatureOps(this);
   }
 
   // ---------------------------------------------------------------- jobs (jobs.ts)
@@ -167,8 +182,68 @@ export class Ledger implements LedgerCore {
   reportThrottle(tenant: string, host: string | null, input: { retryAfterSeconds?: number | null; status?: number; workerId?: string; jobId?: string | null }): Promise<BucketView> {
     return this.sources.reportThrottle(tenant, host, input);
   }
-  addFailureSignature(...args: Parameters<SourceOps['addFailureSignature']>): Promise<string> {
-    return this.sources.addFailureSignature(...args);
+  addSource(tenant: string, input: { name: string; host: string; id?: string }): Promise<{ source: Source; created: boolean }> {
+    return this.sources.addSource(tenant, input);
+  }
+  listSources(tenant: string): Promise<Source[]> {
+    return this.sources.listSources(tenant);
+  }
+  /** Every bucket with its state now (one host's with `host`). */
+  listThrottles(tenant: string, host?: string): Promise<ThrottleState[]> {
+    return this.sources.listThrottles(tenant, host);
+  }
+
+  // ---------------------------------------------------------------- failure signatures (signatures.ts)
+
+  /** Adds a signature (the same pattern again updates it) and answers its id. */
+  async addFailureSignature(tenant: string, input: Parameters<SignatureOps['add']>[1]): Promise<string> {
+    return (await this.signatures.add(tenant, input)).signature.id;
+  }
+  addSignature(tenant: string, input: Parameters<SignatureOps['add']>[1]): Promise<{ signature: Signature; created: boolean }> {
+    return this.signatures.add(tenant, input);
+  }
+  getSignature(tenant: string, id: string): Promise<Signature> {
+    return this.signatures.get(tenant, id);
+  }
+  listSignatures(tenant: string, opts?: { includeRetired?: boolean }): Promise<Signature[]> {
+    return this.signatures.list(tenant, opts);
+  }
+  retireSignature(tenant: string, id: string, actor: string): Promise<Signature> {
+    return this.signatures.retire(tenant, id, actor);
+  }
+
+  // ---------------------------------------------------------------- control actions (jobs.ts, queues.ts)
+
+  /** failed, dead_letter or canceled → queued, attempts given back. */
+  retry(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
+    return this.control.retry(tenant, jobId, input);
+  }
+  retryDeadLetters(tenant: string, input: { type: string; limit?: number; actor: string; reason?: string | null }): Promise<{ jobs: Array<{ job: Job; snapshot: Snapshot }>; more: boolean }> {
+    return this.control.retryDeadLetters(tenant, input);
+  }
+  prioritize(tenant: string, jobId: string, input: { priority: number; actor: string; reason?: string | null }): Promise<Snapshot> {
+    return this.control.prioritize(tenant, jobId, input);
+  }
+  pause(tenant: string, type: string, input: { actor: string; reason?: string | null }): Promise<PauseResult> {
+    return this.queues.pause(tenant, type, input);
+  }
+  resume(tenant: string, type: string, input: { actor: string; reason?: string | null }): Promise<PauseResult> {
+    return this.queues.resume(tenant, type, input);
+  }
+  listQueues(tenant: string): Promise<QueueInfo[]> {
+    return this.queues.list(tenant);
+  }
+
+  // ---------------------------------------------------------------- jobs and runs (queries.ts)
+
+  listJobs(tenant: string, filters?: JobFilters): Promise<JobList> {
+    return this.queries.listJobs(tenant, filters);
+  }
+  createRun(tenant: string, input?: { id?: string | null; sourceId?: string | null }): Promise<{ run: Run; created: boolean }> {
+    return this.queries.createRun(tenant, input);
+  }
+  getRun(tenant: string, id: string): Promise<RunStatus> {
+    return this.queries.getRun(tenant, id);
   }
 
   // ---------------------------------------------------------------- reads

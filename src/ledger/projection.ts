@@ -34,6 +34,8 @@ interface Fold {
   nextActions: NextAction[] | null;
   extra: Obj;
   source: 'snapshot' | 'failure_index';
+  /** While the job's type is paused: the signal it had before, which `resumed` restores. */
+  beforePause: { kind: SignalKind; summary: string; extra: Obj; nextActions: NextAction[] | null } | null;
 }
 
 /** How many recent progress samples the rate (and so the ETA) is computed over. */
@@ -86,9 +88,17 @@ function historyAction(jobId: string): NextAction {
   return { label: 'Inspect the job history', command: `okit job history ${jobId}` };
 }
 
+/** "token:ab12…" or "token:ab12…: reason". */
+function byWhom(d: Obj): string {
+  const reason = str(d.reason);
+  return `${str(d.actor) ?? 'an operator'}${reason ? `: ${reason}` : ''}`;
+}
+
 function step(f: Fold, r: HistoryRow): void {
   const d = r.data;
   const at = parseMicros(r.at);
+  // A pause lasts through a new priority; any other row ends it (a pause of a requeued job is a new row).
+  if (r.event !== 'paused' && r.event !== 'resumed' && r.event !== 'prioritized') f.beforePause = null;
   switch (r.event) {
     case 'enqueued': {
       f.type = str(d.type) ?? 'unknown';
@@ -216,6 +226,54 @@ function step(f: Fold, r: HistoryRow): void {
       }
       break;
     }
+    case 'retried': {
+      const given = num(d.attempts_given_back);
+      f.kind = 'queued';
+      f.phase = 'unknown';
+      f.attempt = 0;
+      f.worker = null;
+      f.queuePosition = null;
+      f.itemsDone = null;
+      f.itemsTotal = null;
+      f.samples = [];
+      f.summary = `Retried by ${byWhom(d)}; waiting in queue` + (given ? ` (${given} attempt${given === 1 ? '' : 's'} given back)` : '');
+      f.nextActions = null;
+      f.source = 'snapshot';
+      f.extra = { retried_by: str(d.actor) };
+      break;
+    }
+    case 'prioritized': {
+      const p = num(d.priority);
+      if (f.beforePause) {
+        f.extra = { ...f.extra, priority: p };
+        f.beforePause.extra = { ...f.beforePause.extra, priority: p };
+      } else if (r.to_state === 'throttled') f.extra = { ...f.extra, priority: p };
+      else {
+        f.kind = 'queued';
+        f.summary = `Waiting in queue (priority ${p ?? '?'}, set by ${str(d.actor) ?? 'an operator'})`;
+        f.extra = { ...f.extra, priority: p };
+      }
+      break;
+    }
+    case 'paused': {
+      f.beforePause ??= { kind: f.kind, summary: f.summary, extra: f.extra, nextActions: f.nextActions };
+      f.kind = 'blocked';
+      f.summary = `Paused by ${byWhom(d)}`;
+      f.extra = { ...f.beforePause.extra, paused_by: str(d.actor) };
+      f.nextActions = [{ label: `Resume the ${f.type} queue`, command: `okit queue resume ${f.type}` }];
+      break;
+    }
+    case 'resumed': {
+      const b = f.beforePause;
+      if (b) {
+        f.kind = b.kind;
+        f.summary = b.summary;
+        f.extra = b.extra;
+        f.nextActions = b.nextActions;
+      }
+      f.beforePause = null;
+      break;
+    }
     case 'canceled': {
       f.kind = 'canceled';
       const reason = str(d.reason);
@@ -255,6 +313,7 @@ export function startProjection(): Projection {
       nextActions: null,
       extra: {},
       source: 'snapshot',
+      beforePause: null,
     },
     first: null,
     last: null,

@@ -1,7 +1,9 @@
 /**
  * A deterministic workload through the real ledger: several sources (two behind token
  * buckets, one of which answers with upstream 429s), retries with backoff, lease expiries
- * from "crashed" workers, fatal failures (some matching a failure signature), and cancels.
+ * from "crashed" workers, fatal failures (some matching a failure signature), cancels, and an
+ * operator at work: the report queue paused and resumed, queued jobs prioritized, failed jobs
+ * retried (once each).
  * Time is a ManualClock and ids come from the seeded generator, so the same seed on a fresh
  * database yields the same history, hashes included.
  */
@@ -34,6 +36,7 @@ export interface SimulateResult {
   jobs: number;
   historyRows: number;
   throttleEvents: number;
+  queueEvents: number;
   ledgerHead: string;
   outcomes: Record<string, number>;
   startedAt: string;
@@ -144,6 +147,18 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
   const sourceOfJob = new Map<string, string>();
   let enqueued = 0;
   let ticks = 0;
+  // The operator: pauses the report queue once a third of the jobs are in, resumes it 5 ticks
+  // later; bumps the newest job then and now and then; retries the first non-retryable failure
+  // at once and later ones now and then, each at most once.
+  // Its own random stream, so the workers' draws are the ones they were before it existed.
+  const OPERATOR = 'sim-operator';
+  const opRng = new Rng((opts.seed ^ 0x5eed0) >>> 0);
+  let pausedAt = -1;
+  const failedOnce: string[] = [];
+  const retried = new Set<string>();
+  const refused = (e: unknown) => {
+    if (!isOkitError(e) || e.code !== 'ILLEGAL_TRANSITION') throw e;
+  };
   const maxTicks = opts.jobs * 200 + 1000;
 
   const drop = (w: WorkerState) => {
@@ -188,6 +203,17 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
       jobIds.push(job.id);
       sourceOfJob.set(job.id, src.id);
       enqueued++;
+    }
+
+    if (pausedAt < 0 && opts.jobs >= 3 && enqueued >= Math.ceil(opts.jobs / 3)) {
+      pausedAt = ticks;
+      await ledger.pause(tenant, 'report', { actor: OPERATOR, reason: 'report store maintenance' });
+    } else if (pausedAt >= 0 && ticks === pausedAt + 5) await ledger.resume(tenant, 'report', { actor: OPERATOR, reason: null });
+    if (jobIds.length > 0 && (ticks === pausedAt || opRng.next() < 0.08)) await ledger.prioritize(tenant, jobIds[jobIds.length - 1]!, { priority: 5, actor: OPERATOR }).catch(refused);
+    if (failedOnce.length > 0 && (retried.size === 0 || opRng.next() < 0.15)) {
+      const again = failedOnce.shift()!;
+      retried.add(again);
+      await ledger.retry(tenant, again, { actor: OPERATOR, reason: 'mirror resynced' }).catch(refused);
     }
 
     // Users cancel a queued or running job now and then.
@@ -244,6 +270,7 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
               ? { code: 'LAYER_EXTRACT_FAILED', message: 'layer 3 could not be extracted', retryable: false }
               : { code: 'SCHEMA_MISMATCH', message: 'document does not match schema v2', retryable: false };
         await guarded(w, () => ledger.fail(tenant, job, w.id, err));
+        if (!err.retryable && w.job && !retried.has(job)) failedOnce.push(job);
         drop(w);
         continue;
       }
@@ -268,6 +295,7 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
   for (const r of st) outcomes[r.state] = r.n;
   const digest = await historyDigest(pool, tenant);
   const { rows: te } = await pool.query('SELECT count(*)::int AS n FROM okit.throttle_events WHERE tenant = $1', [tenant]);
+  const { rows: qe } = await pool.query('SELECT count(*)::int AS n FROM okit.queue_events WHERE tenant = $1', [tenant]);
   const { rows: head } = await pool.query('SELECT pos FROM okit.ledger_heads WHERE tenant = $1', [tenant]);
   return {
     tenant,
@@ -275,6 +303,7 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
     jobs: enqueued,
     historyRows: digest.rows,
     throttleEvents: te[0].n,
+    queueEvents: qe[0].n,
     ledgerHead: String(head[0]?.pos ?? '0'),
     outcomes,
     startedAt,

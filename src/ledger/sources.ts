@@ -6,13 +6,13 @@
  */
 import { OkitError } from '../errors.js';
 import type { Json } from '../util/canonical.js';
-import { sha256Hex } from '../util/hash.js';
 import { formatMicros, secondsToMicros } from '../util/time.js';
 import type { LedgerCore } from './jobs.js';
 import { ts } from './rows.js';
-import { bucketView, fromMicroUnits, numericMicroUnits, penalise, type Bucket, type BucketView } from './throttle.js';
+import { bucketView, fromMicroUnits, numericMicroUnits, penalise, refill, toBucket, type Bucket, type BucketView } from './throttle.js';
 import type { UnitView } from './batch.js';
 import type { Micros } from '../util/time.js';
+import { json, tsOrNull } from './rows.js';
 import * as v from './validate.js';
 
 export interface Source {
@@ -21,6 +21,20 @@ export interface Source {
   name: string;
   host: string;
   created_at: string;
+}
+
+/** A bucket as `okit throttle list` shows it; numbers are exact decimal strings. */
+export interface ThrottleState {
+  host: string;
+  capacity: string;
+  tokens: string;
+  refill_per_sec: string;
+  base_refill_per_sec: string;
+  penalty_until: string | null;
+  updated_at: string;
+  /** The instant `tokens` is computed for. */
+  as_of: string;
+  last_upstream_throttle: { at: string; status: number | null; retry_after_seconds: string | null; worker_id: string | null } | null;
 }
 
 export interface SourceOptions {
@@ -35,22 +49,27 @@ export class SourceOps {
   ) {}
 
   async createSource(tenant: string, input: { name: string; host: string; id?: string }): Promise<Source> {
+    return (await this.addSource(tenant, input)).source;
+  }
+
+  /** Creates a source; the same name and host again answers the existing one (created: false); another host is INVALID_INPUT. */
+  async addSource(tenant: string, input: { name: string; host: string; id?: string }): Promise<{ source: Source; created: boolean }> {
     v.tenant(tenant);
-    const name = v.text(input.name, 'name', 200)!;
+    const name = v.text(input?.name, 'name', 200)!;
     const host = v.host(input.host);
-    const id = input.id ? v.uuid(input.id) : this.l.ids();
+    const id = input.id != null ? v.uuid(input.id) : this.l.ids();
     const at = formatMicros(this.l.clock.now());
     const { rows } = await this.l.pool
       .query(
         `INSERT INTO okit.sources (id, tenant, name, host, created_at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (tenant, name) DO UPDATE SET name = EXCLUDED.name
-         RETURNING id, tenant, name, host, created_at`,
+         RETURNING id, tenant, name, host, created_at, (xmax = 0) AS created`,
         [id, tenant, name, host, at],
       )
       .catch((e) => rethrowIdTaken(e, id));
     const r = rows[0];
     if (r.host !== host) throw new OkitError('INVALID_INPUT', `source ${name} already exists with host ${r.host}`);
-    return { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) };
+    return { source: { id: r.id, tenant: r.tenant, name: r.name, host: r.host, created_at: ts(r.created_at) }, created: r.created === true };
   }
 
   async getSource(tenant: string, id: string): Promise<Source> {
@@ -59,6 +78,49 @@ export class SourceOps {
     const { rows } = await this.l.pool.query('SELECT id, tenant, name, host, created_at FROM okit.sources WHERE id = $1 AND tenant = $2', [id, tenant]);
     if (!rows[0]) throw new OkitError('SOURCE_NOT_FOUND', `source ${id} not found`);
     return { ...rows[0], created_at: ts(rows[0].created_at) };
+  }
+
+  /** The tenant's sources, by name. */
+  async listSources(tenant: string): Promise<Source[]> {
+    v.tenant(tenant);
+    const { rows } = await this.l.pool.query('SELECT id, tenant, name, host, created_at FROM okit.sources WHERE tenant = $1 ORDER BY name, id', [tenant]);
+    return rows.map((r) => ({ id: String(r.id), tenant: String(r.tenant), name: String(r.name), host: String(r.host), created_at: ts(r.created_at) }));
+  }
+
+  /** Every bucket of the tenant (or one host's) with its state now: tokens refilled to the clock's now (not written). */
+  async listThrottles(tenant: string, hostName?: string): Promise<ThrottleState[]> {
+    v.tenant(tenant);
+    const host = hostName === undefined ? null : v.host(hostName);
+    const { rows } = await this.l.pool.query(
+      `SELECT t.host, t.capacity, t.base_refill_per_sec, t.refill_per_sec, t.tokens, t.updated_at, t.penalty_until, e.at AS last_at, e.data AS last_data
+       FROM okit.throttles t LEFT JOIN LATERAL (
+         SELECT at, data FROM okit.throttle_events x WHERE x.tenant = t.tenant AND x.host = t.host AND x.event = 'upstream_throttled' ORDER BY x.pos DESC LIMIT 1) e ON true
+       WHERE t.tenant = $1 AND ($2::text IS NULL OR t.host = $2) ORDER BY t.host`,
+      [tenant, host],
+    );
+    const now = this.l.clock.now();
+    return rows.map((r) => {
+      const b = refill(toBucket(r), now);
+      const last = json<{ [k: string]: Json } | null>(r.last_data);
+      return {
+        host: String(r.host),
+        capacity: fromMicroUnits(b.capacity),
+        tokens: fromMicroUnits(b.tokens),
+        refill_per_sec: fromMicroUnits(b.refill),
+        base_refill_per_sec: fromMicroUnits(b.baseRefill),
+        penalty_until: b.penaltyUntil === null ? null : formatMicros(b.penaltyUntil),
+        updated_at: tsOrNull(r.updated_at)!,
+        as_of: formatMicros(now),
+        last_upstream_throttle: last
+          ? {
+              at: tsOrNull(r.last_at)!,
+              status: (last.status ?? null) as number | null,
+              retry_after_seconds: (last.retry_after_seconds ?? null) as string | null,
+              worker_id: (last.worker_id ?? null) as string | null,
+            }
+          : null,
+      };
+    });
   }
 
   /** Sets a host's token bucket (capacity, refill per second); a full bucket to start. */
@@ -126,27 +188,6 @@ export class SourceOps {
         return () => bucketView(host, after);
       },
     });
-  }
-
-  async addFailureSignature(
-    tenant: string,
-    input: { pattern: { [k: string]: Json }; outcome: { likely_cause: string; suggested_action?: string; mttr_p50_seconds?: number }; confidence?: number; id?: string },
-  ): Promise<string> {
-    v.tenant(tenant);
-    const pattern = v.payload(input.pattern, 'pattern');
-    const outcome = v.payload(input.outcome, 'outcome');
-    const id = input.id ? v.uuid(input.id) : this.l.ids();
-    const confidence = input.confidence === undefined ? 0.5 : v.num(input.confidence, 'confidence', 0, 1);
-    // The same pattern again updates the stored signature, which keeps its id: return that one.
-    const { rows } = await this.l.pool
-      .query(
-        `INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, signature_sha256) DO UPDATE SET outcome = EXCLUDED.outcome, confidence = EXCLUDED.confidence
-         RETURNING id`,
-        [id, tenant, sha256Hex(pattern.canonical), pattern.canonical, outcome.canonical, confidence, formatMicros(this.l.clock.now())],
-      )
-      .catch((e) => rethrowIdTaken(e, id));
-    return rows[0].id;
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * The job state machine, written down once. The SQL CHECK on okit.job_history
- * (migration 001) lists the same triples; a test keeps the two equal.
+ * (migrations 001 and 010) lists the same triples; a test keeps the two equal. Finished
+ * states (succeeded, failed, dead_letter, canceled) are left only by an operator's retry.
  *
  * ```mermaid
  * stateDiagram-v2
@@ -17,6 +18,11 @@
  *   queued --> canceled: canceled
  *   throttled --> canceled: canceled
  *   running --> canceled: canceled
+ *   failed --> queued: retried
+ *   dead_letter --> queued: retried
+ *   canceled --> queued: retried
+ *   queued --> queued: prioritized / paused / resumed
+ *   throttled --> throttled: prioritized / paused / resumed
  *   succeeded --> [*]
  *   failed --> [*]
  *   dead_letter --> [*]
@@ -26,6 +32,7 @@
 export const JOB_STATES = ['queued', 'throttled', 'running', 'succeeded', 'failed', 'dead_letter', 'canceled'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
+/** Finished: no worker or reaper moves a job out of these; only an operator's `retried` (not from succeeded). */
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'dead_letter', 'canceled']);
 
 export const EVENTS = [
@@ -39,6 +46,10 @@ export const EVENTS = [
   'dead_lettered',
   'lease_expired',
   'canceled',
+  'retried',
+  'prioritized',
+  'paused',
+  'resumed',
 ] as const;
 export type JobEvent = (typeof EVENTS)[number];
 
@@ -67,7 +78,27 @@ export const TRANSITIONS: Readonly<Record<JobEvent, ReadonlyArray<readonly [JobS
     ['throttled', 'canceled'],
     ['running', 'canceled'],
   ],
+  retried: [
+    ['failed', 'queued'],
+    ['dead_letter', 'queued'],
+    ['canceled', 'queued'],
+  ],
+  prioritized: [
+    ['queued', 'queued'],
+    ['throttled', 'throttled'],
+  ],
+  paused: [
+    ['queued', 'queued'],
+    ['throttled', 'throttled'],
+  ],
+  resumed: [
+    ['queued', 'queued'],
+    ['throttled', 'throttled'],
+  ],
 };
+
+/** Operator events: the only transitions a finished job can take is `retried`. */
+export const OPERATOR_EVENTS: ReadonlySet<JobEvent> = new Set(['canceled', 'retried', 'prioritized', 'paused', 'resumed']);
 
 export function isAllowed(event: JobEvent, from: JobState | null, to: JobState): boolean {
   return TRANSITIONS[event].some(([f, t]) => f === from && t === to);

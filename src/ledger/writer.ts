@@ -98,7 +98,7 @@ interface TenantQueue {
 const TAKE_POSITIONS = `INSERT INTO okit.ledger_heads (tenant, pos) VALUES ($1, $2::int8)
   ON CONFLICT (tenant) DO UPDATE SET pos = okit.ledger_heads.pos + $2::int8 RETURNING pos`;
 
-/** okit.write_batch (migration 008) writes every row of a batch; its arguments in order: tenant, guess, expected head, positions, Batch.knownParams(), Batch.writeParams() after the first. */
+/** okit.write_batch (migration 010) writes every row of a batch; its arguments in order: tenant, guess, expected head, positions, Batch.knownParams(), Batch.writeParams() after the first. */
 const WRITE_ARGS = [
   'text', 'boolean', 'int8', 'int8',
   'uuid[]', 'int4[]', 'text[]', 'text[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]', 'timestamptz[]',
@@ -106,9 +106,12 @@ const WRITE_ARGS = [
   'int8[]', 'text[]', 'timestamptz[]', 'text[]', 'jsonb[]',
   'uuid[]', 'uuid[]', 'uuid[]', 'text[]', 'jsonb[]', 'text[]', 'text[]', 'int4[]', 'int4[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]',
   'timestamptz[]', 'timestamptz[]', 'timestamptz[]', 'int4[]', 'text[]',
-  'uuid[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]', 'timestamptz[]', 'timestamptz[]', 'int4[]', 'text[]', 'text[]',
+  'uuid[]', 'int4[]', 'text[]', 'timestamptz[]', 'text[]', 'timestamptz[]', 'timestamptz[]', 'int4[]', 'text[]', 'text[]', 'int4[]',
   'uuid[]', 'uuid[]', 'text[]', 'text[]', 'text[]', 'int8[]', 'jsonb[]', 'jsonb[]', 'jsonb[]', 'text[]', 'int4[]', 'text[]', 'timestamptz[]', 'timestamptz[]', 'boolean[]',
   'text[]', 'numeric[]', 'numeric[]', 'numeric[]', 'numeric[]', 'timestamptz[]', 'timestamptz[]',
+  'int8[]', 'text[]', 'timestamptz[]', 'text[]', 'jsonb[]',
+  'text[]', 'text[]', 'text[]', 'timestamptz[]', 'text[]',
+  'text[]', 'boolean[]',
   'text',
 ];
 const WRITE_BATCH = `SELECT okit.write_batch(${WRITE_ARGS.map((t, i) => `$${i + 1}::${t}`).join(', ')}) AS status`;
@@ -512,14 +515,13 @@ export class BatchWriter {
     const { rows } =
       m.table === 'job_history'
         ? await this.pool.query('SELECT 1 FROM okit.job_history WHERE tenant = $1 AND pos = $2 AND hash = $3', [tenant, m.pos, m.hash])
-        : await this.pool.query('SELECT 1 FROM okit.throttle_events WHERE tenant = $1 AND pos = $2 AND host = $3 AND event = $4 AND at = $5 AND data = $6::jsonb', [
-            tenant,
-            m.pos,
-            m.host,
-            m.event,
-            m.at,
-            m.data,
-          ]);
+        : m.table === 'queue_events'
+          ? await this.pool.query('SELECT 1 FROM okit.queue_events WHERE tenant = $1 AND pos = $2 AND type = $3 AND event = $4 AND at = $5 AND data = $6::jsonb', [
+              tenant, m.pos, m.host, m.event, m.at, m.data,
+            ])
+          : await this.pool.query('SELECT 1 FROM okit.throttle_events WHERE tenant = $1 AND pos = $2 AND host = $3 AND event = $4 AND at = $5 AND data = $6::jsonb', [
+              tenant, m.pos, m.host, m.event, m.at, m.data,
+            ]);
     return rows.length > 0;
   }
 }

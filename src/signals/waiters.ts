@@ -5,6 +5,9 @@
  */
 export type Wake = () => void;
 
+/** Arm with this job id to be woken by a change of any job of the tenant (a run's watchers). */
+export const ANY_JOB = '*';
+
 export class Waiters {
   private readonly byJob = new Map<string, Set<Wake>>();
 
@@ -62,6 +65,7 @@ export class Waiters {
 
   wakeJob(tenant: string, jobId: string): void {
     this.fire(this.byJob.get(Waiters.key(tenant, jobId)));
+    this.fire(this.byJob.get(Waiters.key(tenant, ANY_JOB)));
   }
 
   wakeTenant(tenant: string): void {

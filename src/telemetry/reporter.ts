@@ -1,5 +1,5 @@
 /**
- * A command-line surface's TTFS report: `okit job status` today, `okit run status` next.
+ * A command-line surface's TTFS report: `okit job status` and `okit run status`.
  * The time runs from the user's action (the command started: `startedAt`, a performance.now()
  * value, 0 for the process start) to the first signal printed. The report goes to the server
  * in the background as soon as the signal is shown and is awaited, briefly, before the command
@@ -39,8 +39,8 @@ export class TtfsReporter {
     return (this.o.now ?? (() => performance.now()))();
   }
 
-  /** Call right after the first signal is shown; later calls are ignored. */
-  firstSignal(jobId: string, reply: Extract<FirstSignal, { status: 200 }>): void {
+  /** Call right after the first signal is shown; later calls are ignored. A run's signal names one of its jobs and the run. */
+  firstSignal(jobId: string, reply: Extract<FirstSignal, { status: 200 }>, runId?: string): void {
     if (this.reported) return;
     this.reported = true;
     const ms = Math.max(0, this.now() - this.o.startedAt);
@@ -53,6 +53,7 @@ export class TtfsReporter {
       kind: reply.signal.kind,
       phase: reply.signal.phase,
     };
+    if (runId) ev.run_id = runId;
     if (reply.source === 'snapshot' || reply.source === 'cold_start' || reply.source === 'failure_index') ev.signal_source = reply.source;
     if (reply.serverMs !== null) ev.server_ms = reply.serverMs;
     if (reply.cacheHit !== null) ev.cache_hit = reply.cacheHit;

@@ -4,6 +4,7 @@
  */
 import { OkitError } from '../errors.js';
 import type { HistoryRow, Job, Signal } from '../ledger/types.js';
+import type { JobList, PauseResult, QueueInfo, Run, RunStatus, Signature, Source, ThrottleState } from '../ledger/ledger.js';
 
 export const API = '/api/v1/orchestrator';
 
@@ -293,6 +294,100 @@ export class OkitClient {
     return OkitClient.reply(await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/cancel`, { reason: req.reason }));
   }
 
+  // ---------------------------------------------------------------- control plane (issue 12)
+
+  /** Creates a source (admin); the same name and host again answers the existing one. */
+  async createSource(req: { name: string; host: string; id?: string }): Promise<{ source: Source; created: boolean }> {
+    return this.json('POST', `${API}/sources`, { name: req.name, host: req.host, id: req.id });
+  }
+
+  async listSources(): Promise<Source[]> {
+    return (await this.json<{ sources: Source[] }>('GET', `${API}/sources`)).sources;
+  }
+
+  async getSource(id: string): Promise<Source> {
+    return (await this.json<{ source: Source }>('GET', `${API}/sources/${encodeURIComponent(id)}`)).source;
+  }
+
+  /** Configures a host's token bucket (admin): a full bucket to start; answers its state. */
+  async setThrottle(req: { host: string; capacity: number; refillPerSec: number }): Promise<ThrottleState> {
+    return (await this.json<{ bucket: ThrottleState }>('POST', `${API}/throttles`, { host: req.host, capacity: req.capacity, refill_per_sec: req.refillPerSec })).bucket;
+  }
+
+  /** Every bucket of the tenant with its state now. */
+  async listThrottles(): Promise<ThrottleState[]> {
+    return (await this.json<{ throttles: ThrottleState[] }>('GET', `${API}/throttles`)).throttles;
+  }
+
+  /** Adds a failure signature (admin); the same pattern again updates it. */
+  async addSignature(req: { pattern: unknown; outcome: unknown; confidence?: number }): Promise<{ signature: Signature; created: boolean }> {
+    return this.json('POST', `${API}/signatures`, { pattern: req.pattern, outcome: req.outcome, confidence: req.confidence });
+  }
+
+  async listSignatures(opts: { includeRetired?: boolean } = {}): Promise<Signature[]> {
+    return (await this.json<{ signatures: Signature[] }>('GET', `${API}/signatures${opts.includeRetired ? '?include_retired=true' : ''}`)).signatures;
+  }
+
+  async getSignature(id: string): Promise<Signature> {
+    return (await this.json<{ signature: Signature }>('GET', `${API}/signatures/${encodeURIComponent(id)}`)).signature;
+  }
+
+  async retireSignature(id: string): Promise<Signature> {
+    return (await this.json<{ signature: Signature }>('POST', `${API}/signatures/${encodeURIComponent(id)}/retire`, {})).signature;
+  }
+
+  /** Lists jobs: filters as GET /jobs takes them (snake_case), a page at a time (`cursor` from the last answer). */
+  async listJobs(filters: ListFilters = {}): Promise<JobList> {
+    return this.json('GET', `${API}/jobs${listQuery(filters)}`);
+  }
+
+  /** failed, dead_letter or canceled → queued with its attempts given back (admin). */
+  async retry(jobId: string, req: { reason?: string } = {}): Promise<SignalReply> {
+    return OkitClient.reply(await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/retry`, { reason: req.reason }));
+  }
+
+  /** Retries up to `limit` dead-lettered jobs of a type (admin), longest dead first. */
+  async retryDeadLetters(req: { type: string; limit?: number; reason?: string }): Promise<{ jobs: Array<{ job: Job; etag: string; signal: Signal }>; more: boolean }> {
+    return this.json('POST', `${API}/dead-letters/retry`, { type: req.type, limit: req.limit, reason: req.reason });
+  }
+
+  /** A queued or throttled job's new priority, −1000..1000 (admin). */
+  async prioritize(jobId: string, req: { priority: number; reason?: string }): Promise<SignalReply> {
+    return OkitClient.reply(await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/prioritize`, { priority: req.priority, reason: req.reason }));
+  }
+
+  async listQueues(): Promise<QueueInfo[]> {
+    return (await this.json<{ queues: QueueInfo[] }>('GET', `${API}/queues`)).queues;
+  }
+
+  /** Pauses a job type (admin): claims skip it, its waiting jobs' signals say who paused it and why. */
+  async pauseQueue(type: string, req: { reason?: string } = {}): Promise<PauseResult> {
+    return (await this.json<{ queue: PauseResult }>('POST', `${API}/queues/${encodeURIComponent(type)}/pause`, { reason: req.reason })).queue;
+  }
+
+  async resumeQueue(type: string, req: { reason?: string } = {}): Promise<PauseResult> {
+    return (await this.json<{ queue: PauseResult }>('POST', `${API}/queues/${encodeURIComponent(type)}/resume`, { reason: req.reason })).queue;
+  }
+
+  /** Creates a run (worker), optionally of a source; jobs join it with `runId`. */
+  async createRun(req: { id?: string; sourceId?: string } = {}): Promise<{ run: Run; created: boolean }> {
+    return this.json('POST', `${API}/runs`, { id: req.id, source_id: req.sourceId });
+  }
+
+  /** A run's counts, items and run-level signal; with `etag` and `wait` a long-poll that may end in 304 (null). */
+  async getRun(runId: string, opts: { etag?: string; wait?: number; signal?: AbortSignal } = {}): Promise<RunStatus | null> {
+    const res = await this.request('GET', `${API}/runs/${encodeURIComponent(runId)}${opts.wait ? `?wait=${opts.wait}` : ''}`, {
+      headers: opts.etag ? { 'If-None-Match': opts.etag } : {},
+      waitMs: (opts.wait ?? 0) * 1000,
+      signal: opts.signal,
+    });
+    return res.status === 304 ? null : (res.body as RunStatus);
+  }
+
+  async runJobs(runId: string, filters: Omit<ListFilters, 'run_id'> = {}): Promise<JobList> {
+    return this.json('GET', `${API}/runs/${encodeURIComponent(runId)}/jobs${listQuery(filters)}`);
+  }
+
   /** The job's first signal; with `etag` and `wait` (seconds) a long-poll that may end in 304. */
   async firstSignal(jobId: string, opts: { etag?: string; wait?: number; signal?: AbortSignal } = {}): Promise<FirstSignal> {
     const q = opts.wait ? `?wait=${opts.wait}` : '';
@@ -318,6 +413,31 @@ export class OkitClient {
 
 function claimBody(req: ClaimRequest): Record<string, unknown> {
   return { worker_id: req.workerId, types: req.types, lease_seconds: req.leaseSeconds, wait: req.wait };
+}
+
+/** GET /jobs filters, as the query string takes them. */
+export interface ListFilters {
+  state?: string;
+  kind?: string;
+  type?: string;
+  run_id?: string;
+  source_id?: string;
+  error_code?: string;
+  created_after?: string;
+  created_before?: string;
+  updated_after?: string;
+  updated_before?: string;
+  sort?: 'created' | 'updated';
+  order?: 'asc' | 'desc';
+  limit?: number;
+  cursor?: string;
+}
+
+function listQuery(f: ListFilters): string {
+  const q = new URLSearchParams();
+  for (const [k, x] of Object.entries(f)) if (x !== undefined && x !== null && x !== '') q.set(k, String(x));
+  const s = q.toString();
+  return s ? `?${s}` : '';
 }
 
 function enqueueBody(req: EnqueueRequest): Record<string, unknown> {

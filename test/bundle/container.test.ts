@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ENTRIES } from '../../src/bundle/format.js';
+import { ENTRIES, entriesOf } from '../../src/bundle/format.js';
 import { tarHeader } from '../../src/bundle/tar.js';
 import { verifyBundle, type VerifyReport } from '../../src/bundle/verify.js';
 import { canonicalize } from '../../src/util/canonical.js';
@@ -18,8 +18,10 @@ import { entries, rawTar, repack } from './tamper.js';
 const SAMPLE = 'bundles/sample';
 const GOLDEN = join(SAMPLE, readdirSync(SAMPLE).find((f) => f.endsWith('.tar'))!);
 const V1 = 'test/fixtures/bundle-v1/okit-golden-1-80.tar';
+const V2 = 'test/fixtures/bundle-v2/okit-golden-1-80.tar';
 const golden = readFileSync(GOLDEN);
 const v1 = readFileSync(V1);
+const v2 = readFileSync(V2);
 const codes = (r: VerifyReport) => r.problems.map((p) => p.code);
 const msgs = (r: VerifyReport) => r.problems.map((p) => p.message).join('\n');
 
@@ -30,38 +32,60 @@ function extractTo(buf: Buffer): string {
 }
 
 describe('format versions', () => {
-  it('a v1 bundle (the golden sample before node-tar) still verifies, and every byte of it matters', async () => {
-    const r = await verifyBundle(v1, { pubkeys: testPub });
-    expect(r.problems).toEqual([]);
-    expect(r.manifest!.version).toBe(1);
-    expect(r.evidence[0]).toMatch(/canonical v1 ustar headers/);
-    const b = Buffer.from(v1);
-    for (let i = 0; i < b.length; i += 97) {
-      b[i] ^= 0x01;
-      const x = await verifyBundle(b, { pubkeys: testPub, failFast: true });
-      b[i] ^= 0x01;
-      expect(x.ok, `offset ${i}`).toBe(false);
-    }
-  });
+  for (const [version, what, evidence] of [
+    [1, 'the golden sample before node-tar', /exactly 7 regular files in order, canonical v1 ustar headers/],
+    [2, 'the golden sample before queues.jsonl', /exactly 7 regular files in order, canonical v2 ustar headers/],
+  ] as const) {
+    it(`a v${version} bundle (${what}) still verifies, and every byte of it matters`, async () => {
+      const old = version === 1 ? v1 : v2;
+      const r = await verifyBundle(old, { pubkeys: testPub });
+      expect(r.problems).toEqual([]);
+      expect(r.manifest!.version).toBe(version);
+      expect(r.evidence[0]).toMatch(evidence);
+      const b = Buffer.from(old);
+      for (let i = 0; i < b.length; i += 97) {
+        b[i] ^= 0x01;
+        const x = await verifyBundle(b, { pubkeys: testPub, failFast: true });
+        b[i] ^= 0x01;
+        expect(x.ok, `offset ${i}`).toBe(false);
+      }
+    });
+  }
 
-  it('the golden sample is v2: node-tar headers', async () => {
+  it('the golden sample is v3: node-tar headers, eight entries with queues.jsonl', async () => {
     const r = await verifyBundle(golden, { pubkeys: testPub });
     expect(r.problems).toEqual([]);
-    expect(r.manifest!.version).toBe(2);
+    expect(r.manifest!.version).toBe(3);
+    expect([...entries(golden).keys()]).toEqual([...ENTRIES]);
+    expect(ENTRIES).toContain('queues.jsonl');
     expect(golden.subarray(0, 512).equals(tarHeader('manifest.json', entries(golden).get('manifest.json')!.length, parseInt(golden.toString('latin1', 136, 147), 8)))).toBe(true);
   });
 
   it('v1 headers with a v2 manifest (or the other way) are refused', async () => {
-    const mixed = Buffer.concat([v1.subarray(0, 512), golden.subarray(512)]);
+    const mixed = Buffer.concat([v1.subarray(0, 512), v2.subarray(512)]);
     const r = await verifyBundle(mixed, { pubkeys: testPub });
     expect(r.ok).toBe(false);
+  });
+
+  it('a v3 manifest without queues.jsonl, or a v2 manifest with it, is refused', async () => {
+    // v2's entries re-signed under a v3 manifest: the entry list is v3's, so queues.jsonl is missing.
+    const asV3 = repack(v2, testKey, { manifest: (x) => void (x.version = 3) });
+    const r = await verifyBundle(asV3, { pubkeys: testPub });
+    expect(r.ok).toBe(false);
+    expect(codes(r).some((c) => c === 'MANIFEST_INVALID' || c === 'TAR_UNEXPECTED_ENTRY')).toBe(true);
+    // The golden's eight entries under a v2 manifest: queues.jsonl is not a v2 entry.
+    const asV2 = repack(golden, testKey, { manifest: (x) => void (x.version = 2) });
+    const r2 = await verifyBundle(asV2, { pubkeys: testPub });
+    expect(r2.ok).toBe(false);
+    expect(codes(r2).some((c) => c === 'MANIFEST_INVALID' || c === 'TAR_UNEXPECTED_ENTRY')).toBe(true);
+    expect(entriesOf(2)).not.toContain('queues.jsonl');
   });
 
   it('GNU tar with the documented flags recreates a v1 bundle byte for byte', () => {
     const d = extractTo(v1);
     const mtime = parseInt(v1.toString('latin1', 136, 147), 8);
     const out = join(tmp(), 'repacked.tar');
-    const r = spawnSync('tar', ['--format=ustar', '--owner=0', '--group=0', '--numeric-owner', '--mode=0644', `--mtime=@${mtime}`, '-b1', '-cf', out, '-C', d, ...ENTRIES], { encoding: 'utf8' });
+    const r = spawnSync('tar', ['--format=ustar', '--owner=0', '--group=0', '--numeric-owner', '--mode=0644', `--mtime=@${mtime}`, '-b1', '-cf', out, '-C', d, ...entriesOf(1)], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(readFileSync(out).equals(v1)).toBe(true);
   });

@@ -28,7 +28,11 @@ const EDITS: Record<string, (k: number) => Edit> = {
   'unexpected field': (k) => (ls) => ls.map((l, i) => (i === k ? canon({ ...json(l), zzz: 1 }) : l)),
   'a missing field': (k) => (ls) => ls.map((l, i) => (i === k ? canon(Object.fromEntries(Object.entries(json(l)).slice(1))) : l)),
   'not JSON': (k) => (ls) => ls.map((l, i) => (i === k ? text('garbage') : l)),
-  'swapped with the next': (k) => (ls) => ls.map((l, i) => (i === k ? (ls[k + 1] ?? l) : i === k + 1 ? ls[k]! : l)),
+  // (The last line swaps with the one before it: swapping it with nothing would change nothing.)
+  'swapped with a neighbour': (k) => (ls) => {
+    const o = k + 1 < ls.length ? k + 1 : k - 1;
+    return ls.map((l, i) => (i === k ? (ls[o] ?? l) : i === o ? ls[k]! : l));
+  },
   deleted: (k) => (ls) => ls.filter((_, i) => i !== k),
   repeated: (k) => (ls) => [...ls.slice(0, k + 1), ...ls.slice(k)],
   'an overlong line': (k) => (ls) => [...ls.slice(0, k), text(`{"a":"${'x'.repeat(1_100_000)}"}`), ...ls.slice(k)],

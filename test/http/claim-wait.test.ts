@@ -4,6 +4,7 @@
  * of its types wakes it; every wait is bounded; a hint for n jobs wakes n waiters, not the fleet.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Ledger } from '../../src/ledger/ledger.js';
 import { OkitClient } from '../../src/worker/client.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { startTestServer, type TestServer } from '../helpers/serve.js';
@@ -148,6 +149,38 @@ describe('claim long-poll', () => {
       expect(b.error.details.field).toBe('wait');
     }
     expect(t.srv.claims.size).toBe(0);
+  });
+
+  it('a paused type keeps its claims parked; its resume (HTTP) wakes them at once', async () => {
+    const admin = new OkitClient({ url: t.base, token: t.tokens.admin });
+    await admin.pauseQueue('pz', { reason: 'maintenance' });
+    const made = await w.enqueueMany([{ type: 'pz' }, { type: 'pz' }]);
+    const before = t.srv.claims.stats.wakes;
+    const polls = [1, 2].map((i) => poll(['pz'], 20, `pw${i}`));
+    await sleep(600);
+    expect(t.srv.claims.size).toBe(2); // paused: nothing claimable, both parked
+    expect((await admin.resumeQueue('pz')).changed).toBe(true);
+    const got = await Promise.all(polls);
+    expect(got.map((g) => g.c?.job.id).sort()).toEqual(made.map((m) => m.job.id).sort());
+    for (const g of got) expect(g.ms).toBeLessThan(15_000); // woken, not their 20 s bound
+    expect(t.srv.claims.stats.wakes - before).toBeGreaterThanOrEqual(2);
+    expect(t.srv.claims.size).toBe(0);
+  });
+
+  it('a resume by another process wakes parked claims through its NOTIFY, even for a job the pause never marked', async () => {
+    // The job waits unmarked under a pause: as after a pause whose process died between its first
+    // transaction (the pause row) and the sweep that marks the waiting jobs.
+    const { job } = await w.enqueue({ type: 'pz2' });
+    await db.pool.query("INSERT INTO okit.queue_pauses (tenant, type, actor, reason, paused_at) VALUES ('acme', 'pz2', 'token:x', NULL, now())");
+    const p = poll(['pz2'], 20);
+    await sleep(600);
+    expect(t.srv.claims.size).toBe(1);
+    // Another process (its own Ledger): its resume writes no job row here, so only its `+pz2` claim hints wake the waiter.
+    const r = await new Ledger(db.pool).resume('acme', 'pz2', { actor: 'token:y' });
+    expect(r).toMatchObject({ changed: true, jobs: 0 });
+    const { c, ms } = await p;
+    expect(c?.job.id).toBe(job.id);
+    expect(ms).toBeLessThan(15_000);
   });
 
   it('a waiter parked when the server closes answers at once, with no job', async () => {

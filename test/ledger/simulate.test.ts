@@ -37,12 +37,17 @@ describe('deterministic simulation', () => {
     expect(r.jobs).toBe(200);
     for (const s of ['succeeded', 'failed', 'canceled']) expect(r.outcomes[s], s).toBeGreaterThan(0);
     const evs = new Set(a.rows.map((x) => (x as { event: string }).event));
-    for (const e of ['enqueued', 'claimed', 'throttled', 'progress', 'succeeded', 'retry_scheduled', 'failed', 'lease_expired', 'canceled']) expect(evs.has(e), e).toBe(true);
+    for (const e of ['enqueued', 'claimed', 'throttled', 'progress', 'succeeded', 'retry_scheduled', 'failed', 'lease_expired', 'canceled', 'retried', 'prioritized', 'paused', 'resumed'])
+      expect(evs.has(e), e).toBe(true);
+    // The operator paused and resumed the report queue once; each retried job was retried once.
+    expect(r.queueEvents).toBe(2);
+    const retried = a.rows.filter((x) => (x as { event: string }).event === 'retried').map((x) => (x as { job_id: string }).job_id);
+    expect(new Set(retried).size).toBe(retried.length);
     const tev = new Set(a.events.map((x) => (x as { event: string }).event));
     expect([...tev].sort()).toEqual(['configured', 'refill_restored', 'upstream_throttled']);
     expect(a.snapshots.some((s) => (s as { source: string }).source === 'failure_index')).toBe(true);
-    // Positions are dense: history rows and throttle events together use 1..head.
-    expect(BigInt(r.ledgerHead)).toBe(BigInt(r.historyRows + r.throttleEvents));
+    // Positions are dense: history rows, throttle events and queue events together use 1..head.
+    expect(BigInt(r.ledgerHead)).toBe(BigInt(r.historyRows + r.throttleEvents + r.queueEvents));
     const check = await checkLedger(a.db.pool);
     expect(check.problems).toEqual([]);
     expect(check.jobs).toBe(200);

@@ -15,8 +15,10 @@ describe('state machine: code and SQL CHECK agree', () => {
     await db.drop();
   });
 
-  it('has no transition out of a terminal state and every state reachable', () => {
-    for (const [, from] of allTransitions()) if (from) expect(TERMINAL_STATES.has(from)).toBe(false);
+  it('leaves a finished state only by an operator retry (never succeeded), and reaches every state', () => {
+    for (const [event, from, to] of allTransitions()) if (from && TERMINAL_STATES.has(from)) expect([event, to], `${event} from ${from}`).toEqual(['retried', 'queued']);
+    expect(isAllowed('retried', 'succeeded', 'queued')).toBe(false);
+    expect(isAllowed('prioritized', 'running', 'running')).toBe(false);
     const reached = new Set(allTransitions().map(([, , to]) => to));
     for (const s of JOB_STATES) expect(reached.has(s), s).toBe(true);
     expect(Object.keys(TRANSITIONS).sort()).toEqual([...EVENTS].sort());
@@ -74,6 +76,7 @@ describe('state machine: code and SQL CHECK agree', () => {
           }
       expect(accepted).toBe(allTransitions().length);
       expect(n).toBe(EVENTS.length * 8 * 7);
+      expect(accepted).toBe(24);
     } finally {
       await c.query('ROLLBACK');
       await c.end();

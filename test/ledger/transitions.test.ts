@@ -107,6 +107,39 @@ describe('every transition of the state machine through the Ledger API', () => {
     await record(job.id);
   });
 
+  it('retried (from failed, dead_letter, canceled), prioritized, paused and resumed (queued and throttled)', async () => {
+    const failed = await running('g');
+    await ledger.fail(TEN, failed, W, { code: 'BAD', message: 'no', retryable: false });
+    const dead = await running('g', 1);
+    await ledger.fail(TEN, dead, W, { code: 'SLOW', message: 'slow' });
+    const { job: canceled } = await ledger.enqueue(TEN, { type: 'g' });
+    await ledger.cancel(TEN, canceled.id, { actor: 'ops' });
+    for (const id of [failed, dead, canceled.id]) {
+      const s = await ledger.retry(TEN, id, { actor: 'token:t1', reason: 'fixed upstream' });
+      expect(s.kind).toBe('queued');
+      expect(s.summary).toMatch(/^Retried by token:t1: fixed upstream; waiting in queue/);
+      expect((await ledger.getJob(TEN, id)).attempt).toBe(0);
+    }
+    await ledger.prioritize(TEN, failed, { priority: 7, actor: 'token:t1' });
+    expect((await ledger.getJob(TEN, failed)).priority).toBe(7);
+    const src = await ledger.createSource(TEN, { name: 'slow-g', host: 'slow-g.example' });
+    await ledger.configureThrottle(TEN, 'slow-g.example', { capacity: 1, refillPerSec: 0.01 });
+    await ledger.enqueue(TEN, { type: 'h', sourceId: src.id });
+    clock.advance(1000n); // th is the younger, so the second claim meets the empty bucket (equal times order by id)
+    const { job: th } = await ledger.enqueue(TEN, { type: 'h', sourceId: src.id });
+    await ledger.claim(TEN, { workerId: W, types: ['h'] });
+    await ledger.claim(TEN, { workerId: W, types: ['h'] });
+    expect((await ledger.getJob(TEN, th.id)).state).toBe('throttled');
+    await ledger.prioritize(TEN, th.id, { priority: -3, actor: 'token:t1' });
+    const p = await ledger.pause(TEN, 'h', { actor: 'token:t1', reason: 'upstream maintenance' });
+    expect(p).toMatchObject({ changed: true, jobs: 1 });
+    await ledger.pause(TEN, 'g', { actor: 'token:t1' });
+    const r = await ledger.resume(TEN, 'h', { actor: 'token:t1' });
+    expect(r).toMatchObject({ changed: true, jobs: 1 });
+    await ledger.resume(TEN, 'g', { actor: 'token:t1' });
+    await Promise.all([failed, dead, canceled.id, th.id].map(record));
+  });
+
   it('covered every allowed (event, from, to) triple', () => {
     const all = allTransitions().map(([e, f, t]) => `${e}|${f ?? '-'}|${t}`);
     expect([...seen].sort()).toEqual([...all].sort());
