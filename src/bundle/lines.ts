@@ -1,4 +1,4 @@
-/** Line schemas of the four data files: exact field sets and types (format v1). */
+/** Line schemas of the data files: exact field sets and types (queues.jsonl from format v3). */
 import { isCanonicalTimestamp } from '../util/time.js';
 
 type O = Record<string, unknown>;

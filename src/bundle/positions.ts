@@ -1,5 +1,5 @@
 /**
- * Completeness of a window: the ledger positions used by history rows and throttle events
+ * Completeness of a window: the ledger positions used by history rows, throttle events and queue events
  * must be exactly [from_pos, to_pos], each once. Positions arrive per file in increasing
  * order, so each file's are kept as runs (one run when nothing is missing); the export and
  * the verifier make the same check with this one class.
