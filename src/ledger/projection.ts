@@ -30,12 +30,39 @@ interface Fold {
   itemsDone: number | null;
   samples: Sample[];
   firstClaimAt: bigint | null;
+  /** This attempt's claim: what "elapsed" counts from for the p50 ETA. */
+  claimAt: bigint | null;
+  /** The newest `data.eta` seen (docs/eta.md); null on histories written before it: legacy ETA rules. */
+  etaIn: EtaInputs | null;
+  /** The ETA a queued/blocked row set, as of that row's `at` (it counts down to the snapshot's `updated_at`). */
+  waitEta: { from: bigint; mode: 'queue' | 'retry' | 'throttle'; seconds: number | null } | null;
   lastKnownOutcome: Obj | null;
   nextActions: NextAction[] | null;
   extra: Obj;
   source: 'snapshot' | 'failure_index';
   /** While the job's type is paused: the signal it had before, which `resumed` restores. */
   beforePause: { kind: SignalKind; summary: string; extra: Obj; nextActions: NextAction[] | null } | null;
+}
+
+/** A row's ETA inputs, written by the ledger at transition time (docs/eta.md). */
+interface EtaInputs {
+  /** p50 duration of the type's last N successes; null: the type has none yet. */
+  p50: number | null;
+  samples: number;
+  /** Workers recently active on the type (queued rows only). */
+  workers: number | null;
+}
+
+function etaInputs(v: Json | undefined): EtaInputs | null {
+  const o = obj(v);
+  if (!o) return null;
+  const p50 = num(o.p50_seconds);
+  const workers = num(o.workers);
+  return {
+    p50: p50 !== null && p50 >= 0 ? p50 : null,
+    samples: Math.max(0, Math.floor(num(o.samples) ?? 0)),
+    workers: workers !== null && workers >= 0 ? Math.floor(workers) : null,
+  };
 }
 
 /** How many recent progress samples the rate (and so the ETA) is computed over. */
@@ -65,7 +92,16 @@ function asPhase(v: Json | undefined): Phase {
   return typeof v === 'string' && (PHASES as readonly string[]).includes(v) ? (v as Phase) : 'unknown';
 }
 
-function eta(f: Fold): number | null {
+/** Seconds → an ETA: rounded up, never negative, null when not finite or beyond MAX_ETA_SECONDS. */
+function etaOf(s: number | null): number | null {
+  if (s === null || !Number.isFinite(s)) return null;
+  const c = Math.ceil(Math.max(0, s) - 1e-9);
+  return c <= MAX_ETA_SECONDS ? Math.max(0, c) : null;
+}
+
+const secondsBetween = (from: bigint, to: bigint): number => (to > from ? Number(to - from) / 1e6 : 0);
+
+function rateEta(f: Fold): number | null {
   if (f.itemsTotal === null || f.itemsDone === null) return null;
   if (f.itemsDone >= f.itemsTotal) return 0;
   const w = f.samples;
@@ -97,6 +133,8 @@ function byWhom(d: Obj): string {
 function step(f: Fold, r: HistoryRow): void {
   const d = r.data;
   const at = parseMicros(r.at);
+  f.etaIn = etaInputs(d.eta) ?? f.etaIn;
+  const p50 = f.etaIn?.p50 ?? null;
   // A pause lasts through a new priority; any other row ends it (a pause of a requeued job is a new row).
   if (r.event !== 'paused' && r.event !== 'resumed' && r.event !== 'prioritized') f.beforePause = null;
   switch (r.event) {
@@ -109,6 +147,13 @@ function step(f: Fold, r: HistoryRow): void {
       f.kind = 'queued';
       f.phase = 'unknown';
       const atLeast = num(d.queue_ahead_at_least);
+      if (f.etaIn) {
+        // Jobs ahead shared among the workers on the type, then this job's own run; null if capped.
+        const ahead = f.queuePosition === null ? null : Math.max(0, f.queuePosition - 1);
+        const workers = Math.max(1, f.etaIn.workers ?? 1);
+        const wait = Math.max(0, num(d.wait_seconds) ?? 0);
+        f.waitEta = { from: at, mode: 'queue', seconds: p50 === null || ahead === null ? null : wait + (ahead / workers) * p50 + p50 };
+      }
       f.summary =
         f.queuePosition === null && atLeast !== null
           ? `Waiting in queue (more than ${atLeast} ahead)`
@@ -122,6 +167,7 @@ function step(f: Fold, r: HistoryRow): void {
       f.kind = 'blocked';
       f.summary = `Throttled by ${host}: next slot in ${wait === null ? '?' : Math.ceil(wait)}s`;
       f.extra = { throttled_host: host, throttled_until: str(d.throttled_until) };
+      if (f.etaIn) f.waitEta = { from: at, mode: 'throttle', seconds: p50 === null || wait === null ? null : Math.max(0, wait) + p50 };
       f.nextActions = [{ label: `Wait for ${host}'s rate limit; the job resumes by itself` }];
       break;
     }
@@ -129,6 +175,8 @@ function step(f: Fold, r: HistoryRow): void {
       f.attempt = num(d.attempt) ?? f.attempt + 1;
       f.worker = str(d.worker_id);
       f.firstClaimAt ??= at;
+      f.claimAt = at;
+      f.waitEta = null;
       f.kind = 'started';
       f.phase = 'unknown';
       f.itemsDone = null;
@@ -154,6 +202,9 @@ function step(f: Fold, r: HistoryRow): void {
       const done = num(d.items_done);
       if (total !== null) f.itemsTotal = total;
       if (done !== null) {
+        // A clock that went backwards (or two samples in one microsecond): the old rate means nothing.
+        const prev = f.samples.at(-1);
+        if (prev && at <= prev.at) f.samples = [];
         f.itemsDone = done;
         f.samples.push({ at, done });
         if (f.samples.length > ETA_WINDOW) f.samples.shift();
@@ -180,6 +231,13 @@ function step(f: Fold, r: HistoryRow): void {
       f.kind = 'queued';
       f.summary = `Retry ${f.attempt + 1} of ${f.maxAttempts} at ${str(d.retry_at) ?? '?'} after ${e.code}: ${e.message}`;
       f.extra = { retry_at: str(d.retry_at), last_error_code: e.code };
+      if (f.etaIn) {
+        // A known failure's MTTR (failure → next success) already spans the backoff and the rerun.
+        const mttr = num(obj(d.signature)?.mttr_p50_seconds);
+        const backoff = num(d.backoff_seconds);
+        const seconds = mttr !== null && mttr >= 0 ? mttr : p50 === null || backoff === null ? null : Math.max(0, backoff) + p50;
+        f.waitEta = { from: at, mode: 'retry', seconds };
+      }
       f.worker = null;
       f.nextActions = null;
       break;
@@ -194,6 +252,8 @@ function step(f: Fold, r: HistoryRow): void {
       } else {
         f.kind = 'queued';
         f.summary = `Lease on ${who} expired; requeued (attempt ${f.attempt} of ${f.maxAttempts} used)`;
+        // Its place in the queue is not known here: back to a p50-only estimate.
+        if (f.etaIn) f.waitEta = { from: at, mode: 'queue', seconds: p50 };
         f.nextActions = null;
       }
       f.extra = { last_error_code: 'LEASE_EXPIRED' };
@@ -236,6 +296,8 @@ function step(f: Fold, r: HistoryRow): void {
       f.itemsDone = null;
       f.itemsTotal = null;
       f.samples = [];
+      f.claimAt = null;
+      f.waitEta = f.etaIn ? { from: at, mode: 'queue', seconds: p50 } : null;
       f.summary = `Retried by ${byWhom(d)}; waiting in queue` + (given ? ` (${given} attempt${given === 1 ? '' : 's'} given back)` : '');
       f.nextActions = null;
       f.source = 'snapshot';
@@ -286,6 +348,32 @@ function step(f: Fold, r: HistoryRow): void {
   }
 }
 
+/**
+ * The ETA as of `now` (the last row's `at`), and a note for the summary. Histories without ETA
+ * inputs (written before docs/eta.md) keep the old rule: a rate from item counts, or null.
+ */
+function etaAt(f: Fold, now: bigint): { eta: number | null; note: string | null } {
+  if (f.kind === 'succeeded') return { eta: 0, note: null };
+  if (f.kind !== 'queued' && f.kind !== 'started' && f.kind !== 'phase' && f.kind !== 'blocked') return { eta: null, note: null };
+  if (!f.etaIn) return { eta: f.kind === 'phase' || f.kind === 'started' ? rateEta(f) : null, note: null };
+  const p50 = f.etaIn.p50;
+  const noHistory = { eta: null, note: `no ETA yet: no ${f.type} job has succeeded` };
+  if (f.kind === 'started' || f.kind === 'phase') {
+    const rate = rateEta(f);
+    if (rate !== null) return { eta: rate, note: null };
+    if (p50 === null) return f.itemsDone !== null && f.itemsTotal !== null && f.itemsDone >= f.itemsTotal ? { eta: 0, note: null } : noHistory;
+    const elapsed = secondsBetween(f.claimAt ?? now, now);
+    if (elapsed > p50) return { eta: 0, note: `taking longer than usual (p50 ${formatDuration(BigInt(Math.round(p50 * 1e6)))})` };
+    return { eta: etaOf(p50 - elapsed), note: null };
+  }
+  // Paused: it waits for an operator, not for the clock.
+  if (f.beforePause) return { eta: null, note: null };
+  const w = f.waitEta;
+  if (!w) return { eta: null, note: null };
+  if (w.seconds === null) return p50 === null ? noHistory : { eta: null, note: null };
+  return { eta: etaOf(w.seconds - secondsBetween(w.from, now)), note: null };
+}
+
 /** A job's projection in progress: fold the rows one at a time (sorted by n), then finish. */
 export interface Projection {
   fold: Fold;
@@ -309,6 +397,9 @@ export function startProjection(): Projection {
       itemsDone: null,
       samples: [],
       firstClaimAt: null,
+      claimAt: null,
+      etaIn: null,
+      waitEta: null,
       lastKnownOutcome: null,
       nextActions: null,
       extra: {},
@@ -345,11 +436,12 @@ export function finishProjection(p: Projection): Snapshot {
     history_n: last.n,
   };
   for (const [k, v] of Object.entries(f.extra)) if (v !== null) diagnostics[k] = v;
+  const e = etaAt(f, parseMicros(last.at));
   const signal: Signal = {
     kind: f.kind,
     phase: f.phase,
-    summary: f.summary,
-    eta_seconds: f.kind === 'phase' || f.kind === 'started' ? eta(f) : f.kind === 'succeeded' ? 0 : null,
+    summary: e.note ? `${f.summary}; ${e.note}` : f.summary,
+    eta_seconds: e.eta,
     last_known_outcome: f.lastKnownOutcome,
     next_actions: f.nextActions,
     diagnostics,
