@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DURATION_SAMPLES, p50Micros, typeDurations } from '../../src/ledger/durations.js';
+import type { Ledger } from '../../src/ledger/ledger.js';
+import type { ManualClock } from '../../src/util/clock.js';
+import { SECOND } from '../../src/util/time.js';
+import { freshDb, type TestDb } from '../helpers/db.js';
+import { ledgerAt } from '../helpers/ledger.js';
+
+const TEN = 'dur';
+const W = 'w1';
+
+describe('p50Micros (pure)', () => {
+  it('nearest rank, no interpolation; null without samples', () => {
+    expect(p50Micros([])).toBeNull();
+    expect(p50Micros([7n])).toBe(7n);
+    expect(p50Micros([30n, 10n, 20n])).toBe(20n);
+    expect(p50Micros([40n, 10n, 30n, 20n])).toBe(20n);
+    expect(p50Micros([1n, 1n, 9007199254740993n])).toBe(1n);
+  });
+});
+
+describe('okit.type_durations: the last N successes per {tenant, type}, kept in the transition\'s transaction', () => {
+  let db: TestDb;
+  let ledger: Ledger;
+  let clock: ManualClock;
+  beforeAll(async () => {
+    db = await freshDb();
+    ({ ledger, clock } = ledgerAt(db.pool));
+  });
+  afterAll(async () => {
+    await db.drop();
+  });
+
+  async function run(type: string, seconds: number, tenant = TEN): Promise<void> {
+    await ledger.enqueue(tenant, { type });
+    const c = await ledger.claim(tenant, { workerId: W, types: [type] });
+    clock.advance(BigInt(seconds) * SECOND + 1n); // +1 µs: microseconds survive
+    await ledger.complete(tenant, c!.job.id, W);
+  }
+
+  it('a success appends its run duration (this attempt\'s claim → success); failures and other types do not', async () => {
+    expect(await typeDurations(db.pool, TEN, 'scan')).toEqual({ durationsUs: [], p50Us: null });
+    await run('scan', 10);
+    await run('scan', 30);
+    await run('scan', 20);
+    await run('other', 5);
+    const { job } = await ledger.enqueue(TEN, { type: 'scan', maxAttempts: 1 });
+    await ledger.claim(TEN, { workerId: W, types: ['scan'] });
+    clock.advance(99n * SECOND);
+    await ledger.fail(TEN, job.id, W, { code: 'BOOM', message: 'no' });
+    const s = await typeDurations(db.pool, TEN, 'scan');
+    expect(s.durationsUs).toEqual([10_000_001n, 30_000_001n, 20_000_001n]);
+    expect(s.p50Us).toBe(20_000_001n);
+    expect((await typeDurations(db.pool, TEN, 'other')).durationsUs).toEqual([5_000_001n]);
+    expect((await typeDurations(db.pool, 'someone-else', 'scan')).durationsUs).toEqual([]);
+  });
+
+  it('after a retry the duration counts from the last claim, not the first', async () => {
+    const { job } = await ledger.enqueue(TEN, { type: 'retrying', maxAttempts: 3 });
+    await ledger.claim(TEN, { workerId: W, types: ['retrying'] });
+    clock.advance(500n * SECOND);
+    await ledger.fail(TEN, job.id, W, { code: 'TIMEOUT', message: 'slow' });
+    clock.advance(3600n * SECOND); // past any backoff
+    const c = await ledger.claim(TEN, { workerId: W, types: ['retrying'] });
+    expect(c?.job.id).toBe(job.id);
+    clock.advance(7n * SECOND);
+    await ledger.complete(TEN, job.id, W);
+    expect((await typeDurations(db.pool, TEN, 'retrying')).durationsUs).toEqual([7_000_000n]);
+  });
+
+  it(`keeps only the last ${DURATION_SAMPLES}, oldest first`, async () => {
+    for (let i = 1; i <= DURATION_SAMPLES + 3; i++) await run('many', i);
+    const s = await typeDurations(db.pool, TEN, 'many');
+    expect(s.durationsUs).toHaveLength(DURATION_SAMPLES);
+    expect(s.durationsUs[0]).toBe(4n * SECOND + 1n);
+    expect(s.durationsUs.at(-1)).toBe(BigInt(DURATION_SAMPLES + 3) * SECOND + 1n);
+  });
+});
