@@ -115,6 +115,11 @@ export interface LastOutcome {
 }
 
 /** A paused job type: who paused it, why, when. */
+export interface EtaRow {
+  durationsUs: bigint[];
+  workers: number;
+}
+
 export interface PauseRow {
   type: string;
   actor: string;
@@ -274,6 +279,7 @@ export class Batch {
   private readonly runSeeds = new Map<string, { sourceId: string | null; now: Micros }>();
   private readonly aheadLoader: Loader<string, number>;
   private readonly lastLoader: Loader<string, LastOutcome | null>;
+  private readonly etaLoader: Loader<string, EtaRow>;
   private readonly signatureLoader: Loader<string, SignatureRow[]>;
   private readonly pauseLoader: Loader<string, Map<string, PauseRow>>;
   /** This batch's pause changes (null: resumed), seen by its later units. */
@@ -302,6 +308,7 @@ export class Batch {
     this.runLoader = new Loader(this, (ids) => this.upsertRuns(ids), null);
     this.aheadLoader = new Loader(this, (types) => this.countAhead(types), 0);
     this.lastLoader = new Loader(this, (types) => this.lastOutcomes(types), null);
+    this.etaLoader = new Loader(this, (types) => this.etaRows(types), { durationsUs: [], workers: 0 });
     this.signatureLoader = new Loader(this, () => this.readSignatures(), []);
     this.pauseLoader = new Loader(this, () => this.readPauses(), new Map());
     this.flushOrder = [
@@ -314,6 +321,7 @@ export class Batch {
       this.runLoader,
       this.aheadLoader,
       this.lastLoader,
+      this.etaLoader,
       this.signatureLoader,
       this.pauseLoader,
     ];
@@ -472,6 +480,11 @@ export class Batch {
 
   lastOutcome(type: string): Promise<LastOutcome | null> {
     return this.lastLoader.load(type);
+  }
+
+  /** The type's recent run durations and active workers, read once per batch (docs/eta.md). */
+  etaRow(type: string): Promise<EtaRow> {
+    return this.etaLoader.load(type);
   }
 
   /** The tenant's enabled failure signatures, most confident first (read once per batch). */
@@ -690,6 +703,22 @@ export class Batch {
         },
       ],
       read: ([rows]: Rows[]) => new Map(rows!.map((r) => [String(r.type), { job_id: String(r.id), status: String(r.state), finished_at: ts(r.updated_at) }])),
+    };
+  }
+
+  private etaRows(types: string[]) {
+    return {
+      stmts: [
+        {
+          // Workers: distinct lease owners of the type's running jobs (bounded by what is running).
+          text: `SELECT x.type, d.durations_us::text[] AS d,
+              (SELECT count(DISTINCT lease_owner)::int FROM okit.jobs WHERE tenant = $1 AND type = x.type AND state = 'running') AS w
+            FROM unnest($2::text[]) AS x(type) LEFT JOIN okit.type_durations d ON d.tenant = $1 AND d.type = x.type`,
+          params: [this.tenant, types],
+        },
+      ],
+      read: ([rows]: Rows[]) =>
+        new Map(rows!.map((r) => [String(r.type), { durationsUs: ((r.d as string[] | null) ?? []).map((x) => BigInt(x)), workers: Number(r.w) }])),
     };
   }
 
@@ -1028,6 +1057,9 @@ export class UnitView {
   }
   lastOutcome(type: string): Promise<LastOutcome | null> {
     return this.b.lastOutcome(type);
+  }
+  etaRow(type: string): Promise<EtaRow> {
+    return this.b.etaRow(type);
   }
   signatures(): Promise<SignatureRow[]> {
     return this.b.signatures();

@@ -27,3 +27,12 @@ export async function typeDurations(db: Pool | PoolClient, tenant: string, type:
   const durationsUs = (rows[0]?.d ?? []).map((x) => BigInt(x));
   return { durationsUs, p50Us: p50Micros(durationsUs) };
 }
+
+/**
+ * The ETA inputs a history row carries (`data.eta`, docs/eta.md), from the type's durations.
+ * Seconds with microsecond decimals; `workers` only where the row is a queued one.
+ */
+export function etaInputs(durationsUs: readonly bigint[], workers?: number): { [k: string]: number | null } {
+  const p50 = p50Micros(durationsUs);
+  return { p50_seconds: p50 === null ? null : Number(p50) / 1e6, samples: durationsUs.length, ...(workers === undefined ? {} : { workers }) };
+}

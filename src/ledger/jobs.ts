@@ -12,6 +12,7 @@ import type { Json } from '../util/canonical.js';
 import type { Clock } from '../util/clock.js';
 import { constantTimeEqual, sha256Hex } from '../util/hash.js';
 import { formatMicros, microsToSeconds, parseMicros, secondsToMicros, SECOND, type Micros } from '../util/time.js';
+import { etaInputs } from './durations.js';
 import { Deferred, type Change, type Slot, type UnitView } from './batch.js';
 import { JOB_COLUMNS, toJob } from './rows.js';
 import { TERMINAL_STATES, type JobState } from './states.js';
@@ -261,8 +262,14 @@ export class JobOps {
         // A run is (tenant, id): another tenant's run of the same id is another run (migration 005).
         await Promise.all(items.map((it) => (it.runId ? b.ensureRun(it.runId, it.sourceId, now) : null)));
         const types = [...new Set(items.map((it) => it.type))];
-        const [ahead, last] = await Promise.all([Promise.all(types.map((t) => b.queueAhead(t))), Promise.all(types.map((t) => b.lastOutcome(t))), b.pausedTypes()]);
+        const [ahead, last, etas] = await Promise.all([
+          Promise.all(types.map((t) => b.queueAhead(t))),
+          Promise.all(types.map((t) => b.lastOutcome(t))),
+          Promise.all(types.map((t) => b.etaRow(t))),
+          b.pausedTypes(),
+        ]);
         const aheadOf = new Map(types.map((t, i) => [t, ahead[i]!]));
+        const etaOf = new Map(types.map((t, i) => [t, etas[i]!]));
         const lastOf = new Map(types.map((t, i) => [t, last[i]!]));
         for (const it of items) if (b.hasJob(it.id)) throw new OkitError('INVALID_INPUT', `job id ${it.id} already exists`, { job_id: it.id });
         const out = new Map<string, Enqueued>();
@@ -289,6 +296,10 @@ export class JobOps {
             last_known_outcome: (lastOf.get(it.type) ?? null) as Json,
           };
           if (nAhead >= cap) data.queue_ahead_at_least = cap;
+          const er = etaOf.get(it.type)!;
+          data.eta = etaInputs(er.durationsUs, er.workers);
+          // The not-before wait comes before the queue (a future not_before).
+          if (it.notBefore != null && it.notBefore > now) data.wait_seconds = microsToSeconds(it.notBefore - now);
           const change = b.enqueue(
             {
               id: it.id,

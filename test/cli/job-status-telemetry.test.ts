@@ -49,7 +49,7 @@ describe('okit job status reports time to first signal', () => {
   it('as cli: --verbose prints the figure; the report and the server\'s own row land in ttfs_events', async () => {
     const r = await okit(['job', 'status', job, '--verbose'], { ...noCi(), OKIT_URL: t.base, OKIT_TOKEN: t.tokens.read });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim()).toBe('[queued] Waiting in queue (position: 1)');
+    expect(r.stdout.trim()).toBe('[queued] Waiting in queue (position: 1); no ETA yet: no scan job has succeeded');
     const m = /okit: time to first signal (\d+\.\d) ms \(cli, server (\d+\.\d\d) ms, cache miss, snapshot\)/.exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();
     const got = await waitRows(2);

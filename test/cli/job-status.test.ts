@@ -46,9 +46,9 @@ describe('okit job status', () => {
     await t.ledger.complete('acme', job.id, 'scanner-1');
     expect(await run).toBe(0);
     expect(io.lines).toHaveLength(4);
-    expect(io.lines[0]).toBe('[queued] Waiting in queue (position: 3)');
-    expect(io.lines[1]).toBe('[started] Job started on scanner-1');
-    expect(io.lines[2]).toBe('[phase:analyze] Scanning image layers (47%)');
+    expect(io.lines[0]).toBe('[queued] Waiting in queue (position: 3); no ETA yet: no watch job has succeeded');
+    expect(io.lines[1]).toBe('[started] Job started on scanner-1; no ETA yet: no watch job has succeeded') // the claim row carries no p50 yet (docs/eta.md, Status);
+    expect(io.lines[2]).toBe('[phase:analyze] Scanning image layers (47%); no ETA yet: no watch job has succeeded') // one sample: no rate yet;
     expect(io.lines[3]).toMatch(/^\[succeeded\] Completed in \d+s$/);
   });
 
@@ -56,7 +56,7 @@ describe('okit job status', () => {
     const { job } = await t.ledger.enqueue('acme', { type: 'doomed', maxAttempts: 1 });
     const once = capture({});
     expect(await runJobStatus(job.id, { url: t.base, token: t.tokens.read }, once)).toBe(0);
-    expect(once.lines).toEqual(['[queued] Waiting in queue (position: 1)']);
+    expect(once.lines).toEqual(['[queued] Waiting in queue (position: 1); no ETA yet: no doomed job has succeeded']);
 
     const io = capture({ OKIT_URL: t.base, OKIT_TOKEN: t.tokens.read });
     const run = runJobStatus(job.id, { watch: true }, io);
@@ -72,7 +72,7 @@ describe('okit job status', () => {
     await until(() => io2.lines.length === 1);
     await t.ledger.cancel('acme', j2.id, { actor: 'ops', reason: 'superseded' });
     expect(await run2).toBe(1);
-    expect(io2.lines).toEqual(['[queued] Waiting in queue (position: 1)', '[canceled] Canceled by ops: superseded']);
+    expect(io2.lines).toEqual(['[queued] Waiting in queue (position: 1); no ETA yet: no cancelme job has succeeded', '[canceled] Canceled by ops: superseded']);
   });
 
   it('an idle follower makes about one request per 2 s (long-poll), and reports time to first signal', async () => {
@@ -100,7 +100,7 @@ describe('okit job status', () => {
     await until(() => out.includes('[queued]'));
     await t.ledger.cancel('acme', job.id, { actor: 'ops' });
     expect(await exit).toBe(1);
-    expect(out.trim().split('\n')).toEqual(['[queued] Waiting in queue (position: 1)', '[canceled] Canceled by ops']);
+    expect(out.trim().split('\n')).toEqual(['[queued] Waiting in queue (position: 1); no ETA yet: no bin job has succeeded', '[canceled] Canceled by ops']);
 
     const bad = spawn(process.execPath, ['dist/cli/main.js', 'job', 'status', job.id, '--url', t.base, '--token', 'okit_' + 'B'.repeat(43)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';

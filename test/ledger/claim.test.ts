@@ -70,7 +70,7 @@ describe('claim order: priority, not-before, age; only the asked types', () => {
       summaries.push((await capped.getSnapshot('capq', job.id)).summary);
     }
     expect(positions).toEqual([1, 2, 3, null, null]);
-    expect(summaries[2]).toBe('Waiting in queue (position: 3)');
-    expect(summaries[4]).toBe('Waiting in queue (more than 3 ahead)');
+    expect(summaries[2]).toBe('Waiting in queue (position: 3); no ETA yet: no capped job has succeeded');
+    expect(summaries[4]).toBe('Waiting in queue (more than 3 ahead); no ETA yet: no capped job has succeeded');
   });
 });

@@ -68,6 +68,26 @@ describe('okit.type_durations: the last N successes per {tenant, type}, kept in 
     expect((await typeDurations(db.pool, TEN, 'retrying')).durationsUs).toEqual([7_000_000n]);
   });
 
+  it('an enqueued row carries the ETA inputs (p50, samples, workers) and its snapshot the queued ETA', async () => {
+    // 'scan' has 10 s, 30 s, 20 s runs (+1 µs each): p50 20.000001 s. One worker holds a running scan job.
+    const { job: running } = await ledger.enqueue(TEN, { type: 'scan' });
+    const held = await ledger.claim(TEN, { workerId: 'w2', types: ['scan'] });
+    expect(held?.job.id).toBe(running.id);
+    await ledger.enqueue(TEN, { type: 'scan' });
+    const { job } = await ledger.enqueue(TEN, { type: 'scan' });
+    const snapshot = await ledger.getSnapshot(TEN, job.id);
+    const row = (await ledger.history(TEN, job.id))[0]!;
+    expect(row.data.eta).toEqual({ p50_seconds: 20.000001, samples: 3, workers: 1 });
+    expect(row.data.queue_position).toBe(2);
+    // 1 ahead ÷ 1 worker × 20.000001 s + its own 20.000001 s, rounded up.
+    expect(snapshot.eta_seconds).toBe(41);
+    // A type that never succeeded: null, and the summary says so.
+    const fresh = await ledger.enqueue(TEN, { type: 'never' });
+    expect((await ledger.history(TEN, fresh.job.id))[0]!.data.eta).toEqual({ p50_seconds: null, samples: 0, workers: 0 });
+    expect(await ledger.getSnapshot(TEN, fresh.job.id)).toMatchObject({ eta_seconds: null, summary: 'Waiting in queue (position: 1); no ETA yet: no never job has succeeded' });
+    await ledger.complete(TEN, running.id, 'w2');
+  });
+
   it(`keeps only the last ${DURATION_SAMPLES}, oldest first`, async () => {
     for (let i = 1; i <= DURATION_SAMPLES + 3; i++) await run('many', i);
     const s = await typeDurations(db.pool, TEN, 'many');

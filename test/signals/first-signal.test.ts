@@ -27,7 +27,7 @@ describe('first-signal endpoint', () => {
     const body = await r.json();
     expect(Object.keys(body).sort()).toEqual(['diagnostics', 'eta_seconds', 'kind', 'last_known_outcome', 'next_actions', 'phase', 'summary']);
     expect(body.kind).toBe('queued');
-    expect(body.summary).toBe('Waiting in queue (position: 1)');
+    expect(body.summary).toBe('Waiting in queue (position: 1); no ETA yet: no scan job has succeeded');
 
     const nm = await t.get(FS(job.id), t.tokens.read, { 'If-None-Match': etag });
     expect(nm.status).toBe(304);
@@ -131,7 +131,7 @@ describe('first-signal endpoint', () => {
     const etag = (await t.get(FS(job.id), t.tokens.read)).headers.get('etag')!;
     const r = await t.get(FS(job.id) + '?wait=10', t.tokens.read, { 'If-None-Match': etag });
     expect(r.status).toBe(200);
-    expect((await r.json()).summary).toBe('Lease on gone expired; requeued (attempt 1 of 5 used)');
+    expect((await r.json()).summary).toBe('Lease on gone expired; requeued (attempt 1 of 5 used); no ETA yet: no abandon job has succeeded');
   });
 
   it('has /healthz and /readyz', async () => {
