@@ -361,7 +361,8 @@ function etaAt(f: Fold, now: bigint): { eta: number | null; note: string | null 
   if (f.kind === 'started' || f.kind === 'phase') {
     const rate = rateEta(f);
     if (rate !== null) return { eta: rate, note: null };
-    if (p50 === null) return f.itemsDone !== null && f.itemsTotal !== null && f.itemsDone >= f.itemsTotal ? { eta: 0, note: null } : noHistory;
+    // With item counts the rate is a sample away: no need to say there is no history.
+    if (p50 === null) return f.itemsDone !== null && f.itemsTotal !== null ? { eta: null, note: null } : noHistory;
     const elapsed = secondsBetween(f.claimAt ?? now, now);
     if (elapsed > p50) return { eta: 0, note: `taking longer than usual (p50 ${formatDuration(BigInt(Math.round(p50 * 1e6)))})` };
     return { eta: etaOf(p50 - elapsed), note: null };

@@ -94,6 +94,9 @@ describe('ETA for every non-terminal kind (inputs on the rows)', () => {
     s = new H().enqueued(3, eta(null, 2, 0)).claimed(0).progress(10, 'analyze', 0, 400).progress(20, 'analyze', 100, 400).snap;
     expect(s.eta_seconds).toBe(30);
     expect(s.summary).toBe('Working on analyze (25%)');
+    // One sample: no rate yet, but one is coming, so no "no history" note either.
+    s = new H().enqueued(3, eta(null, 2, 0)).claimed(0).progress(10, 'analyze', 0, 400).snap;
+    expect(s).toMatchObject({ eta_seconds: null, summary: 'Working on analyze (0%)' });
   });
 
   it('started without counts: p50 minus elapsed, then 0 and "taking longer than usual"', () => {
