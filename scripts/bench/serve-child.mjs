@@ -42,6 +42,8 @@ process.on('message', async (m) => {
     process.send({
       id: m.id,
       waiters: srv.waiters.size,
+      claimWaiters: srv.claims.size,
+      claimStats: { ...srv.claims.stats },
       rss: mem.rss,
       peakRss,
       heapUsed: mem.heapUsed,

@@ -11,7 +11,7 @@ import { portFree } from '../db/embedded.js';
 import { OkitClient } from '../worker/client.js';
 import { followJob } from '../worker/follow.js';
 import { signalLine } from '../signals/signal.js';
-import { JOBS, runWorker, setUp, type DemoJob, type WorkerStats } from '../demo/workload.js';
+import { JOBS, runWorkers, setUp, type DemoJob, type WorkerStats } from '../demo/workload.js';
 import { bundleStep, type BundleReport } from '../demo/bundle.js';
 import { withDb } from './context.js';
 import { port as parsePort } from './serve.js';
@@ -89,7 +89,7 @@ export async function runDemo(opts: DemoOptions, io: Io, stop?: Promise<unknown>
         };
         let allDone = false;
         const stats: WorkerStats = { claims: 0, retries: 0, upstream429: 0 };
-        const workers = ['worker-1', 'worker-2', 'worker-3'].map((w) => runWorker(workerClient, ledger, tenant, w, stepMs, () => allDone, stats));
+        const workers = [runWorkers(workerClient, stepMs, () => allDone, stats)];
         const watcher = (async () => {
           while (!allDone && !(allDone = await finished())) await new Promise((r) => setTimeout(r, 200));
         })();

@@ -14,9 +14,10 @@ import { register as verify } from './verify.js';
 import { register as replay } from './replay.js';
 import { register as slo } from './slo.js';
 import { register as control } from './control.js';
+import { register as work } from './work.js';
 
 // One line per command module; each registers its own subcommands.
-const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job, control, keys, exportCmd, verify, replay, slo];
+const COMMANDS: Register[] = [demo, db, ledger, simulate, serve, tokens, job, control, keys, exportCmd, verify, replay, slo, work];
 
 export function buildProgram(io = processIo): Command {
   return programWith(COMMANDS, io);

@@ -2,12 +2,16 @@
  * The demo's workload: real workers driving real jobs through the HTTP API of an in-process
  * `okit serve`. Each job's payload tells its worker what to do, so one small run shows phases
  * with progress, a throttled source (token bucket plus an upstream 429), a retry with backoff,
- * and a failure that matches a known failure signature (with next actions).
+ * and a failure that matches a known failure signature (with next actions). The workers are
+ * OkitWorkers; the upstream 429 is a real HTTP answer from a loopback stand-in for the feed.
  */
-import { OkitError } from '../errors.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Phase } from '../ledger/types.js';
 import type { OkitClient } from '../worker/client.js';
+import { RetryableError, UpstreamError, retryAfterSeconds } from '../worker/errors.js';
+import { OkitWorker } from '../worker/worker.js';
 
 export type Behaviour = 'scan' | 'flaky' | 'broken' | 'throttled-fetch' | 'upstream-429';
 
@@ -79,62 +83,71 @@ export interface WorkerStats {
   upstream429: number;
 }
 
+/** A loopback stand-in for advisories.example: its first request answers 429 with Retry-After: 2. */
+async function startUpstream(): Promise<{ url: string; close: () => Promise<void> }> {
+  let n = 0;
+  const srv = createServer((req, res) => {
+    req.resume();
+    if (n++ === 0) {
+      res.writeHead(429, { 'retry-after': '2', 'content-type': 'text/plain' });
+      return res.end('Too Many Requests\n');
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{"advisories":[]}');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => srv.close(() => r())) };
+}
+
 /**
- * A worker loop over the HTTP API: claim, heartbeat, report progress, finish as the payload
- * says. Stops when `done()` says so.
+ * Three OkitWorkers over the HTTP API, each handler doing what its job's payload says; they
+ * run until `done()` says so, then drain.
  */
-export async function runWorker(
-  client: OkitClient,
-  ledger: Ledger,
-  tenant: string,
-  workerId: string,
-  stepMs: number,
-  done: () => boolean,
-  stats: WorkerStats,
-): Promise<void> {
-  while (!done()) {
-    const claim = await client.claim({ workerId, types: ['scan', 'fetch', 'report'], leaseSeconds: 15 });
-    if (!claim) {
-      await sleep(stepMs / 2);
-      continue;
-    }
-    stats.claims++;
-    const job = claim.job;
-    const lease = { workerId, leaseToken: claim.leaseToken };
-    const payload = job.payload as { behaviour: Behaviour };
-    const behaviour = payload.behaviour;
-    try {
-      if (behaviour === 'upstream-429' && claim.attempt === 1) {
-        await sleep(stepMs);
-        // The upstream said 429 Retry-After: 2; tell the ledger so the bucket adapts.
-        await ledger.reportThrottle(tenant, 'advisories.example', { retryAfterSeconds: 2, status: 429, workerId });
+export async function runWorkers(client: OkitClient, stepMs: number, done: () => boolean, stats: WorkerStats): Promise<void> {
+  const upstream = await startUpstream();
+  const handler = async (job: { payload: unknown }, ctx: import('../worker/worker.js').JobContext) => {
+    const { behaviour } = job.payload as { behaviour: Behaviour };
+    if (behaviour === 'upstream-429' && ctx.attempt === 1) {
+      await sleep(stepMs);
+      const r = await fetch(`${upstream.url}/feed?page=2`, { signal: ctx.signal });
+      await r.text();
+      if (r.status === 429) {
         stats.upstream429++;
-        await client.fail(job.id, { ...lease, code: 'UPSTREAM_429', message: 'advisories.example answered 429 Too Many Requests (Retry-After: 2)', retryable: true });
-        stats.retries++;
-        continue;
+        // One call: the host's bucket adapts and the retry waits at least Retry-After.
+        throw new UpstreamError(`advisories.example answered 429 Too Many Requests (Retry-After: ${r.headers.get('retry-after')})`, {
+          status: 429,
+          retryAfterSeconds: retryAfterSeconds(r.headers.get('retry-after')),
+          host: 'advisories.example',
+        });
       }
-      for (const step of PLAN[behaviour]) {
-        const chunks = 4;
-        for (let i = 1; i <= chunks; i++) {
-          await sleep(stepMs);
-          await client.progress(job.id, { ...lease, phase: step.phase, summary: step.summary, itemsDone: Math.round((step.items * i) / chunks), itemsTotal: step.items });
-          await client.heartbeat(job.id, { ...lease, leaseSeconds: 15 });
-        }
-        if (behaviour === 'flaky' && claim.attempt === 1) {
-          await client.fail(job.id, { ...lease, code: 'FETCH_TIMEOUT', message: 'mirror timed out after 30s', retryable: true });
-          stats.retries++;
-          break;
-        }
-        if (behaviour === 'broken' && step.phase === 'analyze') {
-          await client.fail(job.id, { ...lease, code: 'LAYER_EXTRACT_FAILED', message: 'layer 3 of 5 could not be extracted', retryable: false });
-          break;
-        }
-      }
-      const now = await client.getJob(job.id);
-      if (now.state === 'running') await client.complete(job.id, { ...lease, result: { findings: 3 } });
-    } catch (e) {
-      // A job canceled under its worker is the one expected refusal; anything else is a bug.
-      if (!(e instanceof OkitError && (e.code === 'ILLEGAL_TRANSITION' || e.code === 'LEASE_NOT_HELD'))) throw e;
     }
+    for (const step of PLAN[behaviour]) {
+      const chunks = 4;
+      for (let i = 1; i <= chunks; i++) {
+        await sleep(stepMs);
+        ctx.signal.throwIfAborted();
+        await ctx.progress(step.phase, { summary: step.summary, itemsDone: Math.round((step.items * i) / chunks), itemsTotal: step.items });
+      }
+      if (behaviour === 'flaky' && ctx.attempt === 1) throw new RetryableError('mirror timed out after 30s', { code: 'FETCH_TIMEOUT' });
+      if (behaviour === 'broken' && step.phase === 'analyze') throw Object.assign(new Error('layer 3 of 5 could not be extracted'), { code: 'LAYER_EXTRACT_FAILED' });
+    }
+    return { findings: 3 };
+  };
+  const workers = ['worker-1', 'worker-2', 'worker-3'].map((workerId) => {
+    const w = new OkitWorker({ client, workerId, types: ['scan', 'fetch', 'report'], leaseSeconds: 15, claimWaitSeconds: 1, handler });
+    w.on('claimed', () => stats.claims++);
+    w.on('failed', (f) => f.retryable && stats.retries++);
+    return w;
+  });
+  try {
+    const running = workers.map((w) => w.run());
+    const stopped = (async () => {
+      while (!done()) await sleep(50);
+      await Promise.all(workers.map((w) => w.stop()));
+    })();
+    await Promise.all([...running, stopped]);
+  } finally {
+    await upstream.close();
   }
 }

@@ -12,6 +12,8 @@ import type { OkitMetrics } from '../metrics/metrics.js';
 import { clientBatch, MAX_TELEMETRY_BODY_BYTES } from '../telemetry/events.js';
 import { surfaceOf, type ServerTelemetry } from '../telemetry/server.js';
 import { MAX_BATCH_BODY_BYTES, readJson } from './body.js';
+import { claimWithWait, MAX_CLAIM_WAIT_SECONDS } from './claim.js';
+import type { ClaimWaiters } from '../signals/claims.js';
 import { addControlRoutes } from './control.js';
 import { toOkitError } from './errors.js';
 import { Router, type Ctx } from './router.js';
@@ -35,9 +37,16 @@ export interface ApiDeps {
   metrics: OkitMetrics;
   /** Absent when the server runs with telemetry off: no TTFS recording, no telemetry route. */
   telemetry?: ServerTelemetry;
+  /** Where claims with `wait` park until a job may be claimable (absent: `wait` is ignored). */
+  claims?: ClaimWaiters;
 }
 
 const opt = <T>(v: T | undefined | null): T | undefined => (v === null ? undefined : v);
+
+function objectField(x: unknown, field: string, shape: string): Record<string, unknown> {
+  if (!x || typeof x !== 'object' || Array.isArray(x)) throw new OkitError('INVALID_INPUT', `${field}: must be an object ${shape}`, { field });
+  return x as Record<string, unknown>;
+}
 
 function signalReply(ctx: Ctx, s: Snapshot): void {
   const etag = etagOf(s);
@@ -148,10 +157,14 @@ export function buildRouter(d: ApiDeps): Router {
       const b = await body(ctx);
       const input = { workerId: b.worker_id as string, types: b.types as string[], leaseSeconds: opt(b.lease_seconds as number) };
       const reply = (c: ClaimedJob) => ({ job: c.job, lease_expires_at: c.leaseExpiresAt, attempt: c.attempt, lease_token: c.leaseToken });
+      // `wait` (seconds, ≤ 30): when nothing is claimable now, wait for an enqueue, retry, lease
+      // expiry or throttle refill of these types to wake the claim (src/signals/claims.ts).
+      const wait = b.wait == null ? 0 : v.num(b.wait, 'wait', 0, MAX_CLAIM_WAIT_SECONDS);
+      const many = b.limit != null;
+      const got = await claimWithWait(d.ledger, d.claims, t, { ...input, limit: many ? (b.limit as number) : 1 }, wait, d.signalFor(ctx), ctx.res);
       // With `limit`, up to that many jobs in one transaction: { jobs: [...] } (maybe empty).
-      if (b.limit !== undefined) return sendJson(ctx.res, 200, { jobs: (await d.ledger.claim(t, { ...input, limit: b.limit as number })).map(reply) });
-      const c = await d.ledger.claim(t, input);
-      sendJson(ctx.res, 200, c ? reply(c) : { job: null });
+      if (many) return sendJson(ctx.res, 200, { jobs: got.map(reply) });
+      sendJson(ctx.res, 200, got[0] ? reply(got[0]) : { job: null });
     }),
   );
 
@@ -202,10 +215,34 @@ export function buildRouter(d: ApiDeps): Router {
         throw new OkitError('INVALID_INPUT', 'error: must be an object {"code", "message"}', { field: 'error' });
       const err = b.error as Record<string, unknown>;
       if (b.retryable !== undefined && typeof b.retryable !== 'boolean') throw new OkitError('INVALID_INPUT', 'retryable: must be a boolean', { field: 'retryable' });
+      // `upstream`: the 429/503 that caused this; its host's bucket is penalised in the same transaction.
+      const up = b.upstream == null ? undefined : objectField(b.upstream, 'upstream', '{"status", "retry_after_seconds"?, "host"?}');
       signalReply(
         ctx,
-        await d.ledger.fail(t, jobId, lease(b), { code: err.code as string, message: err.message as string, retryable: b.retryable as boolean | undefined }),
+        await d.ledger.fail(t, jobId, lease(b), {
+          code: err.code as string,
+          message: err.message as string,
+          retryable: b.retryable as boolean | undefined,
+          upstream: up && { status: up.status as number, retryAfterSeconds: opt(up.retry_after_seconds as number), host: opt(up.host as string) },
+        }),
       );
+    }),
+  );
+
+  // A worker saw an upstream throttle it (429, 503, ...): slow that host's bucket; answers the bucket now.
+  r.add(
+    'POST',
+    `${API}/throttles/report`,
+    authed('worker', async (ctx, t) => {
+      const b = await body(ctx);
+      if (b.status == null) throw new OkitError('INVALID_INPUT', 'status: is required (the HTTP status the upstream answered)', { field: 'status' });
+      const bucket = await d.ledger.reportThrottle(t, (b.host ?? null) as string | null, {
+        status: b.status as number,
+        retryAfterSeconds: opt(b.retry_after_seconds as number),
+        workerId: v.workerId(b.worker_id),
+        jobId: b.job_id == null ? null : v.uuid(b.job_id, 'job_id'),
+      });
+      sendJson(ctx.res, 200, { bucket });
     }),
   );
 
@@ -224,6 +261,7 @@ export function buildRouter(d: ApiDeps): Router {
     waiters: d.signals.waiters,
     listenerReady: d.signals.listenerReady,
     fallbackPollMs: d.signals.fallbackPollMs,
+    claims: d.claims,
     maxBodyBytes: d.maxBodyBytes,
     signalFor: d.signalFor,
     authed,

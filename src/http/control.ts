@@ -12,6 +12,7 @@ import * as v from '../ledger/validate.js';
 import { etagOf } from '../signals/signal.js';
 import { matchesEtag, parseWait, signalBody } from '../signals/handlers.js';
 import { ANY_JOB, type Waiters } from '../signals/waiters.js';
+import type { ClaimWaiters } from '../signals/claims.js';
 import { readJson } from './body.js';
 import type { Ctx, Router } from './router.js';
 import { sendJson } from './send.js';
@@ -22,6 +23,8 @@ export interface ControlDeps {
   waiters: Waiters;
   listenerReady(): boolean;
   fallbackPollMs: number;
+  /** Parked claims with `wait`: a resumed type wakes its waiters in this process at once. */
+  claims?: ClaimWaiters;
   maxBodyBytes: number;
   signalFor(ctx: Ctx): AbortSignal;
   authed(need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>): (ctx: Ctx) => Promise<void>;
@@ -173,7 +176,10 @@ export function addControlRoutes(r: Router, API: string, d: ControlDeps): void {
         const type = v.jobType(ctx.params.type);
         const b = await body(ctx);
         const input = { actor, reason: optText(b, 'reason') };
-        sendJson(ctx.res, 200, { queue: action === 'pause' ? await ledger.pause(t, type, input) : await ledger.resume(t, type, input) });
+        const queue = action === 'pause' ? await ledger.pause(t, type, input) : await ledger.resume(t, type, input);
+        // Other processes' waiters hear of a resume by the NOTIFY's `+type` hint (QueueOps.resume).
+        if (action === 'resume' && queue.changed) d.claims?.wakeTypes(t, [type]);
+        sendJson(ctx.res, 200, { queue });
       }),
     );
 

@@ -12,6 +12,7 @@ import { DbHealth } from '../db/health.js';
 import type { Pool } from '../db/pool.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { SignalDeps } from '../signals/handlers.js';
+import { ClaimWaiters } from '../signals/claims.js';
 import { SignalListener } from '../signals/listener.js';
 import { SignalStore } from '../signals/store.js';
 import { Waiters } from '../signals/waiters.js';
@@ -77,6 +78,8 @@ export interface RunningServer {
   listener: SignalListener;
   health: DbHealth;
   waiters: Waiters;
+  /** Parked `POST /workers/claim` calls with `wait`; `wakeTypes(tenant, types)` wakes them (e.g. a resumed type). */
+  claims: ClaimWaiters;
   store: SignalStore;
   limits: ServerLimits;
   connections: ConnectionCounter;
@@ -114,12 +117,15 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000, dbUp);
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal); // one listener per in-flight request, removed when it ends
+  // Claims with `wait` (called only once the listener below exists).
+  const claims = new ClaimWaiters({ pool: o.pool, clock: o.ledger.clock, listenerReady: () => listener.ready, fallbackPollMs: o.fallbackPollMs, log });
   const listener = new SignalListener({
     url: o.url,
     log,
     checkMs: o.listenerCheckMs,
     probeTimeoutMs: o.listenerProbeTimeoutMs,
-    onNotify: (tenant, ids) => {
+    onNotify: (tenant, ids, hints) => {
+      if (hints) claims.notify(tenant, hints);
       if (ids === '*') {
         store.invalidateTenant(tenant);
         waiters.wakeTenant(tenant);
@@ -133,6 +139,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     onReconnect: () => {
       store.cache.clear();
       waiters.wakeAll();
+      claims.wakeAll();
     },
     onState: (up) => log(up ? 'ready: LISTEN is up' : 'not ready: LISTEN connection lost'),
   });
@@ -184,6 +191,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     maxBatchBodyBytes: o.maxBatchBodyBytes,
     metrics,
     telemetry,
+    claims,
   });
 
   // Each request's AbortController, aborted when its client goes away, and by close() for all
@@ -363,6 +371,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     listener,
     health,
     waiters,
+    claims,
     store,
     limits,
     connections,

@@ -15,7 +15,7 @@ import { OkitError } from '../errors.js';
 import { inline } from '../db/literal.js';
 import type { PoolClient } from '../db/pool.js';
 import { canonicalize, type Json } from '../util/canonical.js';
-import { formatMicros, type Micros } from '../util/time.js';
+import { formatMicros, parseMicros, type Micros } from '../util/time.js';
 import { rowHash } from './chain.js';
 import { project } from './projection.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, toHistory, toJob, ts } from './rows.js';
@@ -142,6 +142,12 @@ export interface BucketSeed {
   capacity: number;
   refillPerSec: number;
   now: Micros;
+}
+
+/** Claim hints of a batch (see Batch.claimHints): ready counts and earliest future due moment, per job type. */
+export interface ClaimHints {
+  ready: Map<string, number>;
+  due: Map<string, Micros>;
 }
 
 /** Thrown by a unit that must run in a later batch (it collides with another unit of this one). */
@@ -786,6 +792,32 @@ export class Batch {
     return this.changed;
   }
 
+  /** Types a unit asks to wake claim waiters for even without a job change (a resumed type, say). */
+  private readonly extraReady = new Set<string>();
+  wakeClaims(type: string): void {
+    this.extraReady.add(type);
+  }
+
+  /**
+   * What claim waiters need to hear of this batch (the NOTIFY's claim hints): per job type, how
+   * many of its jobs the batch left claimable now (queued or throttled, due by the batch's last
+   * change of the job), and the earliest due moment of those it left claimable only later (a
+   * retry's backoff, a throttle's wait, a future not_before).
+   */
+  claimHints(): ClaimHints {
+    const ready = new Map<string, number>();
+    const due = new Map<string, Micros>();
+    for (const s of this.slots.values()) {
+      const last = s.rows[s.rows.length - 1];
+      if (!last || (s.job.state !== 'queued' && s.job.state !== 'throttled')) continue;
+      const nb = parseMicros(s.job.not_before);
+      if (nb <= parseMicros(last.at)) ready.set(s.job.type, (ready.get(s.job.type) ?? 0) + 1);
+      else if (!due.has(s.job.type) || nb < due.get(s.job.type)!) due.set(s.job.type, nb);
+    }
+    for (const t of this.extraReady) if (!ready.has(t)) ready.set(t, 1);
+    return { ready, due };
+  }
+
   /** Assigns positions first..first+positions-1 in recording order and chains every row. */
   seal(first: bigint): void {
     let pos = first;
@@ -1043,5 +1075,9 @@ export class UnitView {
   setBucket(host: string, bucket: Bucket): void {
     this.b.setBucket(host, bucket);
     this.changes++;
+  }
+  /** Wakes claim waiters of the type when the batch commits (its NOTIFY carries `+type`): for changes that make jobs claimable without a job transition. */
+  wakeClaims(type: string): void {
+    this.b.wakeClaims(type);
   }
 }

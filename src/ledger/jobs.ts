@@ -11,12 +11,13 @@ import { isOkitError, OkitError } from '../errors.js';
 import type { Json } from '../util/canonical.js';
 import type { Clock } from '../util/clock.js';
 import { constantTimeEqual, sha256Hex } from '../util/hash.js';
-import { formatMicros, microsToSeconds, parseMicros, SECOND, type Micros } from '../util/time.js';
+import { formatMicros, microsToSeconds, parseMicros, secondsToMicros, SECOND, type Micros } from '../util/time.js';
 import { Deferred, type Change, type Slot, type UnitView } from './batch.js';
 import { JOB_COLUMNS, toJob } from './rows.js';
 import { TERMINAL_STATES, type JobState } from './states.js';
 import { matchSignature } from './signatures.js';
 import { consumeToken, fromMicroUnits } from './throttle.js';
+import { recordPenalty, upstreamInput } from './sources.js';
 import type { HistoryRow, Job, Phase, Snapshot } from './types.js';
 import * as v from './validate.js';
 import type { BatchWriter, Unit } from './writer.js';
@@ -66,6 +67,12 @@ export interface FailInput {
   code: string;
   message: string;
   retryable?: boolean;
+  /**
+   * The upstream's answer that caused the failure (a 429 or 503, with Retry-After): the host's
+   * bucket is penalised in the same transaction (as reportThrottle), and a retry waits at least
+   * Retry-After. `host` defaults to the job's source host.
+   */
+  upstream?: { status: number; retryAfterSeconds?: number | null; host?: string | null } | null;
 }
 
 export interface Enqueued {
@@ -92,7 +99,18 @@ export interface LedgerCore {
     backoffBaseSeconds: number;
     backoffCapSeconds: number;
     queuePositionCap: number;
+    /** Bucket a host gets when a throttle is reported for it and it has none. */
+    defaultBucket: { capacity: number; refillPerSec: number };
   };
+}
+
+/** A host name given in an input (validated as hosts are). */
+function hostField(h: unknown): string {
+  try {
+    return v.host(h);
+  } catch {
+    throw new OkitError('INVALID_INPUT', 'upstream.host: must be a host name, optionally with :port', { field: 'upstream.host' });
+  }
 }
 
 /** One validated job to enqueue. */
@@ -404,33 +422,50 @@ export class JobOps {
     const error = { code: v.errorCode(input?.code), message: v.text(input?.message, 'error.message', v.MAX_ERROR_MESSAGE_CHARS)! };
     const retryable = input.retryable === undefined ? true : input.retryable;
     if (typeof retryable !== 'boolean') throw new OkitError('INVALID_INPUT', 'retryable: must be a boolean', { field: 'retryable' });
+    const up = input.upstream == null ? null : { ...upstreamInput(input.upstream, 'upstream'), host: input.upstream.host == null ? null : hostField(input.upstream.host) };
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
     const backoff = (attempt: number) => this.backoffMicros(jobId, attempt);
+    const seed = { ...this.l.opts.defaultBucket, now };
     return this.l.writer.submit(tenant, {
-      weight: 1,
+      weight: up ? 2 : 1,
       async run(b) {
         const [got] = await Promise.all([b.job(jobId), b.pausedTypes()]);
-        const slot = leased(got, jobId, worker, token);
-        const clear = NO_LEASE;
-        const base = { worker_id: worker, attempt: slot.job.attempt, error };
-        if (retryable && slot.job.attempt < slot.job.max_attempts) {
-          const delay = backoff(slot.job.attempt);
+        const slot0 = leased(got, jobId, worker, token);
+        let host: string | null = null;
+        if (up) {
+          // The upstream's host: as given, else the job's source's.
+          host = up.host ?? (slot0.job.source_id ? ((await b.source(slot0.job.source_id))?.host ?? null) : null);
+          if (!host) throw new OkitError('INVALID_INPUT', 'upstream.host: is required when the job has no source', { field: 'upstream.host' });
+          await b.bucket(host, seed);
+        }
+        const retry = retryable && slot0.job.attempt < slot0.job.max_attempts;
+        const sigs = retry ? null : await b.signatures();
+        // Checks and changes in one step: another unit of the batch may have moved the job meanwhile.
+        const slot = leased(slot0, jobId, worker, token);
+        const base: { [k: string]: Json } = { worker_id: worker, attempt: slot.job.attempt, error };
+        if (up && host) {
+          recordPenalty(b, host, up, now, { worker, jobId });
+          base.upstream = { status: up.status, retry_after_seconds: up.retryAfterSeconds === null ? null : String(up.retryAfterSeconds), host };
+        }
+        if (retry) {
+          let delay = backoff(slot.job.attempt);
+          // Not before the upstream said it would take us again.
+          const wait = up?.retryAfterSeconds ? secondsToMicros(up.retryAfterSeconds) : 0n;
+          if (wait > delay) delay = wait;
           const retryAt = formatMicros(now + delay);
           const ch = b.transition(slot, 'retry_scheduled', 'queued', { ...base, retry_at: retryAt, backoff_seconds: microsToSeconds(delay) }, now, {
-            ...clear,
+            ...NO_LEASE,
             not_before: retryAt,
           });
           const pause = b.pauseNow(slot.job.type);
           const after = pause ? b.transition(slot, 'paused', 'queued', pauseData(pause), now) : ch;
           return () => after.snapshot();
         }
-        const sigs = await b.signatures();
-        checkLease(slot.job, slot.leaseToken, worker, token); // another unit of the batch may have moved the job meanwhile
-        const signature = matchSignature(sigs, { error_code: error.code, phase: String(lastPhase(slot)), type: slot.job.type, payload: slot.job.payload });
-        const data: { [k: string]: Json } = { ...base, attempt: slot.job.attempt, retryable };
+        const signature = matchSignature(sigs!, { error_code: error.code, phase: String(lastPhase(slot)), type: slot.job.type, payload: slot.job.payload });
+        const data: { [k: string]: Json } = { ...base, retryable };
         if (signature) data.signature = signature;
-        const ch = b.transition(slot, retryable ? 'dead_lettered' : 'failed', retryable ? 'dead_letter' : 'failed', data, now, clear);
+        const ch = b.transition(slot, retryable ? 'dead_lettered' : 'failed', retryable ? 'dead_letter' : 'failed', data, now, NO_LEASE);
         return () => ch.snapshot();
       },
     });
@@ -450,6 +485,36 @@ export class JobOps {
           throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is already ${slot.job.state}`, { job_id: jobId, state: slot.job.state });
         const ch = b.transition(slot, 'canceled', 'canceled', { actor, reason }, now, NO_LEASE);
         return () => ch.snapshot();
+      },
+    });
+  }
+
+  /**
+   * Ends a lease at once, as if it had expired now (`lease_expired`: back to the queue with the
+   * attempt counted, or dead-lettered on the last attempt). For a claim whose claimer is known
+   * to have gone before it heard of it (a long-poll claim whose client disconnected): the job
+   * comes back now instead of after its lease seconds. Only the lease's own token ends it.
+   */
+  async abandon(tenant: string, jobId: string, holder: { workerId: string; leaseToken: string }): Promise<void> {
+    v.tenant(tenant);
+    const { worker, token } = leaseOf(holder);
+    v.uuid(jobId, 'job_id');
+    const now = this.l.clock.now();
+    await this.l.writer.submit(tenant, {
+      weight: 1,
+      async run(b) {
+        const slot = leased(await b.job(jobId), jobId, worker, token);
+        const job = slot.job;
+        const last = job.attempt >= job.max_attempts;
+        b.transition(
+          slot,
+          'lease_expired',
+          last ? 'dead_letter' : 'queued',
+          { worker_id: job.lease_owner, attempt: job.attempt, lease_expires_at: formatMicros(now) },
+          now,
+          { lease_owner: null, lease_expires_at: null, ...(last ? {} : { not_before: formatMicros(now) }) },
+        );
+        return () => undefined;
       },
     });
   }
@@ -670,6 +735,8 @@ function leaseOf(h: LeaseHolder): { worker: string; token: string | null } {
 }
 
 function checkLease(job: Job, current: string | null, worker: string, token: string | null): void {
+  // A canceled job tells its worker so: stop the work, report nothing more (409 JOB_CANCELED).
+  if (job.state === 'canceled') throw new OkitError('JOB_CANCELED', `job ${job.id} was canceled; stop working on it`, { job_id: job.id, state: job.state });
   if (job.state !== 'running') throw new OkitError('ILLEGAL_TRANSITION', `job ${job.id} is ${job.state}, not running`, { job_id: job.id, state: job.state });
   if (job.lease_owner !== worker) throw new OkitError('LEASE_NOT_HELD', `job ${job.id} is leased by another worker`, { job_id: job.id });
   if (token !== null && !constantTimeEqual(current ?? '', token))

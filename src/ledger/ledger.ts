@@ -16,6 +16,7 @@ import type { JobEvent, JobState } from './states.js';
 import { JobOps, type ClaimedJob, type ClaimInput, type EnqueueInput, type Enqueued, type FailInput, type LeaseHolder, type LedgerCore, type ProgressInput } from './jobs.js';
 import { HISTORY_COLUMNS, JOB_COLUMNS, SNAPSHOT_COLUMNS, toHistory, toJob, toSnapshot } from './rows.js';
 import { SourceOps, type Source, type ThrottleState } from './sources.js';
+import type { BucketView } from './throttle.js';
 import { ControlOps } from './jobs.js';
 import { QueueOps, type PauseResult, type QueueInfo } from './queues.js';
 import { QueryOps, type JobFilters, type JobList, type Run, type RunStatus } from './queries.js';
@@ -29,6 +30,7 @@ export { writeSnapshot } from './rows.js';
 export type { BatchStats } from './writer.js';
 export type { ClaimedJob, ClaimInput, EnqueueInput, Enqueued, FailInput, LeaseHolder, ProgressInput } from './jobs.js';
 export type { Source, ThrottleState } from './sources.js';
+export type { BucketView } from './throttle.js';
 export type { PauseResult, QueueInfo } from './queues.js';
 export type { JobFilters, JobList, JobListItem, Run, RunStatus, RunSignal } from './queries.js';
 export type { Signature, SignatureOutcome, SignaturePattern } from './signatures.js';
@@ -153,6 +155,10 @@ export class Ledger implements LedgerCore {
   cancel(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
     return this.jobs.cancel(tenant, jobId, input);
   }
+  /** Ends a lease now (lease_expired), for a claim whose claimer went away before hearing of it. */
+  abandon(tenant: string, jobId: string, holder: { workerId: string; leaseToken: string }): Promise<void> {
+    return this.jobs.abandon(tenant, jobId, holder);
+  }
   expireLeases(opts: { tenant?: string; limit?: number } = {}): Promise<number> {
     return this.jobs.expireLeases(opts);
   }
@@ -172,7 +178,8 @@ export class Ledger implements LedgerCore {
   configureThrottle(tenant: string, host: string, cfg: { capacity: number; refillPerSec: number }): Promise<void> {
     return this.sources.configureThrottle(tenant, host, cfg);
   }
-  reportThrottle(tenant: string, host: string, input: { retryAfterSeconds: number; status?: number; workerId?: string }): Promise<void> {
+  /** An upstream throttled a worker: penalise the host's bucket; answers the bucket now. */
+  reportThrottle(tenant: string, host: string | null, input: { retryAfterSeconds?: number | null; status?: number; workerId?: string; jobId?: string | null }): Promise<BucketView> {
     return this.sources.reportThrottle(tenant, host, input);
   }
   addSource(tenant: string, input: { name: string; host: string; id?: string }): Promise<{ source: Source; created: boolean }> {

@@ -88,6 +88,8 @@ export class QueueOps {
         if (!b.pauseNow(t)) return () => false;
         b.setPause(t, null);
         b.queueEvent(t, 'resumed', { actor, reason }, now);
+        // Claim waiters of every process look again (the NOTIFY's `+type` hint); the sweep's rows add theirs.
+        b.wakeClaims(t);
         return () => true;
       },
     });
@@ -118,7 +120,12 @@ export class QueueOps {
             marked++;
           }
           const last = slots.length > 0 ? slots[slots.length - 1]!.job.id : null;
-          return () => ({ marked, last, more: slots.length === SWEEP });
+          const more = slots.length === SWEEP;
+          // The last sweep of a resume wakes claim waiters again: while it held the waiting jobs'
+          // rows (FOR UPDATE), a claim woken by the resume's own hint skipped them (SKIP LOCKED),
+          // and jobs the pause never marked get no row here, so no hint of their own.
+          if (event === 'resumed' && !more) b.wakeClaims(type);
+          return () => ({ marked, last, more });
         },
       });
       total += r.marked;

@@ -170,7 +170,7 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
     try {
       await fn();
     } catch (e) {
-      if (isOkitError(e) && (e.code === 'ILLEGAL_TRANSITION' || e.code === 'LEASE_NOT_HELD')) drop(w);
+      if (isOkitError(e) && (e.code === 'ILLEGAL_TRANSITION' || e.code === 'LEASE_NOT_HELD' || e.code === 'JOB_CANCELED')) drop(w);
       else throw e;
     }
   };

@@ -9,7 +9,9 @@ import type { Json } from '../util/canonical.js';
 import { formatMicros, secondsToMicros } from '../util/time.js';
 import type { LedgerCore } from './jobs.js';
 import { ts } from './rows.js';
-import { fromMicroUnits, numericMicroUnits, penalise, refill, toBucket } from './throttle.js';
+import { bucketView, fromMicroUnits, numericMicroUnits, penalise, refill, toBucket, type Bucket, type BucketView } from './throttle.js';
+import type { UnitView } from './batch.js';
+import type { Micros } from '../util/time.js';
 import { json, tsOrNull } from './rows.js';
 import * as v from './validate.js';
 
@@ -153,33 +155,37 @@ export class SourceOps {
 
   /**
    * A worker saw the upstream throttle us (an HTTP 429 with Retry-After, say): empty the bucket,
-   * pause refill for retryAfter, halve the refill rate (it recovers additively on later claims).
+   * pause refill for retryAfter (none when absent), halve the refill rate (it recovers additively
+   * on later claims). With `jobId`, the job (of this tenant: JOB_NOT_FOUND otherwise) is named in
+   * the throttle event. Answers the bucket as it is now.
    */
-  async reportThrottle(tenant: string, hostName: string, input: { retryAfterSeconds: number; status?: number; workerId?: string }): Promise<void> {
+  async reportThrottle(
+    tenant: string,
+    hostName: string | null | undefined,
+    input: { retryAfterSeconds?: number | null; status?: number; workerId?: string; jobId?: string | null },
+  ): Promise<BucketView> {
     v.tenant(tenant);
-    const host = v.host(hostName);
-    const retryAfter = v.num(input.retryAfterSeconds, 'retry_after_seconds', 0, 86400);
-    const status = v.int(input.status, 'status', 100, 599, 429);
+    // Without a host, the job's source's host (as for a fail with upstream).
+    const given = hostName == null && input.jobId != null ? null : v.host(hostName);
+    const up = upstreamInput({ status: input.status ?? 429, retryAfterSeconds: input.retryAfterSeconds });
     const worker = input.workerId ? v.workerId(input.workerId) : undefined;
+    const jobId = input.jobId != null ? v.uuid(input.jobId, 'job_id') : null;
     const now = this.l.clock.now();
     const d = this.o.defaultBucket;
-    await this.l.writer.submit(tenant, {
+    return this.l.writer.submit(tenant, {
       weight: 1,
       async run(b) {
-        await b.bucket(host, { capacity: d.capacity, refillPerSec: d.refillPerSec, now });
-        const cur = b.bucketNow(host)!;
-        const after = penalise(cur, now, secondsToMicros(retryAfter));
-        b.setBucket(host, after);
-        const data: { [k: string]: Json } = {
-          status,
-          retry_after_seconds: String(retryAfter),
-          refill_before: fromMicroUnits(cur.refill),
-          refill_after: fromMicroUnits(after.refill),
-          penalty_until: formatMicros(after.penaltyUntil!),
-          ...(worker ? { worker_id: worker } : {}),
-        };
-        b.throttleEvent(host, 'upstream_throttled', data, now);
-        return () => undefined;
+        const seed = { capacity: d.capacity, refillPerSec: d.refillPerSec, now };
+        const [job] = await Promise.all([jobId ? b.job(jobId) : null, given ? b.bucket(given, seed) : null]);
+        if (jobId && !job) throw new OkitError('JOB_NOT_FOUND', `job ${jobId} not found`, { job_id: jobId });
+        let host = given;
+        if (!host) {
+          host = job!.job.source_id ? ((await b.source(job!.job.source_id))?.host ?? null) : null;
+          if (!host) throw new OkitError('INVALID_INPUT', 'host: is required when the job has no source', { field: 'host' });
+          await b.bucket(host, seed);
+        }
+        const after = recordPenalty(b, host, up, now, { worker, jobId });
+        return () => bucketView(host, after);
       },
     });
   }
@@ -190,4 +196,40 @@ function rethrowIdTaken(e: unknown, id: string): never {
   const err = e as { code?: string; constraint?: string };
   if (err.code === '23505' && err.constraint?.endsWith('_pkey')) throw new OkitError('INVALID_INPUT', `id ${id} is already taken`, { field: 'id' });
   throw e;
+}
+
+/** An upstream throttle as reported: the status the upstream answered and its Retry-After, if any. */
+export interface Upstream {
+  status: number;
+  retryAfterSeconds: number | null;
+}
+
+/** Validates a reported upstream status (100..599) and Retry-After (0..86400 s, optional). */
+export function upstreamInput(input: { status?: unknown; retryAfterSeconds?: unknown }, prefix = ''): Upstream {
+  const named = (f: string) => (prefix ? `${prefix}.${f}` : f);
+  const status = v.int(input.status, named('status'), 100, 599);
+  const retryAfterSeconds = input.retryAfterSeconds == null ? null : v.num(input.retryAfterSeconds, named('retry_after_seconds'), 0, 86400);
+  return { status, retryAfterSeconds };
+}
+
+/**
+ * Records an upstream throttle in a unit whose bucket for `host` is loaded (b.bucket with a
+ * seed): the penalised bucket and its `upstream_throttled` event. Synchronous: call it in the
+ * unit's last step, after its reads. Answers the bucket after.
+ */
+export function recordPenalty(b: UnitView, host: string, up: Upstream, now: Micros, who: { worker?: string; jobId?: string | null }): Bucket {
+  const cur = b.bucketNow(host)!;
+  const after = penalise(cur, now, secondsToMicros(up.retryAfterSeconds ?? 0));
+  b.setBucket(host, after);
+  const data: { [k: string]: Json } = {
+    status: up.status,
+    retry_after_seconds: up.retryAfterSeconds === null ? null : String(up.retryAfterSeconds),
+    refill_before: fromMicroUnits(cur.refill),
+    refill_after: fromMicroUnits(after.refill),
+    penalty_until: formatMicros(after.penaltyUntil!),
+    ...(who.worker ? { worker_id: who.worker } : {}),
+    ...(who.jobId ? { job_id: who.jobId } : {}),
+  };
+  b.throttleEvent(host, 'upstream_throttled', data, now);
+  return after;
 }

@@ -4,7 +4,7 @@
  * Adaptive refill (AIMD): an upstream throttle halves the refill rate and pauses refill for
  * its Retry-After; each later successful take adds a tenth of the base rate back.
  */
-import { parseMicros, type Micros } from '../util/time.js';
+import { formatMicros, parseMicros, type Micros } from '../util/time.js';
 import { tsOrNull } from './rows.js';
 
 export interface Bucket {
@@ -101,4 +101,27 @@ export function numericMicroUnits(n: number, scale: number): bigint {
   const up = (frac[scale] ?? '0') >= '5' ? 1n : 0n;
   const v = (kept + up) * 10n ** BigInt(6 - scale);
   return neg ? -v : v;
+}
+
+/** A bucket as the HTTP API shows it: decimal strings as the ledger stores them, RFC 3339 times. */
+export interface BucketView {
+  host: string;
+  capacity: string;
+  base_refill_per_sec: string;
+  refill_per_sec: string;
+  tokens: string;
+  updated_at: string;
+  penalty_until: string | null;
+}
+
+export function bucketView(host: string, b: Bucket): BucketView {
+  return {
+    host,
+    capacity: fromMicroUnits(b.capacity),
+    base_refill_per_sec: fromMicroUnits(b.baseRefill),
+    refill_per_sec: fromMicroUnits(b.refill),
+    tokens: fromMicroUnits(b.tokens),
+    updated_at: formatMicros(b.updatedAt),
+    penalty_until: b.penaltyUntil === null ? null : formatMicros(b.penaltyUntil),
+  };
 }

@@ -32,7 +32,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { isOkitError, OkitError } from '../errors.js';
 import { isDbTimeout, isDbUnavailable } from '../db/errors.js';
 import type { Pool, PoolClient } from '../db/pool.js';
-import { Batch, Deferred, type UnitView } from './batch.js';
+import { Batch, Deferred, type ClaimHints, type UnitView } from './batch.js';
 import { KnownJobs } from './known.js';
 import type { CommitInfo } from './ledger.js';
 
@@ -133,11 +133,24 @@ type Outcome =
   | { kind: 'deferred'; members: Member[] }
   | { kind: 'recheck'; members: Member[] };
 
-/** The ids of the jobs whose signal changed; "*" tells listeners to recheck the tenant when they do not fit. */
-export function notifyPayload(tenant: string, ids: readonly string[]): string | null {
-  if (ids.length === 0) return null;
-  const payload = `${tenant} ${ids.join(' ')}`;
-  return Buffer.byteLength(payload) > MAX_NOTIFY_BYTES ? `${tenant} *` : payload;
+/**
+ * The batch's one NOTIFY payload: `<tenant>`, the ids of the jobs whose signal changed, then the
+ * claim hints: `+<type>=<n>` (n jobs of the type claimable now) and `@<type>=<µs>` (the earliest
+ * moment a job of the type becomes claimable later). Types never contain `=`, `+`, `@` or `*`,
+ * ids are UUIDs. When it would not fit in MAX_NOTIFY_BYTES, the ids become `*` (recheck the
+ * tenant's jobs), and if the hints alone do not fit either, they become `+*` (every claim
+ * waiter of the tenant looks again).
+ */
+export function notifyPayload(tenant: string, ids: readonly string[], hints?: ClaimHints): string | null {
+  const hintTokens: string[] = [];
+  for (const [type, n] of hints?.ready ?? []) hintTokens.push(`+${type}=${n}`);
+  for (const [type, at] of hints?.due ?? []) hintTokens.push(`@${type}=${at}`);
+  if (ids.length === 0 && hintTokens.length === 0) return null;
+  let hintText = hintTokens.length ? ' ' + hintTokens.join(' ') : '';
+  if (Buffer.byteLength(tenant) + 2 + Buffer.byteLength(hintText) > MAX_NOTIFY_BYTES) hintText = ' +*';
+  const head = ids.length ? `${tenant} ${ids.join(' ')}` : tenant;
+  if (Buffer.byteLength(head) + Buffer.byteLength(hintText) <= MAX_NOTIFY_BYTES) return head + hintText;
+  return `${tenant} *${hintText}`;
 }
 
 /** A lone unit's database error, as the caller sees it. */
@@ -377,10 +390,12 @@ export class BatchWriter {
       });
       if (failure !== undefined) throw failure;
       positions = b.positions;
-      const notify = () => notifyPayload(tenant, b.changedJobs);
+      const notify = () => notifyPayload(tenant, b.changedJobs, b.claimHints());
       if (positions === 0) {
         committing = true;
-        await b.send([], 'COMMIT');
+        // Nothing written; a unit may still have asked to wake claim waiters (wakeClaims).
+        const hint = notify();
+        await b.send(hint === null ? [] : [{ text: 'SELECT pg_notify($1, $2)', params: [NOTIFY_CHANNEL, hint] }], 'COMMIT');
       } else if (mayGuess && hs.head !== null && !b.preWrites && hs.lockingFor === 0) {
         const after = hs.sealedBy;
         const base = hs.head;

@@ -19,7 +19,7 @@ import { NOTIFY_CHANNEL } from '../ledger/ledger.js';
 
 export interface ListenerOptions {
   url: string;
-  onNotify: (tenant: string, jobIds: string[] | '*') => void;
+  onNotify: (tenant: string, jobIds: string[] | '*', claims?: ClaimHint) => void;
   onReconnect: () => void;
   onState?: (up: boolean) => void;
   log?: (line: string) => void;
@@ -36,13 +36,46 @@ const PROBE = '!probe';
 type Create = typeof import('pg-listen').default;
 const createSubscriber: Create = ((pgListen as unknown as { default?: Create }).default ?? pgListen) as Create;
 
-/** Parses `'<tenant> <jobId> <jobId>...'` or `'<tenant> *'`; anything else is ignored. */
-export function parsePayload(payload: unknown): { tenant: string; jobIds: string[] | '*' } | null {
+/** Claim hints of a NOTIFY (writer.ts notifyPayload): per type, jobs claimable now, and the earliest later moment. */
+export interface ClaimHint {
+  /** Jobs claimable now, per type; '*': any type may have some (wake every claim waiter of the tenant). */
+  ready: Map<string, number> | '*';
+  /** Per type, the earliest moment (µs) a job becomes claimable later. */
+  due: Map<string, bigint>;
+}
+
+/**
+ * Parses `'<tenant> <jobId>... [+<type>=<n>]... [@<type>=<µs>]...'`, where the ids may be `*`
+ * and the hints `+*`; anything else is ignored. `claims` is absent when there are no hints.
+ */
+export function parsePayload(payload: unknown): { tenant: string; jobIds: string[] | '*'; claims?: ClaimHint } | null {
   if (typeof payload !== 'string') return null;
   const parts = payload.split(' ').filter(Boolean);
   if (parts.length < 2 || parts[0]!.startsWith('!')) return null;
   const [tenant, ...rest] = parts;
-  return { tenant: tenant!, jobIds: rest.includes('*') ? '*' : rest };
+  const ids: string[] = [];
+  let all = false;
+  let claims: ClaimHint | undefined;
+  const hint = () => (claims ??= { ready: new Map(), due: new Map() });
+  for (const t of rest) {
+    if (t === '*') all = true;
+    else if (t === '+*') hint().ready = '*';
+    else if (t[0] === '+' || t[0] === '@') {
+      const eq = t.lastIndexOf('=');
+      const type = t.slice(1, eq);
+      const num = t.slice(eq + 1);
+      if (eq < 2 || !/^[0-9]{1,20}$/.test(num)) continue;
+      const h = hint();
+      if (t[0] === '+') {
+        if (h.ready !== '*') h.ready.set(type, (h.ready.get(type) ?? 0) + Number(num));
+      } else {
+        const at = BigInt(num);
+        const cur = h.due.get(type);
+        if (cur === undefined || at < cur) h.due.set(type, at);
+      }
+    } else ids.push(t);
+  }
+  return claims ? { tenant: tenant!, jobIds: all ? '*' : ids, claims } : { tenant: tenant!, jobIds: all ? '*' : ids };
 }
 
 export class SignalListener {
@@ -111,7 +144,7 @@ export class SignalListener {
         return;
       }
       const p = parsePayload(payload);
-      if (p) this.o.onNotify(p.tenant, p.jobIds);
+      if (p) this.o.onNotify(p.tenant, p.jobIds, p.claims);
     });
     (async () => {
       await sub.connect();

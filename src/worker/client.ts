@@ -37,6 +37,34 @@ export interface Claim {
   leaseToken: string;
 }
 
+export interface ClaimRequest {
+  workerId: string;
+  types: string[];
+  leaseSeconds?: number;
+  /** Long-poll: wait up to this many seconds (≤ 30) for a job to become claimable. */
+  wait?: number;
+  signal?: AbortSignal;
+}
+
+/** What an upstream answered when it throttled us. */
+export interface UpstreamReport {
+  status: number;
+  retryAfterSeconds?: number;
+  /** Default: the job's source host. */
+  host?: string;
+}
+
+/** A host's token bucket as the server reports it (decimal strings, RFC 3339 times). */
+export interface BucketView {
+  host: string;
+  capacity: string;
+  base_refill_per_sec: string;
+  refill_per_sec: string;
+  tokens: string;
+  updated_at: string;
+  penalty_until: string | null;
+}
+
 /** Who reports on a lease: the claiming worker and the claim's lease token. */
 export interface LeaseRef {
   workerId: string;
@@ -180,24 +208,41 @@ export class OkitClient {
     return (await this.json<{ history: HistoryRow[] }>('GET', `${API}/jobs/${encodeURIComponent(jobId)}/history`)).history;
   }
 
-  async claim(req: { workerId: string; types: string[]; leaseSeconds?: number }): Promise<Claim | null> {
-    const r = await this.json<{ job: Job | null; lease_expires_at?: string; attempt?: number; lease_token?: string }>('POST', `${API}/workers/claim`, {
-      worker_id: req.workerId,
-      types: req.types,
-      lease_seconds: req.leaseSeconds,
-    });
+  /**
+   * The best ready job of these types, or null. With `wait` (seconds, ≤ 30), a long-poll: when
+   * none is ready it answers as soon as one becomes claimable (woken by NOTIFY), else null after
+   * `wait`. `signal` aborts the request (the server then claims nothing for it).
+   */
+  async claim(req: ClaimRequest): Promise<Claim | null> {
+    const r = (await this.request('POST', `${API}/workers/claim`, {
+      body: claimBody(req),
+      waitMs: (req.wait ?? 0) * 1000,
+      signal: req.signal,
+    })).body as { job: Job | null; lease_expires_at?: string; attempt?: number; lease_token?: string };
     return r.job ? { job: r.job, leaseExpiresAt: r.lease_expires_at!, attempt: r.attempt!, leaseToken: r.lease_token! } : null;
   }
 
-  /** Up to `limit` jobs (1..100) in one transaction; an empty list when none is ready. */
-  async claimMany(req: { workerId: string; types: string[]; leaseSeconds?: number; limit: number }): Promise<Claim[]> {
-    const r = await this.json<{ jobs: Array<{ job: Job; lease_expires_at: string; attempt: number; lease_token: string }> }>('POST', `${API}/workers/claim`, {
-      worker_id: req.workerId,
-      types: req.types,
-      lease_seconds: req.leaseSeconds,
-      limit: req.limit,
-    });
+  /** Up to `limit` jobs (1..100) in one transaction; an empty list when none is ready (after `wait`, if given). */
+  async claimMany(req: ClaimRequest & { limit: number }): Promise<Claim[]> {
+    const r = (await this.request('POST', `${API}/workers/claim`, {
+      body: { ...claimBody(req), limit: req.limit },
+      waitMs: (req.wait ?? 0) * 1000,
+      signal: req.signal,
+    })).body as { jobs: Array<{ job: Job; lease_expires_at: string; attempt: number; lease_token: string }> };
     return r.jobs.map((c) => ({ job: c.job, leaseExpiresAt: c.lease_expires_at, attempt: c.attempt, leaseToken: c.lease_token }));
+  }
+
+  /** An upstream throttled us (a 429 or 503, maybe with Retry-After): slow that host's bucket (no host: the job's source's). Answers the bucket now. */
+  async reportThrottle(req: { host?: string | null; status: number; retryAfterSeconds?: number; workerId: string; jobId?: string }): Promise<BucketView> {
+    return (
+      await this.json<{ bucket: BucketView }>('POST', `${API}/throttles/report`, {
+        host: req.host,
+        status: req.status,
+        retry_after_seconds: req.retryAfterSeconds,
+        worker_id: req.workerId,
+        job_id: req.jobId,
+      })
+    ).bucket;
   }
 
   async heartbeat(jobId: string, req: LeaseRef & { leaseSeconds?: number }): Promise<{ leaseExpiresAt: string }> {
@@ -228,13 +273,19 @@ export class OkitClient {
     );
   }
 
-  async fail(jobId: string, req: LeaseRef & { code: string; message: string; retryable?: boolean }): Promise<SignalReply> {
+  /**
+   * Fails the attempt (retryable unless `retryable: false`). With `upstream` (the 429/503 that
+   * caused it), the host's bucket (default: the job's source host) is penalised in the same
+   * transaction and a retry waits at least `retryAfterSeconds`.
+   */
+  async fail(jobId: string, req: LeaseRef & { code: string; message: string; retryable?: boolean; upstream?: UpstreamReport }): Promise<SignalReply> {
     return OkitClient.reply(
       await this.json('POST', `${API}/jobs/${encodeURIComponent(jobId)}/fail`, {
         worker_id: req.workerId,
         lease_token: req.leaseToken,
         error: { code: req.code, message: req.message },
         retryable: req.retryable,
+        upstream: req.upstream && { status: req.upstream.status, retry_after_seconds: req.upstream.retryAfterSeconds, host: req.upstream.host },
       }),
     );
   }
@@ -358,6 +409,10 @@ export class OkitClient {
   async reportTtfs(events: TtfsReport[], opts: { timeoutMs?: number } = {}): Promise<{ accepted: number; dropped: number }> {
     return (await this.request('POST', `${API}/telemetry/ttfs`, { body: { events }, timeoutMs: opts.timeoutMs })).body as { accepted: number; dropped: number };
   }
+}
+
+function claimBody(req: ClaimRequest): Record<string, unknown> {
+  return { worker_id: req.workerId, types: req.types, lease_seconds: req.leaseSeconds, wait: req.wait };
 }
 
 /** GET /jobs filters, as the query string takes them. */

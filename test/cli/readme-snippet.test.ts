@@ -1,6 +1,6 @@
 /**
  * The README's worker snippet compiles, as a TypeScript user would write it, against the
- * built package (`offline-kit/dist/worker/client.js` with its .d.ts), under strict NodeNext.
+ * built package (the root import through package.json `exports`, with its .d.ts), under strict NodeNext.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,7 +12,7 @@ import { ROOT } from '../helpers/cli.js';
 it('the README worker snippet type-checks against the built package', () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const snippet = /```ts\n([\s\S]*?)```/.exec(readme)?.[1];
-  expect(snippet).toContain("from 'offline-kit/dist/worker/client.js'");
+  expect(snippet).toContain("import { OkitWorker, RetryableError } from 'offline-kit';")
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'okit-consumer-'));
   try {
     fs.mkdirSync(path.join(dir, 'node_modules'));

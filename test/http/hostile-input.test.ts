@@ -140,6 +140,15 @@ describe('hostile input on every route: no 5xx, JSON errors with codes, nothing 
       booleans: ['retryable'],
     },
     {
+      name: 'POST /throttles/report',
+      path: () => `${A}/throttles/report`,
+      token: () => t.tokens.worker,
+      body: () => ({ host: 'feed.example', status: 429, retry_after_seconds: 5, worker_id: 'hw', job_id: queued }),
+      texts: {},
+      forms: ['host', 'worker_id', 'job_id'],
+      numbers: ['status'],
+    },
+    {
       name: 'POST /jobs/{id}/cancel',
       path: () => `${A}/jobs/${queued}/cancel`,
       token: () => t.tokens.admin,

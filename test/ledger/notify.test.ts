@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NOTIFY_CHANNEL, type Ledger } from '../../src/ledger/ledger.js';
 import { project } from '../../src/ledger/projection.js';
-import { SECOND } from '../../src/util/time.js';
+import { parseMicros, SECOND } from '../../src/util/time.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { ledgerAt } from '../helpers/ledger.js';
 
@@ -41,7 +41,8 @@ describe('one NOTIFY per transaction, and the snapshot is the projection of the 
   it('each state change sends one small NOTIFY naming the tenant and job; heartbeats and throttle config send none', async () => {
     await drain();
     const { job } = await ledger.enqueue(TEN, { type: 'n', payload: { big: 'x'.repeat(60_000) } });
-    expect(await drain()).toEqual([`${TEN} ${job.id}`]);
+    // The claim hint `+n=1`: one job of type n is claimable now (claim waiters, src/signals/claims.ts).
+    expect(await drain()).toEqual([`${TEN} ${job.id} +n=1`]);
     await ledger.enqueue(TEN, { type: 'keyed', payload: { big: 'x'.repeat(60_000) }, idempotencyKey: 'k' });
     await drain();
     await ledger.enqueue(TEN, { type: 'keyed', payload: { big: 'x'.repeat(60_000) }, idempotencyKey: 'k' }); // no change
@@ -57,6 +58,24 @@ describe('one NOTIFY per transaction, and the snapshot is the projection of the 
     // A refused operation notifies nobody.
     await ledger.complete(TEN, job.id, W).catch(() => undefined);
     expect(await drain()).toEqual([]);
+  });
+
+  it('claim hints: a retry names the moment it becomes claimable, a lease expiry that it is claimable now', async () => {
+    const { ledger: l, clock } = ledgerAt(db.pool, { defaultLeaseSeconds: 10 });
+    const { job } = await l.enqueue(TEN, { type: 'h', maxAttempts: 3 });
+    await l.claim(TEN, { workerId: W, types: ['h'] });
+    await drain();
+    await l.fail(TEN, job.id, W, { code: 'T', message: 'timeout' });
+    const retryAt = parseMicros((await l.getJob(TEN, job.id)).not_before);
+    expect(await drain()).toEqual([`${TEN} ${job.id} @h=${retryAt}`]);
+    clock.advance(3600n * SECOND);
+    await l.claim(TEN, { workerId: W, types: ['h'] });
+    clock.advance(11n * SECOND);
+    await drain();
+    await l.expireLeases({ tenant: TEN });
+    expect(await drain()).toEqual([`${TEN} ${job.id} +h=1`]);
+    await l.cancel(TEN, job.id, { actor: 'ops' });
+    expect(await drain()).toEqual([`${TEN} ${job.id}`]);
   });
 
   it('the stored snapshot equals project(history) after every kind of change', async () => {

@@ -203,7 +203,8 @@ describe('illegal transitions are typed errors and write nothing', () => {
     const states = await Promise.all(terminal.map(async (id) => (await ledger.getJob(TEN, id)).state));
     expect(states).toEqual(['succeeded', 'failed', 'dead_letter', 'canceled']);
     for (const id of terminal) {
-      for (const [, op] of workerOps(ledger, id)) await expectRefused(db.pool, TEN, op, 'ILLEGAL_TRANSITION');
+      // A canceled job tells its worker why (JOB_CANCELED, 409), the others that it is not running.
+      for (const [, op] of workerOps(ledger, id)) await expectRefused(db.pool, TEN, op, id === c.id ? 'JOB_CANCELED' : 'ILLEGAL_TRANSITION');
       await expectRefused(db.pool, TEN, () => ledger.cancel(TEN, id, { actor: 'ops' }), 'ILLEGAL_TRANSITION');
     }
     // Terminal jobs are never claimed or expired again.

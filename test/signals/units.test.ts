@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SnapshotCache } from '../../src/signals/cache.js';
 import { matchesEtag, parseWait } from '../../src/signals/handlers.js';
 import { parsePayload } from '../../src/signals/listener.js';
+import { notifyPayload } from '../../src/ledger/writer.js';
 import { Waiters } from '../../src/signals/waiters.js';
 
 describe('NOTIFY payloads', () => {
@@ -11,6 +12,29 @@ describe('NOTIFY payloads', () => {
     expect(parsePayload('!probe 12ab')).toBeNull();
     expect(parsePayload('acme')).toBeNull();
     expect(parsePayload(undefined)).toBeNull();
+  });
+
+  it('carries claim hints: jobs claimable now and the earliest later moment, per type', () => {
+    const p = parsePayload('acme a b +scan=2 +x:y.z=1 @mirror=1733313600123456 @mirror=1733313600000001');
+    expect(p?.jobIds).toEqual(['a', 'b']);
+    expect(p?.claims?.ready).toEqual(new Map([['scan', 2], ['x:y.z', 1]]));
+    expect(p?.claims?.due).toEqual(new Map([['mirror', 1733313600000001n]]));
+    expect(parsePayload('acme * +*')).toEqual({ tenant: 'acme', jobIds: '*', claims: { ready: '*', due: new Map() } });
+    expect(parsePayload('acme +scan=1')).toEqual({ tenant: 'acme', jobIds: [], claims: { ready: new Map([['scan', 1]]), due: new Map() } });
+    // Malformed hints are ignored, never taken for job ids.
+    expect(parsePayload('acme +scan @=5 +=1 +scan=x')).toEqual({ tenant: 'acme', jobIds: [] });
+  });
+
+  it('a payload stays under 8000 bytes: ids give way to "*" first, then hints to "+*"', () => {
+    const id = '00000000-0000-4000-8000-000000000000';
+    const hints = { ready: new Map([['scan', 3]]), due: new Map([['mirror', 5n]]) };
+    expect(notifyPayload('acme', [id], hints)).toBe(`acme ${id} +scan=3 @mirror=5`);
+    expect(notifyPayload('acme', [], { ready: new Map(), due: new Map() })).toBeNull();
+    const many = Array.from({ length: 300 }, () => id);
+    expect(notifyPayload('acme', many, hints)).toBe('acme * +scan=3 @mirror=5');
+    const types = new Map(Array.from({ length: 100 }, (_, i) => [`type-${i}-${'t'.repeat(90)}`, 1]));
+    expect(notifyPayload('acme', [id], { ready: types, due: new Map() })).toBe(`acme ${id} +*`);
+    expect(parsePayload(notifyPayload('acme', many, hints))?.claims?.ready).toEqual(new Map([['scan', 3]]));
   });
 });
 
