@@ -214,6 +214,20 @@ const ROWS: Record<string, Row> = {
     req: (fx) => ({ path: `${API}/throttles`, body: { host: fx.name, capacity: 9, refill_per_sec: 4 } }),
     untouched: async (owner, fx) => expect((await ledger.listThrottles(owner, fx.name))[0]).toMatchObject({ capacity: '3', refill_per_sec: '1' }),
   },
+  // A worker's upstream 429 on a job: the job's source's host slows down (no host given).
+  [`POST ${API}/throttles/report`]: {
+    need: 'worker',
+    kind: 'object',
+    notFound: 'JOB_NOT_FOUND',
+    setup: async (owner) => {
+      const src = await source(owner);
+      const host = `${src.name}.example`;
+      await ledger.configureThrottle(owner, host, { capacity: 3, refillPerSec: 1 });
+      return { ...(await queued(owner, { sourceId: src.id })), name: host };
+    },
+    req: (_, id) => ({ path: `${API}/throttles/report`, body: { status: 429, retry_after_seconds: 5, worker_id: 'mx-worker', job_id: id } }),
+    untouched: async (owner, fx) => expect((await ledger.listThrottles(owner, fx.name))[0]).toMatchObject({ tokens: '3', refill_per_sec: '1', penalty_until: null }),
+  },
   [`GET ${API}/throttles`]: { need: 'read', kind: 'collection', setup: throttle, req: () => ({ path: `${API}/throttles` }) },
 
   // The same pattern as the owner's signature: the owner updates its own, another tenant adds a new one.
