@@ -205,11 +205,37 @@ describe("an operator's day, through okit serve, the CLI and HTTP only", () => {
     expect(next.json.job.id).toBe(urgent); // the highest priority goes first
     await http('POST', `${API}/jobs/${urgent}/complete`, { worker_id: 'worker-2', lease_token: next.json.lease_token, result: {} });
 
+    // ---------------------------------------------------------------- workers over HTTP report a 429
+    // The registry answers a worker 429 with Retry-After: 30. The worker reports it (the bucket
+    // empties, its refill halves, it pauses for 30 s) and fails that attempt with the upstream
+    // status: one call that schedules the retry and slows the host down again.
+    const c429 = await claim(['scan'], 'worker-3');
+    const throttledJob = name('$THROTTLED_JOB', c429.json.job.id as string);
+    const rep = await http('POST', `${API}/throttles/report`, { host: 'registry.example', status: 429, retry_after_seconds: 30, worker_id: 'worker-3', job_id: throttledJob });
+    expect(rep.status).toBe(200);
+    expect(rep.json.bucket).toMatchObject({ host: 'registry.example', tokens: '0', capacity: '20', base_refill_per_sec: '5', refill_per_sec: '2.5' });
+    expect(rep.json.bucket.penalty_until).not.toBeNull();
+    const f429 = await http('POST', `${API}/jobs/${throttledJob}/fail`, {
+      worker_id: 'worker-3',
+      lease_token: c429.json.lease_token,
+      error: { code: 'UPSTREAM_429', message: 'registry.example answered 429' },
+      upstream: { status: 429, retry_after_seconds: 30 },
+    });
+    expect(f429.status).toBe(200);
+    expect(f429.json.signal.kind).not.toBe('failed');
+    expect((await http('GET', `${API}/jobs/${throttledJob}`, undefined, tok.read)).json.job).toMatchObject({ state: 'queued', attempt: 1 });
+    const tl429 = await op(['throttle', 'list'], { as: 'read' });
+    expect(tl429.stdout).toMatch(/registry\.example\s+0\s+20\s+1\.25\s+5\s+\d{4}-\S+Z\s+429 at \S+ \(retry after 30 s, worker-3\)/);
+    // The operator sees the host slowed down; the worker's claims of its jobs wait for tokens.
+    expect((await claim(['scan'], 'worker-4')).json).toEqual({ job: null });
+    await op(['job', 'status', throttledJob], { as: 'read' });
+
     // ---------------------------------------------------------------- a throttle change
+    // Gentler settings: the penalty ends, the tokens left are kept (at most the new capacity).
     const thr2 = await op(['throttle', 'set', 'registry.example', '--capacity', '10', '--refill', '2']);
-    expect(thr2.stdout).toMatch(/registry\.example\s+10\s+10\s+2\s+2\s/);
+    expect(thr2.stdout).toMatch(/registry\.example\s+\S+\s+10\s+2\s+2\s+-\s+429 at/);
     const tl = await op(['throttle', 'list'], { as: 'read' });
-    expect(tl.stdout).toMatch(/registry\.example\s+\S+\s+10\s+2\s+2\s/);
+    expect(tl.stdout).toMatch(/registry\.example\s+\S+\s+10\s+2\s+2\s+-\s+429 at/);
 
     // ---------------------------------------------------------------- list, filtered; the run's status
     const list = await op(['job', 'list', '--type', 'scan', '--state', 'canceled,succeeded', '--limit', '5'], { as: 'read' });
