@@ -15,6 +15,7 @@ export type Handler = (ctx: Ctx) => Promise<void>;
 
 interface Route {
   method: string;
+  pattern: string;
   parts: string[];
   handler: Handler;
 }
@@ -23,8 +24,13 @@ export class Router {
   private readonly routes: Route[] = [];
 
   add(method: string, pattern: string, handler: Handler): this {
-    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+    this.routes.push({ method, pattern, parts: pattern.split('/').filter(Boolean), handler });
     return this;
+  }
+
+  /** Every route, in the order added: the table tests derive their lists from (a new route without a row fails them). */
+  table(): Array<{ method: string; pattern: string }> {
+    return this.routes.map(({ method, pattern }) => ({ method, pattern }));
   }
 
   /**

@@ -87,6 +87,8 @@ export interface RunningServer {
   telemetry: ServerTelemetry | undefined;
   /** `http://127.0.0.1:PORT/metrics` of the --metrics-listen listener, if any. */
   metricsUrl: string | undefined;
+  /** The routes this server answers (method and pattern, `:name` for a path parameter). */
+  routes: Array<{ method: string; pattern: string }>;
   close(): Promise<void>;
 }
 
@@ -376,6 +378,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     metrics,
     telemetry,
     metricsUrl: metricsListener?.url,
+    routes: router.table(),
     close,
   };
 }
