@@ -34,6 +34,8 @@ interface Fold {
   claimAt: bigint | null;
   /** The newest `data.eta` seen (docs/eta.md); null on histories written before it: legacy ETA rules. */
   etaIn: EtaInputs | null;
+  /** The last row carried its own ETA inputs: only then may the summary say "no history" (older inputs may be stale). */
+  etaFresh: boolean;
   /** The ETA a queued/blocked row set, as of that row's `at` (it counts down to the snapshot's `updated_at`). */
   waitEta: { from: bigint; mode: 'queue' | 'retry' | 'throttle'; seconds: number | null } | null;
   lastKnownOutcome: Obj | null;
@@ -133,7 +135,10 @@ function byWhom(d: Obj): string {
 function step(f: Fold, r: HistoryRow): void {
   const d = r.data;
   const at = parseMicros(r.at);
-  f.etaIn = etaInputs(d.eta) ?? f.etaIn;
+  const own = etaInputs(d.eta);
+  // A pause and its resume restore the signal as it was, its note included.
+  if (r.event !== 'paused' && r.event !== 'resumed') f.etaFresh = own !== null;
+  f.etaIn = own ?? f.etaIn;
   const p50 = f.etaIn?.p50 ?? null;
   // A pause lasts through a new priority; any other row ends it (a pause of a requeued job is a new row).
   if (r.event !== 'paused' && r.event !== 'resumed' && r.event !== 'prioritized') f.beforePause = null;
@@ -357,7 +362,7 @@ function etaAt(f: Fold, now: bigint): { eta: number | null; note: string | null 
   if (f.kind !== 'queued' && f.kind !== 'started' && f.kind !== 'phase' && f.kind !== 'blocked') return { eta: null, note: null };
   if (!f.etaIn) return { eta: f.kind === 'phase' || f.kind === 'started' ? rateEta(f) : null, note: null };
   const p50 = f.etaIn.p50;
-  const noHistory = { eta: null, note: `no ETA yet: no ${f.type} job has succeeded` };
+  const noHistory = { eta: null, note: f.etaFresh ? `no ETA yet: no ${f.type} job has succeeded` : null };
   if (f.kind === 'started' || f.kind === 'phase') {
     const rate = rateEta(f);
     if (rate !== null) return { eta: rate, note: null };
@@ -400,6 +405,7 @@ export function startProjection(): Projection {
       firstClaimAt: null,
       claimAt: null,
       etaIn: null,
+      etaFresh: false,
       waitEta: null,
       lastKnownOutcome: null,
       nextActions: null,

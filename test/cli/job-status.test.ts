@@ -47,7 +47,7 @@ describe('okit job status', () => {
     expect(await run).toBe(0);
     expect(io.lines).toHaveLength(4);
     expect(io.lines[0]).toBe('[queued] Waiting in queue (position: 3); no ETA yet: no watch job has succeeded');
-    expect(io.lines[1]).toBe('[started] Job started on scanner-1; no ETA yet: no watch job has succeeded') // the claim row carries no p50 yet (docs/eta.md, Status);
+    expect(io.lines[1]).toBe('[started] Job started on scanner-1');
     expect(io.lines[2]).toBe('[phase:analyze] Scanning image layers (47%)');
     expect(io.lines[3]).toMatch(/^\[succeeded\] Completed in \d+s$/);
   });

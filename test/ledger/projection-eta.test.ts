@@ -87,9 +87,12 @@ describe('ETA for every non-terminal kind (inputs on the rows)', () => {
     let s = new H().enqueued(3, eta(null, 2, 0)).snap;
     expect(s.eta_seconds).toBeNull();
     expect(signalLine(s)).toBe('[queued] Waiting in queue (position: 3); no ETA yet: no scan job has succeeded');
-    s = new H().enqueued(3, eta(null, 2, 0)).claimed(5).snap;
+    s = new H().enqueued(3, eta(null, 2, 0)).claimed(5, 1, eta(null, null, 0)).snap;
     expect(s.eta_seconds).toBeNull();
     expect(signalLine(s)).toBe('[started] Job started on w1; no ETA yet: no scan job has succeeded');
+    // A row without its own inputs says nothing of history: the enqueue's may be stale (a success since).
+    s = new H().enqueued(3, eta(null, 2, 0)).claimed(5).snap;
+    expect(s).toMatchObject({ eta_seconds: null, summary: 'Job started on w1' });
     // Item counts need no history: the rate answers.
     s = new H().enqueued(3, eta(null, 2, 0)).claimed(0).progress(10, 'analyze', 0, 400).progress(20, 'analyze', 100, 400).snap;
     expect(s.eta_seconds).toBe(30);
@@ -97,6 +100,17 @@ describe('ETA for every non-terminal kind (inputs on the rows)', () => {
     // One sample: no rate yet, but one is coming, so no "no history" note either.
     s = new H().enqueued(3, eta(null, 2, 0)).claimed(0).progress(10, 'analyze', 0, 400).snap;
     expect(s).toMatchObject({ eta_seconds: null, summary: 'Working on analyze (0%)' });
+  });
+
+  it('the no-history note: kept through a pause and its resume, dropped by a later row without inputs', () => {
+    const h = new H().enqueued(3, eta(null, 1, 0));
+    const note = 'Waiting in queue (position: 3); no ETA yet: no scan job has succeeded';
+    h.add('paused', 'queued', 'queued', { actor: 'op' }, 1);
+    expect(h.snap.summary).toBe('Paused by op');
+    h.add('resumed', 'queued', 'queued', { actor: 'op' }, 2);
+    expect(h.snap.summary).toBe(note);
+    h.add('prioritized', 'queued', 'queued', { priority: 9, actor: 'op' }, 3);
+    expect(h.snap).toMatchObject({ eta_seconds: null, summary: 'Waiting in queue (priority 9, set by op)' });
   });
 
   it('started without counts: p50 minus elapsed, then 0 and "taking longer than usual"', () => {
@@ -131,7 +145,7 @@ describe('ETA for every non-terminal kind (inputs on the rows)', () => {
     const sig = { id: 'sig-timeout', likely_cause: 'registry slow', mttr_p50_seconds: 300 };
     expect(new H().enqueued(1, eta(60, 1)).claimed(0).retry(7, 4, { signature: sig }).snap.eta_seconds).toBe(300);
     // No history and no signature: null, said in the summary.
-    const none = new H().enqueued(1, eta(null, 1, 0)).claimed(0).retry(7, 4).snap;
+    const none = new H().enqueued(1, eta(null, 1, 0)).claimed(0).retry(7, 4, eta(null, null, 0)).snap;
     expect(none.eta_seconds).toBeNull();
     expect(none.summary.endsWith('; no ETA yet: no scan job has succeeded')).toBe(true);
   });
