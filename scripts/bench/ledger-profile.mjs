@@ -2,15 +2,16 @@
 // ledger-throughput.mjs (LEDGER_SYSTEMS=okit) under `node --cpu-prof` against a throwaway embedded
 // Postgres with pg_stat_statements loaded, then prints the top Node self-time functions
 // (profile-top.mjs) and the top statements by total execution time.
-// Usage: node scripts/bench/ledger-profile.mjs [jobs=2000] [workers=8] [outdir=/tmp/okit-ledger-prof]
+// Usage: node scripts/bench/ledger-profile.mjs [jobs=2000] [workers=8] [outdir=$TMPDIR/okit-ledger-prof]
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { EmbeddedPostgres, tempHome } from '../../dist/db/embedded.js';
 import { ROOT } from './lib.mjs';
 
-const [jobs = '2000', workers = '8', out = '/tmp/okit-ledger-prof'] = process.argv.slice(2);
+const [jobs = '2000', workers = '8', out = path.join(os.tmpdir(), 'okit-ledger-prof')] = process.argv.slice(2);
 fs.mkdirSync(out, { recursive: true });
 const home = tempHome('okit-prof-');
 const pgc = new EmbeddedPostgres(home);
