@@ -9,7 +9,7 @@ JOBS=10
 TENANT=golden
 KEY_SEED=0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
 npm run build >/dev/null
-home=$(mktemp -d /tmp/okit-golden-XXXXXX)
+home=$(mktemp -d -t okit-golden-XXXXXX)
 chmod 755 "$home"
 trap 'OKIT_HOME="$home/pg" node dist/cli/main.js db stop >/dev/null 2>&1 || true; rm -rf "$home"' EXIT
 unset DATABASE_URL

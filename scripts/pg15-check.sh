@@ -14,7 +14,7 @@ BIN="${PG_BINDIR:-$(pg_config --bindir)}"
 TESTS=("$@")
 [ ${#TESTS[@]} -gt 0 ] || TESTS=(test/ledger test/db test/cli)
 
-DIR="$(mktemp -d /tmp/okit-pg15-XXXXXX)"
+DIR="$(mktemp -d -t okit-pg15-XXXXXX)"
 chmod 755 "$DIR"
 PORT="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 PW="$(node -e 'console.log(require("crypto").randomBytes(12).toString("hex"))')"

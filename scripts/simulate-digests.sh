@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 npm run build >/dev/null
-home=$(mktemp -d /tmp/okit-digests-XXXXXX)
+home=$(mktemp -d -t okit-digests-XXXXXX)
 chmod 755 "$home"
 trap 'OKIT_HOME="$home/pg" node dist/cli/main.js db stop >/dev/null 2>&1 || true; rm -rf "$home"' EXIT
 unset DATABASE_URL

@@ -1,7 +1,7 @@
 // Runs the okit CLI with the V8 CPU profiler on its main thread (`node --cpu-prof` is not
 // allowed in NODE_OPTIONS, and the benchmarks start the CLI themselves), writing
 // $OKIT_PROF_DIR/<command>-<pid>.cpuprofile at exit; summarise with profile-top.mjs.
-// Usage: OKIT_CLI=scripts/bench/cpu-prof-cli.mjs OKIT_PROF_DIR=/tmp/prof node scripts/bench/export.mjs 100000 1
+// Usage: OKIT_CLI=scripts/bench/cpu-prof-cli.mjs OKIT_PROF_DIR="$(mktemp -d)" node scripts/bench/export.mjs 100000 1
 import fs from 'node:fs';
 import { Session } from 'node:inspector';
 import path from 'node:path';

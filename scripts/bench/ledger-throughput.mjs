@@ -6,6 +6,8 @@
 //            batches of 1,000 (okit enqueueMany, pg-boss insert, graphile addJobs);
 //   latency: each okit call's time (claim, progress, complete) at 32 workers, p50 and p99.
 // Usage: node scripts/bench/ledger-throughput.mjs [jobs=2000,20000] [workers=8,32]
+//   LEDGER_SYSTEMS=okit (comma list of system names) runs only those, e.g. to profile okit alone
+//   (scripts/bench/ledger-profile.mjs); batch enqueue then runs okit enqueueMany only.
 import os from 'node:os';
 import PgBoss from 'pg-boss';
 import { run as gwRun, makeWorkerUtils, Logger } from 'graphile-worker';
@@ -18,6 +20,8 @@ const CONCURRENCY = (process.argv[3] ?? '8,32').split(',').map(Number);
 const TENANTS = 8;
 const IN_FLIGHT = 50;
 const BATCH = 1000;
+const ONLY = process.env.LEDGER_SYSTEMS ? process.env.LEDGER_SYSTEMS.split(',') : undefined;
+const wanted = (name) => !ONLY || ONLY.includes(name);
 
 /** Enqueues n jobs through `one(i)` with IN_FLIGHT calls outstanding; seconds. */
 async function enqueueSingles(n, one) {
@@ -134,6 +138,7 @@ async function batchEnqueue(pgsrv, jobs) {
     out.push({ system: 'okit enqueueMany', jobs, batch: BATCH, enqueue_per_s: await time(async () => { for (const c of chunks((i) => ({ type: 'work', payload: { i } }))) await ledger.enqueueMany('bench', c); }) });
     await pool.end();
   }
+  if (ONLY) return out;
   {
     const url = await createDatabase(pgsrv.url, 'bench_batch_boss');
     const boss = await bossStart(url, 4);
@@ -165,7 +170,7 @@ try {
         [`okit ${TENANTS} tenants`, (u) => okit(u, jobs, workers, TENANTS)],
         ['pg-boss', (u) => pgboss(u, jobs, workers)],
         ['graphile-worker', (u) => graphile(u, jobs, workers)],
-      ];
+      ].filter(([name]) => wanted(name));
       for (const [name, fn] of systems) {
         const url = await createDatabase(pgsrv.url, `bench_${name.replace(/[^a-z0-9]+/g, '_')}_${workers}`, { migrated: name.startsWith('okit') });
         const r = await fn(url);
@@ -182,18 +187,18 @@ try {
 for (const r of rows) {
   const same = (s) => rows.find((x) => x.jobs === r.jobs && x.workers === r.workers && x.system === s);
   // okit's rate divided by this system's: > 1 means okit is faster.
-  r.okit_1t_ratio = same('okit').process_per_s / r.process_per_s;
-  r.okit_8t_ratio = same(`okit ${TENANTS} tenants`).process_per_s / r.process_per_s;
-  r.enqueue_ratio = same('okit').enqueue_per_s / r.enqueue_per_s;
+  r.okit_1t_ratio = (same('okit')?.process_per_s ?? NaN) / r.process_per_s;
+  r.okit_8t_ratio = (same(`okit ${TENANTS} tenants`)?.process_per_s ?? NaN) / r.process_per_s;
+  r.enqueue_ratio = (same('okit')?.enqueue_per_s ?? NaN) / r.enqueue_per_s;
 }
-table(rows);
-console.log('');
-table(batchRows);
-console.log('');
-table(latency);
+for (const t of [rows, batchRows, latency].filter((t) => t.length)) {
+  table(t);
+  console.log('');
+}
 const load1 = os.loadavg();
-console.log(`\nload average (1 min) at start ${load0[0].toFixed(1)}, at end ${load1[0].toFixed(1)}`);
-writeResult('ledger-throughput', {
+console.log(`load average (1 min) at start ${load0[0].toFixed(1)}, at end ${load1[0].toFixed(1)}`);
+// A partial run (LEDGER_SYSTEMS) leaves the recorded results alone.
+if (!ONLY) writeResult('ledger-throughput', {
   jobs: JOB_COUNTS,
   tenants: TENANTS,
   load_average: { start: round(load0[0], 1), end: round(load1[0], 1) },

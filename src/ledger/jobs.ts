@@ -484,8 +484,7 @@ export class JobOps {
 
   async cancel(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
     v.tenant(tenant);
-    const actor = v.text(input?.actor, 'actor', 100)!;
-    const reason = v.text(input?.reason, 'reason', v.MAX_REASON_CHARS, true);
+    const { actor, reason } = v.actorInput(input);
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
     return this.l.writer.submit(tenant, {
@@ -590,8 +589,7 @@ export class ControlOps {
    */
   async retry(tenant: string, jobId: string, input: { actor: string; reason?: string | null }): Promise<Snapshot> {
     v.tenant(tenant);
-    const actor = v.text(input?.actor, 'actor', 100)!;
-    const reason = v.text(input?.reason, 'reason', v.MAX_REASON_CHARS, true);
+    const { actor, reason } = v.actorInput(input);
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
     return this.l.writer.submit(tenant, {

@@ -55,8 +55,7 @@ export class QueueOps {
   async pause(tenant: string, type: string, input: { actor: string; reason?: string | null }): Promise<PauseResult> {
     v.tenant(tenant);
     const t = v.jobType(type);
-    const actor = v.text(input?.actor, 'actor', 100)!;
-    const reason = v.text(input?.reason, 'reason', v.MAX_REASON_CHARS, true);
+    const { actor, reason } = v.actorInput(input);
     const now = this.l.clock.now();
     const first = await this.l.writer.submit(tenant, {
       weight: 1,
@@ -78,8 +77,7 @@ export class QueueOps {
   async resume(tenant: string, type: string, input: { actor: string; reason?: string | null }): Promise<PauseResult> {
     v.tenant(tenant);
     const t = v.jobType(type);
-    const actor = v.text(input?.actor, 'actor', 100)!;
-    const reason = v.text(input?.reason, 'reason', v.MAX_REASON_CHARS, true);
+    const { actor, reason } = v.actorInput(input);
     const now = this.l.clock.now();
     const first = await this.l.writer.submit(tenant, {
       weight: 1,

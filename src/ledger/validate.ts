@@ -177,3 +177,8 @@ export function payload(v: unknown, field = 'payload', maxBytes = MAX_PAYLOAD_BY
   if (Buffer.byteLength(canonical) > maxBytes) bad(field, `must be at most ${maxBytes} bytes of canonical JSON (the limit)`);
   return { value: JSON.parse(canonical) as Json, canonical };
 }
+
+/** The actor and optional reason every operator action records. */
+export function actorInput(input: { actor?: unknown; reason?: unknown } | undefined): { actor: string; reason: string | null } {
+  return { actor: text(input?.actor, 'actor', 100)!, reason: text(input?.reason, 'reason', MAX_REASON_CHARS, true) };
+}

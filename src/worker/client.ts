@@ -4,7 +4,7 @@
  */
 import { OkitError } from '../errors.js';
 import type { HistoryRow, Job, Signal } from '../ledger/types.js';
-import type { JobList, PauseResult, QueueInfo, Run, RunStatus, Signature, Source, ThrottleState } from '../ledger/ledger.js';
+import type { BucketView, JobList, PauseResult, QueueInfo, Run, RunStatus, Signature, Source, ThrottleState } from '../ledger/ledger.js';
 
 export const API = '/api/v1/orchestrator';
 
@@ -55,15 +55,7 @@ export interface UpstreamReport {
 }
 
 /** A host's token bucket as the server reports it (decimal strings, RFC 3339 times). */
-export interface BucketView {
-  host: string;
-  capacity: string;
-  base_refill_per_sec: string;
-  refill_per_sec: string;
-  tokens: string;
-  updated_at: string;
-  penalty_until: string | null;
-}
+export type { BucketView };
 
 /** Who reports on a lease: the claiming worker and the claim's lease token. */
 export interface LeaseRef {
