@@ -336,6 +336,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     o.ledger
       .expireLeases()
       .then((n) => n > 0 && log(`returned ${n} expired lease(s)`))
+      // Then running jobs silent for longer than their stall_after get their `stalled` mark.
+      .then(() => o.ledger.markStalled())
       .catch((e) => isDbUnavailable(e) || log(`lease sweep failed: ${(e as Error).message}`))
       .finally(() => (sweeping = false));
   }, o.sweepMs ?? 5000);

@@ -132,6 +132,11 @@ export interface SignatureRow {
   id: string;
   pattern: { [k: string]: Json };
   outcome: { [k: string]: Json };
+  /** What it learned so far (migration 015); a failure in this batch moves these in memory too. */
+  learnedKey?: { [k: string]: Json } | null;
+  sampleCount?: number;
+  lastSeenUs?: bigint | null;
+  mttrUs?: bigint[];
 }
 
 export interface SourceRow {
@@ -726,12 +731,27 @@ export class Batch {
     return {
       stmts: [
         {
-          text: `SELECT id, pattern, outcome FROM okit.failure_signatures WHERE tenant = $1 AND enabled AND retired_at IS NULL ORDER BY confidence DESC, id`,
+          // Operator-defined signatures first (most confident first), then learned ones.
+          text: `SELECT id, pattern, outcome, learned_key, sample_count, (extract(epoch FROM last_seen) * 1000000)::bigint::text AS last_seen_us, mttr_us::text[] AS mttr_us
+                   FROM okit.failure_signatures WHERE tenant = $1 AND enabled AND retired_at IS NULL ORDER BY learned_key IS NOT NULL, confidence DESC, id`,
           params: [this.tenant],
         },
       ],
       read: ([rows]: Rows[]) =>
-        new Map([['all', rows!.map((r) => ({ id: String(r.id), pattern: JSON.parse(String(r.pattern)) as { [k: string]: Json }, outcome: JSON.parse(String(r.outcome)) as { [k: string]: Json } }))]]),
+        new Map([
+          [
+            'all',
+            rows!.map((r): SignatureRow => ({
+              id: String(r.id),
+              pattern: JSON.parse(String(r.pattern)) as { [k: string]: Json },
+              outcome: JSON.parse(String(r.outcome)) as { [k: string]: Json },
+              learnedKey: r.learned_key == null ? null : (JSON.parse(String(r.learned_key)) as { [k: string]: Json }),
+              sampleCount: Number(r.sample_count),
+              lastSeenUs: r.last_seen_us == null ? null : BigInt(String(r.last_seen_us)),
+              mttrUs: ((r.mttr_us as string[] | null) ?? []).map((x) => BigInt(x)),
+            })),
+          ],
+        ]),
     };
   }
 

@@ -16,7 +16,7 @@ import { etaInputs } from './durations.js';
 import { Deferred, type Change, type Slot, type UnitView } from './batch.js';
 import { JOB_COLUMNS, toJob } from './rows.js';
 import { TERMINAL_STATES, type JobState } from './states.js';
-import { matchSignature } from './signatures.js';
+import { learnSignature } from './signatures.js';
 import { consumeToken, fromMicroUnits } from './throttle.js';
 import { recordPenalty, upstreamInput } from './sources.js';
 import type { HistoryRow, Job, Phase, Snapshot } from './types.js';
@@ -451,7 +451,8 @@ export class JobOps {
           await b.bucket(host, seed);
         }
         const retry = retryable && slot0.job.attempt < slot0.job.max_attempts;
-        const sigs = retry ? null : await b.signatures();
+        // Every failure learns (issue 14): a retry's row carries its signature too, for the MTTR ETA.
+        const sigs = await b.signatures();
         // Checks and changes in one step: another unit of the batch may have moved the job meanwhile.
         const slot = leased(slot0, jobId, worker, token);
         const base: { [k: string]: Json } = { worker_id: worker, attempt: slot.job.attempt, error };
@@ -459,6 +460,14 @@ export class JobOps {
           recordPenalty(b, host, up, now, { worker, jobId });
           base.upstream = { status: up.status, retry_after_seconds: up.retryAfterSeconds === null ? null : String(up.retryAfterSeconds), host };
         }
+        const signature = learnSignature(
+          sigs,
+          b.tenant,
+          { error_code: error.code, phase: String(lastPhase(slot)), type: slot.job.type, payload: slot.job.payload },
+          now,
+          formatMicros(now),
+        );
+        base.signature = signature;
         if (retry) {
           let delay = backoff(slot.job.attempt);
           // Not before the upstream said it would take us again.
@@ -473,9 +482,7 @@ export class JobOps {
           const after = pause ? b.transition(slot, 'paused', 'queued', pauseData(pause), now) : ch;
           return () => after.snapshot();
         }
-        const signature = matchSignature(sigs!, { error_code: error.code, phase: String(lastPhase(slot)), type: slot.job.type, payload: slot.job.payload });
         const data: { [k: string]: Json } = { ...base, retryable };
-        if (signature) data.signature = signature;
         const ch = b.transition(slot, retryable ? 'dead_lettered' : 'failed', retryable ? 'dead_letter' : 'failed', data, now, NO_LEASE);
         return () => ch.snapshot();
       },

@@ -21,6 +21,7 @@ import { ControlOps } from './jobs.js';
 import { QueueOps, type PauseResult, type QueueInfo } from './queues.js';
 import { QueryOps, type JobFilters, type JobList, type Run, type RunStatus } from './queries.js';
 import { SignatureOps, type Signature } from './signatures.js';
+import { markStalled, stallConfig, type StallConfig } from './stalls.js';
 import type { HistoryRow, Job, Snapshot } from './types.js';
 import * as v from './validate.js';
 import { BatchWriter, type BatchStats } from './writer.js';
@@ -57,6 +58,8 @@ export interface LedgerOptions {
   onBatch?: (s: BatchStats) => void;
   /** Called once per committed transaction (metrics); its errors are ignored. More via `commitObservers`. */
   onCommit?: CommitObserver;
+  /** Stalled detection (docs/eta.md): seconds without progress before a running job is marked `stalled` (default 60), and per job type. */
+  stallAfter?: { defaultSeconds?: number; byType?: Record<string, number> };
 }
 
 /** One committed ledger transaction (a batch), for observers (metrics): never part of what is stored. */
@@ -76,7 +79,9 @@ export class Ledger implements LedgerCore {
   readonly clock: Clock;
   readonly ids: () => string;
   readonly writer: BatchWriter;
-  readonly opts: Required<Omit<LedgerOptions, 'clock' | 'ids' | 'onBatch' | 'onCommit'>>;
+  readonly opts: Required<Omit<LedgerOptions, 'clock' | 'ids' | 'onBatch' | 'onCommit' | 'stallAfter'>>;
+  /** stall_after, resolved once (stalls.ts). */
+  readonly stall: StallConfig;
   /** Told of every committed transaction; a server adds its metrics here. */
   readonly commitObservers = new Set<CommitObserver>();
   private readonly jobs: JobOps;
@@ -101,6 +106,7 @@ export class Ledger implements LedgerCore {
       batchMaxWaitMs: v.num(opts.batchMaxWaitMs ?? 5, 'batch_max_wait_ms', 0, 60000),
       batchesInFlight: v.int(opts.batchesInFlight, 'batches_in_flight', 1, 64, 2),
     };
+    this.stall = stallConfig(opts.stallAfter);
     this.writer = new BatchWriter(pool, this.opts.queuePositionCap, {
       batchMaxSize: this.opts.batchMaxSize,
       batchMaxWaitMs: this.opts.batchMaxWaitMs,
@@ -161,6 +167,10 @@ export class Ledger implements LedgerCore {
   }
   expireLeases(opts: { tenant?: string; limit?: number } = {}): Promise<number> {
     return this.jobs.expireLeases(opts);
+  }
+  /** Marks running jobs without progress for longer than their stall_after (`stalled` rows, at this ledger's clock). */
+  markStalled(opts: { tenant?: string; limit?: number } = {}): Promise<number> {
+    return markStalled(this, opts);
   }
   /** Retry delay: base·2^(attempt-1) capped, with ±10 % jitter derived from (job, attempt) so replays agree. */
   backoffMicros(jobId: string, attempt: number): Micros {

@@ -5,7 +5,7 @@
  * ledger, below everything that uses it; how a snapshot is shown is src/signals/signal.ts.
  */
 import type { Json } from '../util/canonical.js';
-import { parseMicros } from '../util/time.js';
+import { formatMicros as formatMicrosIso, parseMicros } from '../util/time.js';
 import type { HistoryRow, NextAction, Phase, Signal, SignalKind, Snapshot } from './types.js';
 import { PHASES } from './types.js';
 
@@ -42,6 +42,8 @@ interface Fold {
   nextActions: NextAction[] | null;
   extra: Obj;
   source: 'snapshot' | 'failure_index';
+  /** Issue 14 enrichments (stalled, learned signatures, links): see enrich() below. */
+  en: Enrichment;
   /** While the job's type is paused: the signal it had before, which `resumed` restores. */
   beforePause: { kind: SignalKind; summary: string; extra: Obj; nextActions: NextAction[] | null } | null;
 }
@@ -123,7 +125,7 @@ function errorOf(d: Obj): { code: string; message: string } {
 }
 
 function historyAction(jobId: string): NextAction {
-  return { label: 'Inspect the job history', command: `okit job history ${jobId}` };
+  return { label: 'Inspect the job history', command: `okit job history ${jobId}`, href: `/jobs/${jobId}` };
 }
 
 /** "token:ab12…" or "token:ab12…: reason". */
@@ -238,7 +240,7 @@ function step(f: Fold, r: HistoryRow): void {
       f.extra = { retry_at: str(d.retry_at), last_error_code: e.code };
       if (f.etaIn) {
         // A known failure's MTTR (failure → next success) already spans the backoff and the rerun.
-        const mttr = num(obj(d.signature)?.mttr_p50_seconds);
+        const mttr = shownSignature(d)?.mttr ?? null;
         const backoff = num(d.backoff_seconds);
         const seconds = mttr !== null && mttr >= 0 ? mttr : p50 === null || backoff === null ? null : Math.max(0, backoff) + p50;
         f.waitEta = { from: at, mode: 'retry', seconds };
@@ -277,7 +279,7 @@ function step(f: Fold, r: HistoryRow): void {
       f.lastKnownOutcome = { status: r.to_state, finished_at: r.at, error_code: e.code };
       f.nextActions = [historyAction(r.job_id)];
       f.extra = { last_error_code: e.code };
-      if (sig) {
+      if (sig && shownSignature(d)) {
         f.source = 'failure_index';
         const cause = str(sig.likely_cause);
         const action = str(sig.suggested_action);
@@ -411,6 +413,7 @@ export function startProjection(): Projection {
       nextActions: null,
       extra: {},
       source: 'snapshot',
+      en: { stall: null, lastProgressAt: null, previousJobId: null, signature: null },
       beforePause: null,
     },
     first: null,
@@ -420,6 +423,7 @@ export function startProjection(): Projection {
 
 export function projectStep(p: Projection, r: HistoryRow): void {
   step(p.fold, r);
+  enrich(p.fold, r);
   // Only what finishProjection reads is kept of the first and last rows, not their data.
   const keep = { tenant: r.tenant, job_id: r.job_id, n: r.n, at: r.at, to_state: r.to_state, hash: r.hash } as HistoryRow;
   if (!p.first) p.first = keep;
@@ -443,6 +447,7 @@ export function finishProjection(p: Projection): Snapshot {
     history_n: last.n,
   };
   for (const [k, v] of Object.entries(f.extra)) if (v !== null) diagnostics[k] = v;
+  enrichDiagnostics(f, diagnostics);
   const e = etaAt(f, parseMicros(last.at));
   const signal: Signal = {
     kind: f.kind,
@@ -450,7 +455,7 @@ export function finishProjection(p: Projection): Snapshot {
     summary: e.note ? `${f.summary}; ${e.note}` : f.summary,
     eta_seconds: e.eta,
     last_known_outcome: f.lastKnownOutcome,
-    next_actions: f.nextActions,
+    next_actions: withLinks(f, f.nextActions),
     diagnostics,
   };
   return {
@@ -472,4 +477,108 @@ export function project(rows: readonly HistoryRow[]): Snapshot {
   const p = startProjection();
   for (const r of rows) projectStep(p, r);
   return finishProjection(p);
+}
+
+// ---------------------------------------------------------------- issue 14: stalled, signatures, links
+// Kept apart from the ETA rules above (docs/eta.md, "Stalled detection", "Signatures that learn", "Links").
+
+/** A learned signature below this confidence is not shown: no cause, no MTTR in the ETA (docs/eta.md). */
+export const SIGNATURE_CONFIDENCE_FLOOR = 0.5;
+
+interface Enrichment {
+  /** Set by a `stalled` row, cleared by any other row: how long without progress, as of the mark. */
+  stall: { seconds: number; lastProgressAt: string | null } | null;
+  /** This attempt's last progress (or its claim): what a stall counts from. */
+  lastProgressAt: bigint | null;
+  /** The last finished job of the type when this one was enqueued (its enqueued row's last_known_outcome). */
+  previousJobId: string | null;
+  /** The failure signature the current signal shows (retry_scheduled, failed, dead_lettered). */
+  signature: Obj | null;
+}
+
+/** The signature a failure row recorded, if it is shown: operator-defined ones always, learned ones from the floor up. */
+function shownSignature(d: Obj): { sig: Obj; mttr: number | null } | null {
+  const sig = obj(d.signature);
+  if (!sig) return null;
+  const confidence = num(sig.confidence);
+  if (obj(sig.learned) && (confidence === null || confidence < SIGNATURE_CONFIDENCE_FLOOR)) return null;
+  const mttr = num(sig.mttr_p50_seconds);
+  return { sig, mttr: mttr !== null && mttr >= 0 ? mttr : null };
+}
+
+function percentOf(f: Fold): string {
+  return f.itemsTotal !== null && f.itemsDone !== null && f.itemsTotal > 0 ? ` ${Math.min(100, Math.floor((f.itemsDone / f.itemsTotal) * 100))}%` : '';
+}
+
+function mttrText(s: number | null): string {
+  return s === null ? '' : `, MTTR ${formatDuration(BigInt(Math.round(s * 1e6)))}`;
+}
+
+function enrich(f: Fold, r: HistoryRow): void {
+  const d = r.data;
+  const at = parseMicros(r.at);
+  if (r.event !== 'stalled') f.en.stall = null;
+  switch (r.event) {
+    case 'enqueued':
+      f.en.previousJobId = str(obj(d.last_known_outcome)?.job_id);
+      f.en.signature = null;
+      break;
+    case 'claimed':
+    case 'progress':
+      f.en.lastProgressAt = at;
+      f.en.signature = null;
+      break;
+    case 'stalled': {
+      const since = f.en.lastProgressAt ?? at;
+      f.en.stall = { seconds: secondsBetween(since, at), lastProgressAt: f.en.lastProgressAt === null ? null : formatMicrosIso(since) };
+      const last = f.phase !== 'unknown' || f.kind === 'phase' ? `${f.phase}${percentOf(f)}` : `started on ${f.worker ?? 'a worker'}`;
+      f.summary = `No progress for ${formatDuration(at > since ? at - since : 0n)} (last: ${last})`;
+      break;
+    }
+    case 'retry_scheduled':
+    case 'failed':
+    case 'dead_lettered': {
+      const shown = shownSignature(d);
+      f.en.signature = null;
+      if (!shown || num(shown.sig.sample_count) === null) break;
+      // Rows written since issue 14 carry what was learned; older rows show as before.
+      const s = shown.sig;
+      const n = num(s.sample_count)!;
+      const cause = str(s.likely_cause);
+      f.en.signature = {
+        id: str(s.id),
+        likely_cause: cause,
+        mttr_p50_seconds: shown.mttr,
+        confidence: num(s.confidence),
+        sample_count: n,
+        learned: obj(s.learned) !== null,
+      };
+      if (r.event !== 'retry_scheduled') {
+        f.lastKnownOutcome = { ...(f.lastKnownOutcome ?? {}), confidence: num(s.confidence), sample_count: n, ...(shown.mttr !== null ? { mttr_p50_seconds: shown.mttr } : {}) };
+      }
+      f.summary += cause ? `; likely cause: ${cause} (seen ${n} times${mttrText(shown.mttr)})` : `; seen ${n} times${mttrText(shown.mttr)}`;
+      break;
+    }
+    case 'retried':
+      f.en.signature = null;
+      break;
+  }
+}
+
+function enrichDiagnostics(f: Fold, diagnostics: Obj): void {
+  if (f.en.stall) {
+    diagnostics.is_stalled = true;
+    diagnostics.stalled_for_seconds = Math.floor(f.en.stall.seconds);
+    if (f.en.stall.lastProgressAt) diagnostics.last_progress_at = f.en.stall.lastProgressAt;
+  }
+  if (f.en.signature) diagnostics.failure_signature = f.en.signature;
+}
+
+/** The kind's own actions, then links: the job's run (/runs/{id}) and the previous run of its type (/jobs/{id}). */
+function withLinks(f: Fold, actions: NextAction[] | null): NextAction[] | null {
+  const links: NextAction[] = [];
+  if (f.runId) links.push({ label: 'View the run', href: `/runs/${f.runId}` });
+  if (f.en.previousJobId) links.push({ label: 'View previous run', command: `okit job get ${f.en.previousJobId}`, href: `/jobs/${f.en.previousJobId}` });
+  if (links.length === 0) return actions;
+  return [...(actions ?? []), ...links];
 }

@@ -1,8 +1,9 @@
 /**
  * Failure signatures: a pattern (job type, phase, error code, and regexes over named payload
  * fields) and an outcome (likely cause, suggested action, MTTR). A job that fails for good
- * (failed, dead_lettered) takes the most confident enabled signature its facts match, and
- * its history row records the match, so replay never re-evaluates a pattern.
+ * (failed, dead_lettered) or is scheduled for a retry takes the first enabled signature its facts
+ * match (an operator's, most confident first, then a learned one; none: a new learned one), and
+ * its history row records the match and what it learned, so replay never re-evaluates a pattern.
  *
  * Regexes are RE2 (re2-wasm): matching is linear in the input, so no pattern can backtrack
  * catastrophically, whatever it is; a pattern RE2 refuses (backreferences, lookaround, bad
@@ -50,8 +51,14 @@ export interface Signature {
   pattern: SignaturePattern;
   outcome: SignatureOutcome;
   confidence: number;
-  /** How many failures it was learned from (0 for one an operator added); issue 14 learns them. */
+  /** How many failures it matched (learning, issue 14). */
   sample_count: number;
+  /** The last failure it matched; null before the first. */
+  last_seen: string | null;
+  /** Median of its recent failure → next success intervals; null before the first such success. */
+  mttr_p50_seconds: number | null;
+  /** Set for a signature the ledger learned by itself: the {type, phase, error_code} it stands for. */
+  learned_key: SignaturePattern | null;
   enabled: boolean;
   created_at: string;
   created_by: string | null;
@@ -181,7 +188,68 @@ export function matchSignature(sigs: readonly SignatureRow[], f: FailureFacts): 
   return null;
 }
 
-const COLUMNS = 'id, tenant, pattern, outcome, confidence, sample_count, enabled, created_at, created_by, retired_at, retired_by';
+// ---------------------------------------------------------------- learning (issue 14, docs/eta.md)
+
+/** Recent failure → next success intervals a signature's MTTR is the median of (migration 015's CHECK). */
+export const MTTR_SAMPLES = 50;
+const DAY_US = 86_400_000_000;
+
+/**
+ * confidence = (1 − e^(−n/5)) × 2^(−age_days/14), rounded to 3 decimals: n samples, age_days the
+ * gap since the signature was last seen before this failure (0 for its first). The ETA's formula
+ * (docs/eta.md): evidence saturates after ~15 samples, and a signature back after two weeks of
+ * silence counts half until it is seen again.
+ */
+export function signatureConfidence(n: number, ageDays: number): number {
+  const c = (1 - Math.exp(-Math.max(0, n) / 5)) * 2 ** (-Math.max(0, ageDays) / 14);
+  return Math.round(c * 1000) / 1000;
+}
+
+/** A learned signature's id: a UUID from its tenant and key, so the same failures learn the same id everywhere (simulations included). */
+export function learnedSignatureId(tenant: string, key: { type: string; phase: string; error_code: string }): string {
+  const h = sha256Hex(`okit:learned-signature:${tenant}:${key.type}:${key.phase}:${key.error_code}`);
+  const variant = ((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+function medianUs(xs: readonly bigint[]): bigint | null {
+  if (xs.length === 0) return null;
+  const sorted = [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return sorted[Math.ceil(sorted.length / 2) - 1]!;
+}
+
+/**
+ * A failure's signature, learning: the matching signature (an operator's first, then a learned
+ * one), else a new learned one keyed type:phase:error_code, with sample_count + 1, last_seen,
+ * confidence and the MTTR known so far. Answers what the failure's history row records as
+ * `data.signature` (the triggers of migration 015 write it to the table) and moves the batch's
+ * in-memory copy, so a second failure in the same batch counts the first. The operator's outcome
+ * (likely_cause, suggested_action) is copied as it is, never changed.
+ */
+export function learnSignature(sigs: SignatureRow[], tenant: string, f: FailureFacts, atUs: bigint, at: string): { [k: string]: Json } {
+  let s = sigs.find((x) => patternMatches(x.pattern, f));
+  if (!s) {
+    const key = { type: f.type, phase: f.phase, error_code: f.error_code };
+    s = { id: learnedSignatureId(tenant, key), pattern: key, outcome: {}, learnedKey: key, sampleCount: 0, lastSeenUs: null, mttrUs: [] };
+    sigs.push(s);
+  }
+  const n = (s.sampleCount ?? 0) + 1;
+  const age = s.lastSeenUs != null && atUs > s.lastSeenUs ? Number(atUs - s.lastSeenUs) / DAY_US : 0;
+  const confidence = signatureConfidence(n, age);
+  s.sampleCount = n;
+  s.lastSeenUs = s.lastSeenUs != null && s.lastSeenUs > atUs ? s.lastSeenUs : atUs;
+  const learnedMttr = medianUs(s.mttrUs ?? []);
+  const operatorMttr = typeof s.outcome.mttr_p50_seconds === 'number' ? s.outcome.mttr_p50_seconds : null;
+  const mttr = learnedMttr !== null ? Number(learnedMttr) / 1e6 : operatorMttr;
+  const out: { [k: string]: Json } = { id: s.id, ...s.outcome, sample_count: n, last_seen: at, confidence, mttr_samples: (s.mttrUs ?? []).length };
+  if (mttr !== null) out.mttr_p50_seconds = mttr;
+  else delete out.mttr_p50_seconds;
+  if (s.learnedKey) out.learned = s.learnedKey;
+  return out;
+}
+
+const COLUMNS =
+  'id, tenant, pattern, outcome, confidence, sample_count, enabled, created_at, created_by, retired_at, retired_by, learned_key, last_seen, mttr_us::text[] AS mttr_us';
 
 function toSignature(r: Record<string, unknown>): Signature {
   return {
@@ -196,6 +264,9 @@ function toSignature(r: Record<string, unknown>): Signature {
     created_by: (r.created_by ?? null) as string | null,
     retired_at: tsOrNull(r.retired_at),
     retired_by: (r.retired_by ?? null) as string | null,
+    last_seen: tsOrNull(r.last_seen),
+    mttr_p50_seconds: ((m) => (m === null ? null : Number(m) / 1e6))(medianUs(((r.mttr_us as string[] | null) ?? []).map((x) => BigInt(x)))),
+    learned_key: r.learned_key == null ? null : (JSON.parse(String(r.learned_key)) as SignaturePattern),
   };
 }
 
@@ -247,7 +318,7 @@ export class SignatureOps {
   async list(tenant: string, opts: { includeRetired?: boolean } = {}): Promise<Signature[]> {
     v.tenant(tenant);
     const { rows } = await this.l.pool.query(
-      `SELECT ${COLUMNS} FROM okit.failure_signatures WHERE tenant = $1 ${opts.includeRetired ? '' : 'AND retired_at IS NULL'} ORDER BY confidence DESC, id`,
+      `SELECT ${COLUMNS} FROM okit.failure_signatures WHERE tenant = $1 ${opts.includeRetired ? '' : 'AND retired_at IS NULL'} ORDER BY learned_key IS NOT NULL, confidence DESC, id`,
       [tenant],
     );
     return rows.map(toSignature);

@@ -1,6 +1,6 @@
 /**
  * The job state machine, written down once. The SQL CHECK on okit.job_history
- * (migrations 001 and 010) lists the same triples; a test keeps the two equal. Finished
+ * (migrations 001, 010 and 014) lists the same triples; a test keeps the two equal. Finished
  * states (succeeded, failed, dead_letter, canceled) are left only by an operator's retry.
  *
  * ```mermaid
@@ -10,7 +10,7 @@
  *   throttled --> running: claimed
  *   queued --> throttled: throttled
  *   throttled --> throttled: throttled
- *   running --> running: progress
+ *   running --> running: progress / stalled
  *   running --> succeeded: succeeded
  *   running --> queued: retry_scheduled / lease_expired
  *   running --> failed: failed
@@ -50,6 +50,7 @@ export const EVENTS = [
   'prioritized',
   'paused',
   'resumed',
+  'stalled',
 ] as const;
 export type JobEvent = (typeof EVENTS)[number];
 
@@ -65,6 +66,8 @@ export const TRANSITIONS: Readonly<Record<JobEvent, ReadonlyArray<readonly [JobS
     ['throttled', 'throttled'],
   ],
   progress: [['running', 'running']],
+  /** The sweeper's mark: no progress for longer than stall_after (docs/eta.md); the next progress clears it. */
+  stalled: [['running', 'running']],
   succeeded: [['running', 'succeeded']],
   retry_scheduled: [['running', 'queued']],
   failed: [['running', 'failed']],
