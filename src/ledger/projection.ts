@@ -556,7 +556,8 @@ function enrich(f: Fold, r: HistoryRow): void {
       if (r.event !== 'retry_scheduled') {
         f.lastKnownOutcome = { ...(f.lastKnownOutcome ?? {}), confidence: num(s.confidence), sample_count: n, ...(shown.mttr !== null ? { mttr_p50_seconds: shown.mttr } : {}) };
       }
-      f.summary += cause ? `; likely cause: ${cause} (seen ${n} times${mttrText(shown.mttr)})` : `; seen ${n} times${mttrText(shown.mttr)}`;
+      const seen = `seen ${n} time${n === 1 ? '' : 's'}${mttrText(shown.mttr)}`;
+      f.summary += cause ? `; likely cause: ${cause} (${seen})` : `; ${seen}`;
       break;
     }
     case 'retried':

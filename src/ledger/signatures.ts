@@ -53,6 +53,8 @@ export interface Signature {
   confidence: number;
   /** How many failures it matched (learning, issue 14). */
   sample_count: number;
+  /** From sample count and recency (docs/eta.md); null before the first match. `confidence` ranks matches: the operator's own value, or this one for a learned signature. */
+  learned_confidence: number | null;
   /** The last failure it matched; null before the first. */
   last_seen: string | null;
   /** Median of its recent failure → next success intervals; null before the first such success. */
@@ -249,7 +251,7 @@ export function learnSignature(sigs: SignatureRow[], tenant: string, f: FailureF
 }
 
 const COLUMNS =
-  'id, tenant, pattern, outcome, confidence, sample_count, enabled, created_at, created_by, retired_at, retired_by, learned_key, last_seen, mttr_us::text[] AS mttr_us';
+  'id, tenant, pattern, outcome, confidence, sample_count, enabled, created_at, created_by, retired_at, retired_by, learned_key, learned_confidence, last_seen, mttr_us::text[] AS mttr_us';
 
 function toSignature(r: Record<string, unknown>): Signature {
   return {
@@ -264,6 +266,7 @@ function toSignature(r: Record<string, unknown>): Signature {
     created_by: (r.created_by ?? null) as string | null,
     retired_at: tsOrNull(r.retired_at),
     retired_by: (r.retired_by ?? null) as string | null,
+    learned_confidence: r.learned_confidence == null ? null : Number(r.learned_confidence),
     last_seen: tsOrNull(r.last_seen),
     mttr_p50_seconds: ((m) => (m === null ? null : Number(m) / 1e6))(medianUs(((r.mttr_us as string[] | null) ?? []).map((x) => BigInt(x)))),
     learned_key: r.learned_key == null ? null : (JSON.parse(String(r.learned_key)) as SignaturePattern),

@@ -60,7 +60,8 @@ describe('failure signatures', () => {
     const list = await ledger.listSignatures(TEN);
     expect(list.map((s) => s.id)).toEqual([broad.id]);
     const all = await ledger.listSignatures(TEN, { includeRetired: true });
-    expect(all.find((s) => s.id === narrow.id)).toMatchObject({ retired_by: 'token:x', enabled: false, sample_count: 0, confidence: 0.9 });
+    // It learned from its one match; its operator confidence (the ranking) is kept.
+    expect(all.find((s) => s.id === narrow.id)).toMatchObject({ retired_by: 'token:x', enabled: false, sample_count: 1, confidence: 0.9, learned_confidence: 0.181, learned_key: null });
     // The same pattern again brings it back with its id.
     const again = await ledger.addSignature(TEN, { pattern: narrow.pattern, outcome: { likely_cause: 'legacy image, again' } });
     expect(again).toMatchObject({ created: false, signature: { id: narrow.id, retired_at: null } });

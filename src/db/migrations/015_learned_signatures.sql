@@ -8,8 +8,12 @@
 -- learned_key: null for an operator's signature; {type, phase, error_code} for one the ledger
 -- created because no signature matched. Operator text (outcome) is never written here.
 -- mttr_us: the last 50 failure -> next success (same type) intervals, oldest first.
+-- learned_confidence: the formula's value (sample count and recency). `confidence` stays the
+-- ranking among matches: an operator's own value for theirs (never overwritten by learning, like
+-- their text), the learned value for a learned one.
 ALTER TABLE okit.failure_signatures
   ADD COLUMN learned_key jsonb,
+  ADD COLUMN learned_confidence numeric(4,3) CHECK (learned_confidence BETWEEN 0 AND 1),
   ADD COLUMN last_seen timestamptz,
   ADD COLUMN mttr_us bigint[] NOT NULL DEFAULT '{}' CHECK (cardinality(mttr_us) <= 50);
 
@@ -29,15 +33,16 @@ DECLARE
   job_type text;
 BEGIN
   IF s ? 'learned' THEN
-    INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, sample_count, enabled, created_at, learned_key, last_seen)
+    INSERT INTO okit.failure_signatures (id, tenant, signature_sha256, pattern, outcome, confidence, learned_confidence, sample_count, enabled, created_at, learned_key, last_seen)
     VALUES (sid, NEW.tenant, encode(sha256(convert_to('learned:' || NEW.tenant || ':' || (s->'learned')::text, 'UTF8')), 'hex'),
-            s->'learned', '{}', (s->>'confidence')::numeric, (s->>'sample_count')::int, true, NEW.at, s->'learned', NEW.at)
+            s->'learned', '{}', (s->>'confidence')::numeric, (s->>'confidence')::numeric, (s->>'sample_count')::int, true, NEW.at, s->'learned', NEW.at)
     ON CONFLICT DO NOTHING;
   END IF;
   UPDATE okit.failure_signatures
      SET sample_count = greatest(sample_count, (s->>'sample_count')::int),
          last_seen = greatest(last_seen, NEW.at),
-         confidence = (s->>'confidence')::numeric
+         learned_confidence = (s->>'confidence')::numeric,
+         confidence = CASE WHEN learned_key IS NULL THEN confidence ELSE (s->>'confidence')::numeric END
    WHERE id = sid AND tenant = NEW.tenant;
   SELECT j.type INTO job_type FROM okit.jobs j WHERE j.id = NEW.job_id;
   INSERT INTO okit.signature_open_failures AS o (tenant, type, signature_id, failed_at)
