@@ -13,7 +13,7 @@ import type { Clock } from '../util/clock.js';
 import { constantTimeEqual, sha256Hex } from '../util/hash.js';
 import { formatMicros, microsToSeconds, parseMicros, secondsToMicros, SECOND, type Micros } from '../util/time.js';
 import { etaInputs } from './durations.js';
-import { Deferred, type Change, type Slot, type UnitView } from './batch.js';
+import { Deferred, type Change, type EtaRow, type Slot, type UnitView } from './batch.js';
 import { JOB_COLUMNS, toJob } from './rows.js';
 import { TERMINAL_STATES, type JobState } from './states.js';
 import { learnSignature } from './signatures.js';
@@ -452,7 +452,7 @@ export class JobOps {
         }
         const retry = retryable && slot0.job.attempt < slot0.job.max_attempts;
         // Every failure learns (issue 14): a retry's row carries its signature too, for the MTTR ETA.
-        const sigs = await b.signatures();
+        const [sigs, etaRow] = await Promise.all([b.signatures(), retry ? b.etaRow(slot0.job.type) : null]);
         // Checks and changes in one step: another unit of the batch may have moved the job meanwhile.
         const slot = leased(slot0, jobId, worker, token);
         const base: { [k: string]: Json } = { worker_id: worker, attempt: slot.job.attempt, error };
@@ -474,7 +474,7 @@ export class JobOps {
           const wait = up?.retryAfterSeconds ? secondsToMicros(up.retryAfterSeconds) : 0n;
           if (wait > delay) delay = wait;
           const retryAt = formatMicros(now + delay);
-          const ch = b.transition(slot, 'retry_scheduled', 'queued', { ...base, retry_at: retryAt, backoff_seconds: microsToSeconds(delay) }, now, {
+          const ch = b.transition(slot, 'retry_scheduled', 'queued', { ...base, retry_at: retryAt, backoff_seconds: microsToSeconds(delay), eta: etaInputs(etaRow!.durationsUs) }, now, {
             ...NO_LEASE,
             not_before: retryAt,
           });
@@ -517,17 +517,20 @@ export class JobOps {
     const { worker, token } = leaseOf(holder);
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
+    const cap = this.l.opts.queuePositionCap;
     await this.l.writer.submit(tenant, {
       weight: 1,
       async run(b) {
-        const slot = leased(await b.job(jobId), jobId, worker, token);
+        const slot0 = leased(await b.job(jobId), jobId, worker, token);
+        const [ahead, er] = await Promise.all([b.queueAhead(slot0.job.type), b.etaRow(slot0.job.type)]);
+        const slot = leased(slot0, jobId, worker, token);
         const job = slot.job;
         const last = job.attempt >= job.max_attempts;
         b.transition(
           slot,
           'lease_expired',
           last ? 'dead_letter' : 'queued',
-          { worker_id: job.lease_owner, attempt: job.attempt, lease_expires_at: formatMicros(now) },
+          { worker_id: job.lease_owner, attempt: job.attempt, lease_expires_at: formatMicros(now), ...(last ? {} : requeueData(er, ahead, cap)) },
           now,
           { lease_owner: null, lease_expires_at: null, ...(last ? {} : { not_before: formatMicros(now) }) },
         );
@@ -543,6 +546,7 @@ export class JobOps {
    */
   async expireLeases(opts: { tenant?: string; limit?: number } = {}): Promise<number> {
     const now = this.l.clock.now();
+    const cap = this.l.opts.queuePositionCap;
     const { rows } = await this.l.pool.query(
       `SELECT id, tenant FROM okit.jobs WHERE state = 'running' AND lease_expires_at < $1 ${opts.tenant ? 'AND tenant = $3' : ''}
        ORDER BY lease_expires_at, id LIMIT $2`,
@@ -553,15 +557,18 @@ export class JobOps {
         this.l.writer.submit<boolean>(String(r.tenant), {
           weight: 1,
           async run(b) {
-            const [slot] = await Promise.all([b.jobIfFree(String(r.id)), b.pausedTypes()]);
+            const [slot0] = await Promise.all([b.jobIfFree(String(r.id)), b.pausedTypes()]);
+            const type = slot0?.job.type;
+            const [ahead, er] = type === undefined ? [0, null] : await Promise.all([b.queueAhead(type), b.etaRow(type)]);
+            const slot = slot0;
             const job = slot?.job;
-            if (!slot || !job || job.state !== 'running' || !job.lease_expires_at || parseMicros(job.lease_expires_at) >= now) return () => false;
+            if (!slot || !job || !er || job.state !== 'running' || !job.lease_expires_at || parseMicros(job.lease_expires_at) >= now) return () => false;
             const last = job.attempt >= job.max_attempts;
             b.transition(
               slot,
               'lease_expired',
               last ? 'dead_letter' : 'queued',
-              { worker_id: job.lease_owner, attempt: job.attempt, lease_expires_at: job.lease_expires_at },
+              { worker_id: job.lease_owner, attempt: job.attempt, lease_expires_at: job.lease_expires_at, ...(last ? {} : requeueData(er, ahead, cap)) },
               now,
               { lease_owner: null, lease_expires_at: null, ...(last ? {} : { not_before: formatMicros(now) }) },
             );
@@ -599,17 +606,20 @@ export class ControlOps {
     const { actor, reason } = v.actorInput(input);
     v.uuid(jobId, 'job_id');
     const now = this.l.clock.now();
+    const cap = this.l.opts.queuePositionCap;
     return this.l.writer.submit(tenant, {
       weight: 2,
       async run(b) {
         const [got] = await Promise.all([b.job(jobId), b.pausedTypes()]);
-        const slot = found(got, jobId);
+        const slot0 = found(got, jobId);
+        const [ahead, er] = await Promise.all([b.queueAhead(slot0.job.type), b.etaRow(slot0.job.type)]);
+        const slot = found(slot0, jobId);
         if (!RETRYABLE_STATES.includes(slot.job.state))
           throw new OkitError('ILLEGAL_TRANSITION', `job ${jobId} is ${slot.job.state}: only a failed, dead_letter or canceled job can be retried`, {
             job_id: jobId,
             state: slot.job.state,
           });
-        const ch = retried(b, slot, actor, reason, now);
+        const ch = retried(b, slot, actor, reason, now, requeueData(er, ahead, cap));
         return () => ch.snapshot();
       },
     });
@@ -629,15 +639,17 @@ export class ControlOps {
     const actor = v.text(input.actor, 'actor', 100)!;
     const reason = v.text(input.reason, 'reason', v.MAX_REASON_CHARS, true);
     const now = this.l.clock.now();
+    const cap = this.l.opts.queuePositionCap;
     return this.l.writer.submit(tenant, {
       weight: limit * 2,
       async run(b) {
-        await b.pausedTypes();
+        const [, ahead, er] = await Promise.all([b.pausedTypes(), b.queueAhead(type), b.etaRow(type)]);
         const slots = await b.jobsWhere(type, ['dead_letter'], null, limit + 1, 'updated');
+        // They join the queue in this order, each behind the ones before it.
         const changes = slots
           .slice(0, limit)
           .filter((s) => s.job.state === 'dead_letter')
-          .map((s) => retried(b, s, actor, reason, now));
+          .map((s, i) => retried(b, s, actor, reason, now, requeueData(er, ahead + i, cap)));
         return () => ({ jobs: changes.map((c) => ({ job: c.job, snapshot: c.snapshot() })), more: slots.length > limit });
       },
     });
@@ -665,8 +677,16 @@ export class ControlOps {
   }
 }
 
-function retried(b: UnitView, slot: Slot, actor: string, reason: string | null, now: Micros): Change {
-  const ch = b.transition(slot, 'retried', 'queued', { actor, reason, attempts_given_back: slot.job.attempt }, now, {
+/**
+ * A requeued job's queue inputs (`retried`, `lease_expired`, docs/eta.md): its place behind the
+ * type's queue as the batch read it (capped like an enqueue's), and the type's ETA inputs.
+ */
+function requeueData(er: EtaRow, ahead: number, cap: number): { [k: string]: Json } {
+  return { queue_position: ahead < cap ? ahead + 1 : null, ...(ahead >= cap ? { queue_ahead_at_least: cap } : {}), eta: etaInputs(er.durationsUs, er.workers) };
+}
+
+function retried(b: UnitView, slot: Slot, actor: string, reason: string | null, now: Micros, queue: { [k: string]: Json }): Change {
+  const ch = b.transition(slot, 'retried', 'queued', { actor, reason, attempts_given_back: slot.job.attempt, ...queue }, now, {
     attempt: 0,
     not_before: formatMicros(now),
     ...NO_LEASE,
@@ -687,7 +707,10 @@ function claimUnit(worker: string, types: string[], leaseSeconds: number, limit:
         const cands = await b.candidates(open, now, limit - got.length);
         if (cands.length === 0) break;
         const hosts = [...new Set(cands.map((c) => c.host).filter((h): h is string => !!h))];
-        await Promise.all(hosts.map((h) => b.bucket(h)));
+        const candTypes = [...new Set(cands.map((c) => c.job.type))];
+        // ETA inputs for the claimed and throttled rows (docs/eta.md): one read for the batch's types, before the sync loop.
+        const [, etaRows] = await Promise.all([Promise.all(hosts.map((h) => b.bucket(h))), Promise.all(candTypes.map((t) => b.etaRow(t)))]);
+        const etaOfType = new Map(candTypes.map((t, i) => [t, etaInputs(etaRows[i]!.durationsUs)]));
         for (const slot of cands) {
           const job = slot.job;
           // Another unit of this batch may have moved it (a cancel) or paused its type: not claimable now.
@@ -704,7 +727,13 @@ function claimUnit(worker: string, types: string[], leaseSeconds: number, limit:
                   slot,
                   'throttled',
                   'throttled',
-                  { host: slot.host, throttled_until: formatMicros(until), wait_seconds: microsToSeconds(r.waitUs), tokens: fromMicroUnits(r.bucket.tokens) },
+                  {
+                    host: slot.host,
+                    throttled_until: formatMicros(until),
+                    wait_seconds: microsToSeconds(r.waitUs),
+                    tokens: fromMicroUnits(r.bucket.tokens),
+                    eta: etaOfType.get(job.type)!,
+                  },
                   now,
                   { not_before: formatMicros(until) },
                 );
@@ -721,7 +750,7 @@ function claimUnit(worker: string, types: string[], leaseSeconds: number, limit:
             slot,
             'claimed',
             'running',
-            { worker_id: worker, attempt, lease_expires_at: leaseUntil },
+            { worker_id: worker, attempt, lease_expires_at: leaseUntil, eta: etaOfType.get(job.type)! },
             now,
             { attempt, lease_owner: worker, lease_expires_at: leaseUntil },
             leaseToken,

@@ -69,6 +69,19 @@ function etaInputs(v: Json | undefined): EtaInputs | null {
   };
 }
 
+/**
+ * A queued job's ETA as of its row (`enqueued`, and the requeues `retried`, `lease_expired`):
+ * the jobs ahead shared among the workers on the type, then this job's own run, after any
+ * not-before wait. Null without a p50 or when the position was capped.
+ */
+function queueWaitEta(f: Fold, d: Obj, at: bigint): Fold['waitEta'] {
+  const p50 = f.etaIn?.p50 ?? null;
+  const ahead = f.queuePosition === null ? null : Math.max(0, f.queuePosition - 1);
+  const workers = Math.max(1, f.etaIn?.workers ?? 1);
+  const wait = Math.max(0, num(d.wait_seconds) ?? 0);
+  return { from: at, mode: 'queue', seconds: p50 === null || ahead === null ? null : wait + (ahead / workers) * p50 + p50 };
+}
+
 /** How many recent progress samples the rate (and so the ETA) is computed over. */
 export const ETA_WINDOW = 5;
 /**
@@ -154,13 +167,7 @@ function step(f: Fold, r: HistoryRow): void {
       f.kind = 'queued';
       f.phase = 'unknown';
       const atLeast = num(d.queue_ahead_at_least);
-      if (f.etaIn) {
-        // Jobs ahead shared among the workers on the type, then this job's own run; null if capped.
-        const ahead = f.queuePosition === null ? null : Math.max(0, f.queuePosition - 1);
-        const workers = Math.max(1, f.etaIn.workers ?? 1);
-        const wait = Math.max(0, num(d.wait_seconds) ?? 0);
-        f.waitEta = { from: at, mode: 'queue', seconds: p50 === null || ahead === null ? null : wait + (ahead / workers) * p50 + p50 };
-      }
+      if (f.etaIn) f.waitEta = queueWaitEta(f, d, at);
       f.summary =
         f.queuePosition === null && atLeast !== null
           ? `Waiting in queue (more than ${atLeast} ahead)`
@@ -259,8 +266,11 @@ function step(f: Fold, r: HistoryRow): void {
       } else {
         f.kind = 'queued';
         f.summary = `Lease on ${who} expired; requeued (attempt ${f.attempt} of ${f.maxAttempts} used)`;
-        // Its place in the queue is not known here: back to a p50-only estimate.
-        if (f.etaIn) f.waitEta = { from: at, mode: 'queue', seconds: p50 };
+        // Rows since issue 14 carry its new place in the queue; older ones: a p50-only estimate.
+        if (own && 'queue_position' in d) {
+          f.queuePosition = num(d.queue_position);
+          f.waitEta = queueWaitEta(f, d, at);
+        } else if (f.etaIn) f.waitEta = { from: at, mode: 'queue', seconds: p50 };
         f.nextActions = null;
       }
       f.extra = { last_error_code: 'LEASE_EXPIRED' };
@@ -299,12 +309,12 @@ function step(f: Fold, r: HistoryRow): void {
       f.phase = 'unknown';
       f.attempt = 0;
       f.worker = null;
-      f.queuePosition = null;
+      f.queuePosition = num(d.queue_position);
       f.itemsDone = null;
       f.itemsTotal = null;
       f.samples = [];
       f.claimAt = null;
-      f.waitEta = f.etaIn ? { from: at, mode: 'queue', seconds: p50 } : null;
+      f.waitEta = own && 'queue_position' in d ? queueWaitEta(f, d, at) : f.etaIn ? { from: at, mode: 'queue', seconds: p50 } : null;
       f.summary = `Retried by ${byWhom(d)}; waiting in queue` + (given ? ` (${given} attempt${given === 1 ? '' : 's'} given back)` : '');
       f.nextActions = null;
       f.source = 'snapshot';

@@ -39,7 +39,7 @@ describe('control actions', () => {
     const id = await deadLetter('r1');
     expect((await ledger.getJob(TEN, id)).attempt).toBe(1);
     const s = await ledger.retry(TEN, id, { actor: OPS, reason: 'mirror is back' });
-    expect(s.summary).toBe(`Retried by ${OPS}: mirror is back; waiting in queue (1 attempt given back)`);
+    expect(s.summary).toBe(`Retried by ${OPS}: mirror is back; waiting in queue (1 attempt given back); no ETA yet: no r1 job has succeeded`);
     expect(s.last_known_outcome).toMatchObject({ status: 'dead_letter', error_code: 'E_FETCH' });
     const job = await ledger.getJob(TEN, id);
     expect(job).toMatchObject({ state: 'queued', attempt: 0, max_attempts: 1 });

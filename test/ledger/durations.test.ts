@@ -88,6 +88,70 @@ describe('okit.type_durations: the last N successes per {tenant, type}, kept in 
     await ledger.complete(TEN, running.id, 'w2');
   });
 
+  it('every row that changes an ETA carries its inputs: claimed, retry_scheduled, lease_expired, retried', async () => {
+    await run('rows', 20); // p50 20.000001 s over 1 success
+    const p50 = { p50_seconds: 20.000001, samples: 1 };
+    const { job } = await ledger.enqueue(TEN, { type: 'rows', maxAttempts: 2 });
+    const hist = async () => ledger.history(TEN, job.id);
+    const c1 = (await ledger.claim(TEN, { workerId: W, types: ['rows'] }))!;
+    expect((await hist()).at(-1)).toMatchObject({ event: 'claimed', data: { eta: p50 } });
+    // Started, no counts: p50 − elapsed (5 s) → 16.
+    clock.advance(5n * SECOND);
+    await ledger.progress(TEN, job.id, W, { phase: 'fetch' });
+    expect((await ledger.getSnapshot(TEN, job.id)).eta_seconds).toBe(16);
+    await ledger.fail(TEN, job.id, { workerId: W, leaseToken: c1.leaseToken }, { code: 'TIMEOUT', message: 'slow' });
+    const retry = (await hist()).at(-1)!;
+    expect(retry).toMatchObject({ event: 'retry_scheduled', data: { eta: p50 } });
+    // The backoff, then the p50.
+    expect((await ledger.getSnapshot(TEN, job.id)).eta_seconds).toBe(Math.ceil(Number(retry.data.backoff_seconds) + 20.000001 - 1e-9));
+    // Two others queued ahead, then the job's lease is given up: lease_expired → dead_letter (its last attempt) carries no queue inputs.
+    clock.advance(3600n * SECOND);
+    const c2 = (await ledger.claim(TEN, { workerId: W, types: ['rows'] }))!;
+    expect(c2.job.id).toBe(job.id);
+    await ledger.enqueue(TEN, { type: 'rows' });
+    await ledger.enqueue(TEN, { type: 'rows' });
+    await ledger.abandon(TEN, job.id, { workerId: W, leaseToken: c2.leaseToken });
+    const dead = (await hist()).at(-1)!;
+    expect(dead).toMatchObject({ event: 'lease_expired', to_state: 'dead_letter' });
+    expect(dead.data.queue_position).toBeUndefined();
+    clock.advance(SECOND);
+    // An operator's retry: back behind the two, with the type's inputs (no worker on 'rows' now: 0, counted as 1).
+    const snap = await ledger.retry(TEN, job.id, { actor: 'op', reason: 'again' });
+    expect((await hist()).at(-1)).toMatchObject({ event: 'retried', data: { queue_position: 3, eta: { ...p50, workers: 0 } } });
+    // 2 ahead × 20.000001 + its own 20.000001, rounded up.
+    expect(snap).toMatchObject({ kind: 'queued', eta_seconds: 61 });
+    expect(snap.diagnostics.queue_position).toBe(3);
+    // Claimed again by w1 while w2 holds another 'rows' job, then abandoned: lease_expired → queued with its place
+    // (1 ahead) and the workers on the type when it is written (w2, and w1 whose lease this row ends).
+    const [x, y] = await ledger.claim(TEN, { workerId: 'w2', types: ['rows'], limit: 2 });
+    expect([x?.job.id, y?.job.id]).not.toContain(job.id);
+    const c3 = (await ledger.claim(TEN, { workerId: W, types: ['rows'] }))!;
+    expect(c3.job.id).toBe(job.id);
+    await ledger.abandon(TEN, y!.job.id, { workerId: 'w2', leaseToken: y!.leaseToken });
+    clock.advance(SECOND);
+    await ledger.abandon(TEN, job.id, { workerId: W, leaseToken: c3.leaseToken });
+    const requeued = (await hist()).at(-1)!;
+    expect(requeued).toMatchObject({ event: 'lease_expired', to_state: 'queued', data: { queue_position: 2, eta: { ...p50, workers: 2 } } });
+    // 1 ahead ÷ 2 workers × 20.000001 + 20.000001, rounded up.
+    expect((await ledger.getSnapshot(TEN, job.id)).eta_seconds).toBe(31);
+    await ledger.complete(TEN, x!.job.id, 'w2');
+  });
+
+  it('a throttled row carries the inputs: the wait plus the p50', async () => {
+    await run('pull', 8);
+    const src = await ledger.createSource(TEN, { name: 'reg', host: 'reg.example' });
+    await ledger.configureThrottle(TEN, 'reg.example', { capacity: 1, refillPerSec: 0.5 });
+    const a = await ledger.enqueue(TEN, { type: 'pull', sourceId: src.id });
+    clock.advance(1n);
+    const b = await ledger.enqueue(TEN, { type: 'pull', sourceId: src.id });
+    expect((await ledger.claim(TEN, { workerId: W, types: ['pull'] }))?.job.id).toBe(a.job.id);
+    expect(await ledger.claim(TEN, { workerId: W, types: ['pull'] })).toBeNull();
+    const row = (await ledger.history(TEN, b.job.id)).at(-1)!;
+    expect(row).toMatchObject({ event: 'throttled', data: { wait_seconds: 2, eta: { p50_seconds: 8.000001, samples: 1 } } });
+    // 2 s wait + 8.000001 s run, rounded up.
+    expect(await ledger.getSnapshot(TEN, b.job.id)).toMatchObject({ kind: 'blocked', eta_seconds: 11 });
+  });
+
   it(`keeps only the last ${DURATION_SAMPLES}, oldest first`, async () => {
     for (let i = 1; i <= DURATION_SAMPLES + 3; i++) await run('many', i);
     const s = await typeDurations(db.pool, TEN, 'many');

@@ -35,7 +35,7 @@ describe('leases: expiry, heartbeat, ownership', () => {
     expect(h.data).toMatchObject({ worker_id: 'w1', attempt: 1 });
     const snap = await ledger.getSnapshot(TEN, job.id);
     expect(snap.kind).toBe('queued');
-    expect(snap.summary).toBe('Lease on w1 expired; requeued (attempt 1 of 2 used)');
+    expect(snap.summary).toBe('Lease on w1 expired; requeued (attempt 1 of 2 used); no ETA yet: no exp job has succeeded');
 
     const c2 = await ledger.claim(TEN, { workerId: 'w2', types: ['exp'] });
     expect(c2?.attempt).toBe(2);

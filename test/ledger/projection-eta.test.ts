@@ -161,6 +161,45 @@ describe('ETA for every non-terminal kind (inputs on the rows)', () => {
     expect(throttled.snap).toMatchObject({ kind: 'blocked', eta_seconds: 62 });
   });
 
+  it('a claim, a retry, a throttle carry their own inputs: the newest p50 wins over the enqueue\'s', () => {
+    // Enqueued with p50 60; the claim's row says 100 now (successes since): started counts down from 100.
+    let h = new H().enqueued(1, eta(60, 1)).claimed(0, 1, eta(100));
+    expect(h.progress(30, 'fetch').snap.eta_seconds).toBe(70);
+    // The retry's own p50 (80) after its backoff (5).
+    h = h.retry(40, 5, eta(80));
+    expect(h.snap).toMatchObject({ kind: 'queued', eta_seconds: 85 });
+    // A throttle row's p50 (20) after its wait (3.5 s).
+    const t = new H()
+      .enqueued(1, eta(60, 1))
+      .add('throttled', 'queued', 'throttled', { host: 'reg.example', throttled_until: '2025-12-04T12:00:04.500000Z', wait_seconds: 3.5, tokens: '0', ...eta(20) }, 1);
+    expect(t.snap).toMatchObject({ kind: 'blocked', eta_seconds: 24 });
+    // No history on the throttle row: null, said so.
+    const none = new H()
+      .enqueued(1, eta(null, 1, 0))
+      .add('throttled', 'queued', 'throttled', { host: 'reg.example', throttled_until: '2025-12-04T12:00:04.500000Z', wait_seconds: 3.5, tokens: '0', ...eta(null, null, 0) }, 1).snap;
+    expect(none).toMatchObject({ kind: 'blocked', eta_seconds: null, summary: 'Throttled by reg.example: next slot in 4s; no ETA yet: no scan job has succeeded' });
+  });
+
+  it('requeued (retried by an operator, lease expired): its new place in the queue, as for an enqueue', () => {
+    const failed = () => new H().enqueued(1, eta(60, 1)).claimed(0).add('dead_lettered', 'running', 'dead_letter', { error: { code: 'X', message: 'x' }, retryable: true }, 10);
+    // Position 4 behind 2 workers: 3 ahead ÷ 2 × 50 + 50 = 125.
+    let s = failed().add('retried', 'dead_letter', 'queued', { actor: 'op', reason: null, attempts_given_back: 1, queue_position: 4, ...eta(50, 2) }, 20).snap;
+    expect(s).toMatchObject({ kind: 'queued', eta_seconds: 125 });
+    expect(s.diagnostics.queue_position).toBe(4);
+    // Capped: null, not a lower bound.
+    s = failed().add('retried', 'dead_letter', 'queued', { actor: 'op', reason: null, attempts_given_back: 1, queue_position: null, queue_ahead_at_least: 1000, ...eta(50, 2) }, 20).snap;
+    expect(s.eta_seconds).toBeNull();
+    const lease = (extra: D) =>
+      new H().enqueued(1, eta(60, 1)).claimed(0).add('lease_expired', 'running', 'queued', { worker_id: 'w1', attempt: 1, lease_expires_at: formatMicros(T0 + 30_000_000n), ...extra }, 30).snap;
+    s = lease({ queue_position: 3, ...eta(40, 1) });
+    expect(s).toMatchObject({ kind: 'queued', eta_seconds: 120, summary: 'Lease on w1 expired; requeued (attempt 1 of 3 used)' });
+    expect(s.diagnostics.queue_position).toBe(3);
+    // Rows written before the requeue carried inputs: the enqueue's p50 alone, as before.
+    expect(lease({}).eta_seconds).toBe(60);
+    // No history on the requeue's row: null, said so.
+    expect(lease({ queue_position: 1, ...eta(null, 0, 0) })).toMatchObject({ eta_seconds: null, summary: 'Lease on w1 expired; requeued (attempt 1 of 3 used); no ETA yet: no scan job has succeeded' });
+  });
+
   it('histories written before ETA inputs existed project exactly as before', () => {
     const s = new H().enqueued(3).claimed(5).progress(9, 'fetch').snap;
     expect(s).toMatchObject({ eta_seconds: null, summary: 'Working on fetch' });

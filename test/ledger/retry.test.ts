@@ -56,9 +56,10 @@ describe('retries with backoff and jitter', () => {
         backoff_seconds: Number(delay) / 1e6,
         // Issue 14: every failure learns; no operator signature matches, so a learned one (below the floor: not shown).
         signature: expect.objectContaining({ sample_count: attempt, learned: { type: 'r', phase: 'unknown', error_code: 'FETCH_TIMEOUT' } }),
+        eta: { p50_seconds: null, samples: 0 },
       });
       expect(Math.abs(Number(delay) - 2 * 2 ** (attempt - 1) * 1e6)).toBeLessThanOrEqual(0.1 * 2 * 2 ** (attempt - 1) * 1e6);
-      expect(snap).toMatchObject({ kind: 'queued', summary: `Retry ${attempt + 1} of 3 at ${retryAt} after FETCH_TIMEOUT: timed out`, eta_seconds: null });
+      expect(snap).toMatchObject({ kind: 'queued', summary: `Retry ${attempt + 1} of 3 at ${retryAt} after FETCH_TIMEOUT: timed out; no ETA yet: no r job has succeeded`, eta_seconds: null });
       expect((await ledger.getJob(TEN, job.id)).not_before).toBe(retryAt);
 
       clock.set(parseMicros(retryAt) - 1n);

@@ -47,10 +47,10 @@ describe('token-bucket throttling in the ledger', () => {
     // 0 tokens at 0.5/s: one token in exactly 2 s.
     const until = formatMicros(clock.now() + 2n * SECOND);
     expect(last).toMatchObject({ event: 'throttled', from_state: 'queued', to_state: 'throttled' });
-    expect(last.data).toEqual({ host: 'registry.example', throttled_until: until, wait_seconds: 2, tokens: '0' });
+    expect(last.data).toEqual({ host: 'registry.example', throttled_until: until, wait_seconds: 2, tokens: '0', eta: { p50_seconds: null, samples: 0 } });
     expect(job.not_before).toBe(until);
     const snap = await ledger.getSnapshot(TEN, ids[2]!);
-    expect(snap).toMatchObject({ kind: 'blocked', summary: 'Throttled by registry.example: next slot in 2s', eta_seconds: null });
+    expect(snap).toMatchObject({ kind: 'blocked', summary: 'Throttled by registry.example: next slot in 2s; no ETA yet: no pull job has succeeded', eta_seconds: null });
     expect(snap.diagnostics.throttled_until).toBe(until);
 
     clock.advance(SECOND); // half a token: still nothing, and the job is not even due

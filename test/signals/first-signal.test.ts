@@ -131,7 +131,7 @@ describe('first-signal endpoint', () => {
     const etag = (await t.get(FS(job.id), t.tokens.read)).headers.get('etag')!;
     const r = await t.get(FS(job.id) + '?wait=10', t.tokens.read, { 'If-None-Match': etag });
     expect(r.status).toBe(200);
-    expect((await r.json()).summary).toBe('Lease on gone expired; requeued (attempt 1 of 5 used)');
+    expect((await r.json()).summary).toBe('Lease on gone expired; requeued (attempt 1 of 5 used); no ETA yet: no abandon job has succeeded');
   });
 
   it('has /healthz and /readyz', async () => {
