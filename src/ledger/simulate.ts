@@ -17,6 +17,7 @@ import { formatMicros } from '../util/time.js';
 import { Ledger } from './ledger.js';
 import { HISTORY_COLUMNS, toHistory } from './rows.js';
 import type { Phase } from './types.js';
+import { SIM_STALL_AFTER, SimStalls } from './simulate-enrich.js';
 
 /** The frozen start of every simulation (the seed fixtures' timestamp). */
 export const SIM_EPOCH = '2025-12-04T12:00:00.000000Z';
@@ -114,7 +115,9 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
   const clock = new ManualClock(SIM_EPOCH);
   // Ids are global primary keys: derive them from the tenant too, so the same seed can run in two tenants.
   const id = () => tenantUuid(tenant, rng.uuid());
-  const ledger = new Ledger(pool, { clock, ids: id, backoffBaseSeconds: 1, backoffCapSeconds: 20, defaultMaxAttempts: 3 });
+  const ledger = new Ledger(pool, { clock, ids: id, backoffBaseSeconds: 1, backoffCapSeconds: 20, defaultMaxAttempts: 3, stallAfter: SIM_STALL_AFTER });
+  // Issue 14: silent workers and the stall sweeper (simulate-enrich.ts).
+  const stalls = new SimStalls(opts.seed);
   const log = opts.progress ?? (() => undefined);
   const startedAt = clock.toString();
 
@@ -180,6 +183,7 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
     if (ticks > maxTicks) throw new Error(`simulation did not settle within ${maxTicks} ticks`);
     clock.advance(BigInt(rng.int(100, 1500)) * 1000n);
     await ledger.expireLeases({ tenant });
+    await stalls.sweep(ledger, tenant);
 
     // Arrivals: a few jobs per tick, now and then a duplicate idempotency key.
     const arrivals = enqueued < opts.jobs ? rng.int(0, 3) : 0;
@@ -238,9 +242,15 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
         w.step = 0;
         w.done = 0;
         w.outcome = chooseOutcome(rng, w.host);
+        stalls.claimed(w.job, clock.now());
         continue;
       }
       const job = w.job;
+      if (stalls.silent(job, clock.now())) {
+        // Alive but stuck: it heartbeats, and reports no progress (the sweeper marks it stalled).
+        await guarded(w, () => ledger.heartbeat(tenant, job, w.id, 10));
+        continue;
+      }
       const st = w.steps[w.step]!;
       if (w.outcome === 'crash' && w.step === 1) {
         // The worker dies silently: no heartbeat, no report. Its lease will expire.
