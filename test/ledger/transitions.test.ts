@@ -45,6 +45,15 @@ describe('every transition of the state machine through the Ledger API', () => {
     await record(id);
   });
 
+  it('stalled (running → running): the sweeper, past stall_after without progress', async () => {
+    const id = await running('stall');
+    clock.advance(61n * SECOND);
+    expect(await ledger.markStalled({ tenant: TEN })).toBe(1);
+    expect((await ledger.history(TEN, id)).at(-1)!.event).toBe('stalled');
+    await ledger.complete(TEN, id, W);
+    await record(id);
+  });
+
   it('retry_scheduled (running → queued), then failed (non-retryable)', async () => {
     const id = await running('b');
     await ledger.fail(TEN, id, W, { code: 'TIMEOUT', message: 'slow', retryable: true });
