@@ -138,7 +138,7 @@ function errorOf(d: Obj): { code: string; message: string } {
 }
 
 function historyAction(jobId: string): NextAction {
-  return { label: 'Inspect the job history', command: `okit job history ${jobId}`, href: `/jobs/${jobId}` };
+  return { label: 'Inspect the job history', command: `okit job history ${jobId}` };
 }
 
 /** "token:ab12…" or "token:ab12…: reason". */
@@ -423,7 +423,7 @@ export function startProjection(): Projection {
       nextActions: null,
       extra: {},
       source: 'snapshot',
-      en: { stall: null, lastProgressAt: null, previousJobId: null, signature: null },
+      en: { stall: null, lastProgressAt: null, previousJobId: null, signature: null, linked: false },
       beforePause: null,
     },
     first: null,
@@ -504,6 +504,11 @@ interface Enrichment {
   previousJobId: string | null;
   /** The failure signature the current signal shows (retry_scheduled, failed, dead_lettered). */
   signature: Obj | null;
+  /**
+   * The job's enqueued row was written since issue 14 (it carries `eta`): only then are links
+   * added, so bundles written before replay to the snapshots they hold.
+   */
+  linked: boolean;
 }
 
 /** The signature a failure row recorded, if it is shown: operator-defined ones always, learned ones from the floor up. */
@@ -531,6 +536,7 @@ function enrich(f: Fold, r: HistoryRow): void {
   switch (r.event) {
     case 'enqueued':
       f.en.previousJobId = str(obj(d.last_known_outcome)?.job_id);
+      f.en.linked = obj(d.eta) !== null;
       f.en.signature = null;
       break;
     case 'claimed':
@@ -587,9 +593,11 @@ function enrichDiagnostics(f: Fold, diagnostics: Obj): void {
 
 /** The kind's own actions, then links: the job's run (/runs/{id}) and the previous run of its type (/jobs/{id}). */
 function withLinks(f: Fold, actions: NextAction[] | null): NextAction[] | null {
+  if (!f.en.linked) return actions;
+  const own = actions?.map((a) => (a.command?.startsWith('okit job history ') && !a.href ? { ...a, href: `/jobs/${a.command.slice('okit job history '.length)}` } : a)) ?? null;
   const links: NextAction[] = [];
   if (f.runId) links.push({ label: 'View the run', href: `/runs/${f.runId}` });
   if (f.en.previousJobId) links.push({ label: 'View previous run', command: `okit job get ${f.en.previousJobId}`, href: `/jobs/${f.en.previousJobId}` });
-  if (links.length === 0) return actions;
-  return [...(actions ?? []), ...links];
+  if (links.length === 0) return own;
+  return [...(own ?? []), ...links];
 }

@@ -155,6 +155,13 @@ describe('links (projection)', () => {
     ]);
   });
 
+  it('rows written before issue 14 (no `eta` on the enqueued row) get no links: old bundles replay unchanged', () => {
+    const h = new H().enqueued({ eta: null, run_id: 'r-1', last_known_outcome: { job_id: PREV, status: 'succeeded', finished_at: at(-5) } });
+    expect(h.snap.next_actions).toBeNull();
+    h.claimed(1).add('failed', 'running', 'failed', { worker_id: 'w7', attempt: 1, error: { code: 'E', message: 'x' }, retryable: false }, 3);
+    expect(h.snap.next_actions).toEqual([{ label: 'Inspect the job history', command: `okit job history ${JOB}` }]);
+  });
+
   it('no run and no previous job: no links added', () => {
     expect(new H().enqueued().claimed(1).snap.next_actions).toBeNull();
   });

@@ -53,9 +53,7 @@ describe('project: history → first signal (pure)', () => {
     const lko = { job_id: 'x', status: 'succeeded', finished_at: '2025-12-04T11:00:00.000000Z' };
     const s = new H().enqueued(3, { last_known_outcome: lko }).snap;
     expect(signalLine(s)).toBe('[queued] Waiting in queue (position: 3)');
-    expect(s).toMatchObject({ kind: 'queued', phase: 'unknown', eta_seconds: null, last_known_outcome: lko, source: 'snapshot', history_n: 1 });
-    // Issue 14: the type's previous finished job, linked (the enqueued row names it).
-    expect(s.next_actions).toEqual([{ label: 'View previous run', command: 'okit job get x', href: '/jobs/x' }]);
+    expect(s).toMatchObject({ kind: 'queued', phase: 'unknown', eta_seconds: null, last_known_outcome: lko, next_actions: null, source: 'snapshot', history_n: 1 });
     expect(s.diagnostics).toMatchObject({ job_type: 'scan', state: 'queued', queue_position: 3, attempt: 0, max_attempts: 3 });
     expect(s.created_at).toBe('2025-12-04T12:00:00.000000Z');
   });
@@ -136,7 +134,7 @@ describe('project: history → first signal (pure)', () => {
     const f = new H().enqueued().claimed(1).add('failed', 'running', 'failed', { worker_id: 'w1', attempt: 1, error: err, retryable: false }, 2).snap;
     expect(signalLine(f)).toBe('[failed] Failed: bad doc (SCHEMA_MISMATCH)');
     expect(f.last_known_outcome).toMatchObject({ status: 'failed', error_code: 'SCHEMA_MISMATCH' });
-    expect(f.next_actions).toEqual([{ label: 'Inspect the job history', command: `okit job history ${JOB}`, href: `/jobs/${JOB}` }]);
+    expect(f.next_actions).toEqual([{ label: 'Inspect the job history', command: `okit job history ${JOB}` }]);
     expect(f.source).toBe('snapshot');
 
     const sig = { id: 'sig-1', likely_cause: 'Truncated layer', suggested_action: 'Resync the mirror', mttr_p50_seconds: 300 };
