@@ -4,6 +4,7 @@ import { defaultLimits, type ServerLimits } from '../http/limits.js';
 import { startServer } from '../http/server.js';
 import { parseMetricsListen } from '../metrics/listen.js';
 import { parseDuration } from '../util/duration.js';
+import { parseStallAfter } from '../ledger/stalls.js';
 import { withDb } from './context.js';
 import { action, EXIT, type Io } from './io.js';
 import { OkitError } from '../errors.js';
@@ -16,6 +17,7 @@ export interface ServeOptions {
   /** commander's --no-telemetry sets this false. */
   telemetry?: boolean;
   telemetryRetention?: string;
+  stallAfter?: string;
   metricsListen?: string;
 }
 
@@ -45,6 +47,7 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
   const p = port(opts.port);
   const limits = serveLimits(opts);
   const retention = opts.telemetryRetention === undefined ? undefined : parseDuration(opts.telemetryRetention, '--telemetry-retention');
+  const stallAfter = opts.stallAfter === undefined ? undefined : parseStallAfter(opts.stallAfter);
   const metricsListen = opts.metricsListen === undefined ? undefined : parseMetricsListen(opts.metricsListen);
   const stopped =
     stop ??
@@ -75,7 +78,7 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
     },
     // A shared embedded cluster outlives any one server (others may be using it). Every
     // query of the server's pool is bounded (SERVE_DB_TIMEOUTS).
-    { keep: true, timeouts: SERVE_DB_TIMEOUTS },
+    { keep: true, timeouts: SERVE_DB_TIMEOUTS, ...(stallAfter ? { ledger: { stallAfter } } : {}) },
   );
   return EXIT.OK;
 }
@@ -90,6 +93,7 @@ export function register(program: Command, io: Io): void {
     .option('--max-connections-per-ip <n>', 'open connections per client address, IPv6 per /64 (default: 1000; raise it behind a reverse proxy)')
     .option('--no-telemetry', 'record no time-to-first-signal telemetry (no telemetry route; /metrics still serves the rest)')
     .option('--telemetry-retention <duration>', 'delete telemetry older than this (e.g. 90d) at start and hourly; history is never pruned')
+    .option('--stall-after <durations>', 'mark a running job stalled after this long without progress: a default and per type, e.g. 2m,scan=30s,build=10m (default 60s)')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics without a token on this loopback address (e.g. 127.0.0.1:9464)')
     .action(action(io, (o: ServeOptions) => runServe(o, io)));
 }

@@ -10,6 +10,8 @@ import { formatMicros, parseMicros } from '../util/time.js';
 import { ts } from './rows.js';
 import type { LedgerCore } from './jobs.js';
 import * as v from './validate.js';
+import { OkitError } from '../errors.js';
+import { parseDuration } from '../util/duration.js';
 
 /** Default stall_after, seconds. */
 export const DEFAULT_STALL_AFTER_SECONDS = 60;
@@ -24,6 +26,23 @@ export function stallConfig(input?: { defaultSeconds?: number; byType?: Record<s
   const byType: Record<string, number> = {};
   for (const [type, s] of Object.entries(input?.byType ?? {})) byType[v.jobType(type, 'stall_after.type')] = v.int(s, `stall_after.${type}`, 1, 86_400);
   return { defaultSeconds: v.int(input?.defaultSeconds, 'stall_after', 1, 86_400, DEFAULT_STALL_AFTER_SECONDS), byType };
+}
+
+/**
+ * `okit serve --stall-after`: a default and per-type values, comma-separated: `90s`,
+ * `scan=5m,build=10m`, `2m,scan=30s` (durations as --telemetry-retention takes them, 1 s to 1 d).
+ */
+export function parseStallAfter(text: string): { defaultSeconds?: number; byType: Record<string, number> } {
+  const out: { defaultSeconds?: number; byType: Record<string, number> } = { byType: {} };
+  for (const part of String(text).split(',')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) {
+      if (out.defaultSeconds !== undefined) throw new OkitError('INVALID_INPUT', '--stall-after: at most one default (an entry without type=)', { field: 'stall_after' });
+      out.defaultSeconds = parseDuration(part, '--stall-after');
+    } else out.byType[v.jobType(part.slice(0, eq).trim(), 'stall_after.type')] = parseDuration(part.slice(eq + 1), `--stall-after ${part.slice(0, eq).trim()}`);
+  }
+  stallConfig(out);
+  return out;
 }
 
 export function stallAfterOf(c: StallConfig, type: string): number {

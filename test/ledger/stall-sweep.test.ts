@@ -5,6 +5,7 @@ import type { ManualClock } from '../../src/util/clock.js';
 import { SECOND } from '../../src/util/time.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { ledgerAt } from '../helpers/ledger.js';
+import { parseStallAfter } from '../../src/ledger/stalls.js';
 
 const TEN = 'stall';
 
@@ -67,6 +68,14 @@ describe('stall sweeper', () => {
     await ledger.complete(TEN, job.id, holder);
     clock.advance(120n * SECOND);
     expect(await ledger.markStalled({ tenant: TEN })).toBe(0);
+  });
+
+  it('okit serve --stall-after: a default and per-type durations', () => {
+    expect(parseStallAfter('2m,scan=30s,build=10m')).toEqual({ defaultSeconds: 120, byType: { scan: 30, build: 600 } });
+    expect(parseStallAfter('scan=5m')).toEqual({ byType: { scan: 300 } });
+    expect(() => parseStallAfter('1m,2m')).toThrow(/at most one default/);
+    expect(() => parseStallAfter('scan=soon')).toThrow(/--stall-after scan: must be a duration/);
+    expect(() => parseStallAfter('2d')).toThrow(/stall_after/);
   });
 
   it('refuses a bad stall_after at construction', async () => {
