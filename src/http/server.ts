@@ -15,6 +15,7 @@ import type { SignalDeps } from '../signals/handlers.js';
 import { ClaimWaiters } from '../signals/claims.js';
 import { SignalListener } from '../signals/listener.js';
 import { SignalStore } from '../signals/store.js';
+import { LiveQueue } from '../signals/live.js';
 import { Waiters } from '../signals/waiters.js';
 import { startMetricsListener, type MetricsListener } from '../metrics/listen.js';
 import { OkitMetrics, type MetricsOptions } from '../metrics/metrics.js';
@@ -114,7 +115,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     },
   });
   const dbUp = () => health.up;
-  const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000, dbUp);
+  const live = new LiveQueue(o.ledger.pool, { cap: o.ledger.opts.queuePositionCap });
+  const store = new SignalStore(o.ledger, o.cacheTtlMs ?? 1000, dbUp, live);
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal); // one listener per in-flight request, removed when it ends
   // Claims with `wait` (called only once the listener below exists).

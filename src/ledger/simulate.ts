@@ -29,6 +29,11 @@ export interface SimulateOptions {
   workers?: number;
   /** Called with a line now and then. */
   progress?: (line: string) => void;
+  /**
+   * End the run at this tick, jobs still in flight (a live system's ledger: its snapshots
+   * queued, started, in a phase, blocked, with ETAs). Default: run until every job is finished.
+   */
+  stopAtTick?: number;
 }
 
 export interface SimulateResult {
@@ -63,9 +68,11 @@ interface WorkerState {
   job: string | null;
   type: string;
   host: string | null;
-  steps: Array<{ phase: Phase; summary: string; total: number }>;
+  steps: Step[];
   step: number;
   done: number;
+  /** Ticks spent in the current step. */
+  tick: number;
   outcome: Outcome;
   crashedUntil: bigint;
 }
@@ -76,22 +83,54 @@ const SOURCES = [
   { name: 'mirror', host: 'mirror.local', bucket: null },
 ] as const;
 const TYPES = ['scan', 'fetch', 'report'] as const;
-const PLANS: Record<(typeof TYPES)[number], Array<{ phase: Phase; summary: string }>> = {
+/**
+ * Each type's phases, with how many ticks a phase takes on average (`ticks`; every run draws
+ * its own, ±25 %) and whether it reports item counts: types differ in duration, so a p50 per
+ * type means something (docs/eta.md), and some phases are "started, without counts".
+ */
+interface PlanStep {
+  phase: Phase;
+  summary: string;
+  ticks: number;
+  counted: boolean;
+}
+const PLANS: Record<(typeof TYPES)[number], PlanStep[]> = {
   scan: [
-    { phase: 'resolve', summary: 'Resolving image manifest' },
-    { phase: 'fetch', summary: 'Pulling image layers' },
-    { phase: 'analyze', summary: 'Scanning image layers' },
-    { phase: 'policy', summary: 'Evaluating policy' },
+    { phase: 'resolve', summary: 'Resolving image manifest', ticks: 2, counted: false },
+    { phase: 'fetch', summary: 'Pulling image layers', ticks: 4, counted: true },
+    { phase: 'analyze', summary: 'Scanning image layers', ticks: 6, counted: true },
+    { phase: 'policy', summary: 'Evaluating policy', ticks: 2, counted: false },
   ],
   fetch: [
-    { phase: 'fetch', summary: 'Downloading advisories' },
-    { phase: 'restore', summary: 'Restoring feed snapshot' },
+    { phase: 'fetch', summary: 'Downloading advisories', ticks: 3, counted: true },
+    { phase: 'restore', summary: 'Restoring feed snapshot', ticks: 2, counted: true },
   ],
   report: [
-    { phase: 'analyze', summary: 'Aggregating findings' },
-    { phase: 'report', summary: 'Writing report' },
+    { phase: 'analyze', summary: 'Aggregating findings', ticks: 1, counted: true },
+    { phase: 'report', summary: 'Writing report', ticks: 2, counted: false },
   ],
 };
+
+interface Step extends PlanStep {
+  total: number;
+}
+
+/** A claimed job's run: its type's plan with this run's item totals and ticks per phase. */
+function drawSteps(rng: Rng, type: (typeof TYPES)[number]): Step[] {
+  return PLANS[type].map((p) => ({ ...p, total: rng.int(5, 120), ticks: Math.max(1, Math.round(p.ticks * (0.75 + rng.next() * 0.5))) }));
+}
+
+/** One tick of work on a step: the items done after it (counted steps), and whether the step is over. */
+function workTick(rng: Rng, st: Step, done: number, tick: number): { done: number; over: boolean } {
+  if (!st.counted) return { done: 0, over: tick >= st.ticks };
+  const next = Math.min(st.total, done + Math.ceil((st.total / st.ticks) * (0.8 + rng.next() * 0.4)));
+  return { done: tick >= st.ticks ? st.total : next, over: tick >= st.ticks || next >= st.total };
+}
+
+/** Now and then a job is enqueued to start later (a future not_before): the queued ETA's wait. */
+function drawNotBefore(rng: Rng, now: bigint): string | null {
+  return rng.next() < 0.1 ? formatMicros(now + BigInt(rng.int(2, 20)) * 1_000_000n) : null;
+}
 
 function chooseOutcome(rng: Rng, host: string | null): Outcome {
   const r = rng.next();
@@ -142,6 +181,7 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
     steps: [],
     step: 0,
     done: 0,
+    tick: 0,
     outcome: 'succeed',
     crashedUntil: 0n,
   }));
@@ -180,6 +220,7 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
 
   for (;;) {
     ticks++;
+    if (opts.stopAtTick !== undefined && ticks > opts.stopAtTick) break;
     if (ticks > maxTicks) throw new Error(`simulation did not settle within ${maxTicks} ticks`);
     clock.advance(BigInt(rng.int(100, 1500)) * 1000n);
     await ledger.expireLeases({ tenant });
@@ -199,6 +240,7 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
         sourceId: src.id,
         priority: rng.next() < 0.1 ? 10 : 0,
         idempotencyKey: key,
+        notBefore: drawNotBefore(rng, clock.now()),
       });
       if (keyed && rng.next() < 0.2) {
         const again = await ledger.enqueue(tenant, { type, payload, sourceId: src.id, priority: 0, idempotencyKey: key });
@@ -238,9 +280,10 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
         w.job = claimed.job.id;
         w.type = claimed.job.type;
         w.host = hostOfSource.get(sourceOfJob.get(w.job) ?? '') ?? null;
-        w.steps = PLANS[w.type as (typeof TYPES)[number]].map((p) => ({ ...p, total: rng.int(5, 120) }));
+        w.steps = drawSteps(rng, w.type as (typeof TYPES)[number]);
         w.step = 0;
         w.done = 0;
+        w.tick = 0;
         w.outcome = chooseOutcome(rng, w.host);
         stalls.claimed(w.job, clock.now());
         continue;
@@ -258,19 +301,23 @@ export async function simulate(pool: Pool, opts: SimulateOptions): Promise<Simul
         w.crashedUntil = clock.now() + 15_000_000n;
         continue;
       }
-      if (w.outcome === 'upstream429' && w.step === 0 && w.done > 0 && w.host) {
+      if (w.outcome === 'upstream429' && w.step === 0 && w.tick > 0 && w.host) {
         await ledger.reportThrottle(tenant, w.host, { retryAfterSeconds: rng.int(2, 8), status: 429, workerId: w.id });
         await guarded(w, () => ledger.fail(tenant, job, w.id, { code: 'UPSTREAM_429', message: `${w.host} answered 429 Too Many Requests`, retryable: true }));
         drop(w);
         continue;
       }
-      w.done = Math.min(st.total, w.done + rng.int(Math.ceil(st.total / 4), st.total));
-      await guarded(w, () => ledger.progress(tenant, job, w.id, { phase: st.phase, summary: st.summary, itemsDone: w.done, itemsTotal: st.total }));
+      w.tick++;
+      const worked = workTick(rng, st, w.done, w.tick);
+      w.done = worked.done;
+      const counts = st.counted ? { itemsDone: w.done, itemsTotal: st.total } : {};
+      await guarded(w, () => ledger.progress(tenant, job, w.id, { phase: st.phase, summary: st.summary, ...counts }));
       if (!w.job) continue;
       await guarded(w, () => ledger.heartbeat(tenant, job, w.id, 10));
-      if (!w.job || w.done < st.total) continue;
+      if (!w.job || !worked.over) continue;
       w.step++;
       w.done = 0;
+      w.tick = 0;
       const failAt = Math.max(0, w.steps.length - 2);
       if ((w.outcome === 'retry' || w.outcome === 'fatal' || w.outcome === 'signature') && w.step > failAt) {
         const err =

@@ -14,6 +14,7 @@ import { signalOf } from './signal.js';
 import { isDbUnavailable, within } from '../db/errors.js';
 import { isTerminal, type Current, type SignalStore } from './store.js';
 import type { Waiters } from './waiters.js';
+import type { Live } from './live.js';
 
 export const CACHE_CONTROL = 'private, max-age=1, stale-while-revalidate=5';
 export const MAX_WAIT_SECONDS = 30;
@@ -58,7 +59,7 @@ export function parseWait(q: URLSearchParams): number {
  * key order, so that one ETag always means the same bytes whether the snapshot came from its
  * row (jsonb reorders keys) or was projected on the fly (cold_start).
  */
-export function signalBody(s: Snapshot): string {
+export function signalBody(s: Snapshot, live?: Live): string {
   const g = signalOf(s);
   const fields: Array<[string, unknown]> = [
     ['kind', g.kind],
@@ -68,6 +69,8 @@ export function signalBody(s: Snapshot): string {
     ['last_known_outcome', g.last_known_outcome],
     ['next_actions', g.next_actions],
     ['diagnostics', g.diagnostics],
+    // Read-time, beside the snapshot's fields (docs/eta.md): replay compares the fields above, never this.
+    ...(live ? [['live', live] as [string, unknown]] : []),
   ];
   return `{${fields.map(([k, v]) => `${JSON.stringify(k)}:${canonicalize(v)}`).join(',')}}`;
 }
@@ -89,7 +92,7 @@ function signalHeaders(c: Current, shuttingDown: boolean): Record<string, string
 const texts = new WeakMap<Current, string>();
 export function signalText(c: Current): string {
   let t = texts.get(c);
-  if (t === undefined) texts.set(c, (t = signalBody(c.snapshot)));
+  if (t === undefined) texts.set(c, (t = signalBody(c.snapshot, c.live)));
   return t;
 }
 

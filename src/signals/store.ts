@@ -10,6 +10,7 @@ import type { Snapshot } from '../ledger/types.js';
 import { SnapshotCache } from './cache.js';
 import { project } from '../ledger/projection.js';
 import { etagOf, TERMINAL_KINDS } from './signal.js';
+import { LiveQueue, type Live } from './live.js';
 
 export type SignalSource = 'snapshot' | 'cold_start' | 'failure_index';
 
@@ -24,6 +25,16 @@ export interface Current {
   snapshot: Snapshot;
   etag: string;
   source: SignalSource;
+  /** The read-time queue overlay (live.ts): not part of the snapshot, never replayed. */
+  live?: Live;
+}
+
+/**
+ * A queued job's ETag also names its live values (position, ETA), so a client holding the old
+ * one sees the queue move, and one ETag is still one representation.
+ */
+export function liveEtag(etag: string, live: Live): string {
+  return `${etag.slice(0, -1)}-q${live.queue_position ?? `>${live.queue_ahead_at_least}`}-e${live.eta_seconds ?? 'x'}"`;
 }
 
 export function isTerminal(c: Current): boolean {
@@ -51,6 +62,8 @@ export class SignalStore {
     cacheTtlMs = 1000,
     /** Is the database answering? When not, a cache miss is DB_UNAVAILABLE at once instead of a query that waits. */
     private readonly dbUp: () => boolean = () => true,
+    /** The live queue overlay; absent: snapshots are served as they are. */
+    private readonly live: LiveQueue | null = null,
   ) {
     this.cache = new SnapshotCache<Current>(cacheTtlMs);
   }
@@ -143,6 +156,13 @@ export class SignalStore {
   }
 
   private async load(tenant: string, jobId: string): Promise<Current> {
+    const cur = await this.loadSnapshot(tenant, jobId);
+    if (!this.live || !LiveQueue.wants(cur.snapshot)) return cur;
+    const live = await this.live.overlay(cur.snapshot);
+    return live ? { ...cur, live, etag: liveEtag(cur.etag, live) } : cur;
+  }
+
+  private async loadSnapshot(tenant: string, jobId: string): Promise<Current> {
     const stored = await this.snapshotOf(tenant, jobId);
     if (stored) return { snapshot: stored, etag: etagOf(stored), source: stored.source === 'failure_index' ? 'failure_index' : 'snapshot' };
     // No snapshot row: the job may still exist (say, restored from history). history() is

@@ -23,9 +23,10 @@ describe('first-signal endpoint', () => {
     expect(r.headers.get('cache-control')).toBe('private, max-age=1, stale-while-revalidate=5');
     expect(r.headers.get('x-signal-source')).toBe('snapshot');
     const etag = r.headers.get('etag')!;
-    expect(etag).toMatch(/^"1-[0-9a-f]{16}"$/);
+    // A queued job's ETag names its live position and ETA too (test/signals/live-queue.test.ts).
+    expect(etag).toMatch(/^"1-[0-9a-f]{16}-q1-ex"$/);
     const body = await r.json();
-    expect(Object.keys(body).sort()).toEqual(['diagnostics', 'eta_seconds', 'kind', 'last_known_outcome', 'next_actions', 'phase', 'summary']);
+    expect(Object.keys(body).sort()).toEqual(['diagnostics', 'eta_seconds', 'kind', 'last_known_outcome', 'live', 'next_actions', 'phase', 'summary']);
     expect(body.kind).toBe('queued');
     expect(body.summary).toBe('Waiting in queue (position: 1); no ETA yet: no scan job has succeeded');
 
