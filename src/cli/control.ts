@@ -146,8 +146,19 @@ export async function runSignaturesAdd(o: SignatureAddOptions, io: Io): Promise<
 function printSignatures(io: Io, sigs: Awaited<ReturnType<OkitClient['listSignatures']>>): void {
   table(
     io,
-    ['ID', 'PATTERN', 'LIKELY_CAUSE', 'SUGGESTED_ACTION', 'MTTR_S', 'CONFIDENCE', 'RETIRED'],
-    sigs.map((s) => [s.id, JSON.stringify(s.pattern), s.outcome.likely_cause, s.outcome.suggested_action, s.outcome.mttr_p50_seconds, s.confidence, s.retired_at ? `${s.retired_at} by ${s.retired_by}` : null]),
+    ['ID', 'PATTERN', 'LIKELY_CAUSE', 'SUGGESTED_ACTION', 'MTTR_S', 'CONFIDENCE', 'SEEN', 'LAST_SEEN', 'RETIRED'],
+    // Learned values (issue 14) where there are any: the MTTR measured, else the operator's.
+    sigs.map((s) => [
+      s.id,
+      JSON.stringify(s.pattern),
+      s.outcome.likely_cause ?? (s.learned_key ? '(learned)' : null),
+      s.outcome.suggested_action,
+      s.mttr_p50_seconds ?? s.outcome.mttr_p50_seconds,
+      s.confidence,
+      s.sample_count,
+      s.last_seen,
+      s.retired_at ? `${s.retired_at} by ${s.retired_by}` : null,
+    ]),
   );
 }
 

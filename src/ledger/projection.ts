@@ -572,8 +572,9 @@ function enrich(f: Fold, r: HistoryRow): void {
       if (r.event !== 'retry_scheduled') {
         f.lastKnownOutcome = { ...(f.lastKnownOutcome ?? {}), confidence: num(s.confidence), sample_count: n, ...(shown.mttr !== null ? { mttr_p50_seconds: shown.mttr } : {}) };
       }
+      // A retry says what it is waiting on; a final failure carries it in last_known_outcome (its summary stays the error).
       const seen = `seen ${n} time${n === 1 ? '' : 's'}${mttrText(shown.mttr)}`;
-      f.summary += cause ? `; likely cause: ${cause} (${seen})` : `; ${seen}`;
+      if (r.event === 'retry_scheduled') f.summary += cause ? `; likely cause: ${cause} (${seen})` : `; ${seen}`;
       break;
     }
     case 'retried':

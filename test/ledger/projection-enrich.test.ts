@@ -95,7 +95,7 @@ describe('learned signatures (projection)', () => {
     expect(c).toBeGreaterThanOrEqual(SIGNATURE_CONFIDENCE_FLOOR);
     const s = fail(learned(8, c, { mttr_p50_seconds: 240 }));
     expect(s.source).toBe('failure_index');
-    expect(s.summary).toBe('Failed: timeout (E_FETCH); seen 8 times, MTTR 4m 0s');
+    expect(s.summary).toBe('Failed: timeout (E_FETCH)');
     expect(s.last_known_outcome).toMatchObject({ signature_id: SIG, mttr_p50_seconds: 240, confidence: c, sample_count: 8 });
     expect(s.diagnostics.failure_signature).toEqual({ id: SIG, likely_cause: null, mttr_p50_seconds: 240, confidence: c, sample_count: 8, learned: true });
   });
@@ -112,7 +112,7 @@ describe('learned signatures (projection)', () => {
 
   it("an operator's signature is shown at any confidence, with its own cause and action", () => {
     const s = fail({ id: SIG, likely_cause: 'mirror out of sync', suggested_action: 'Resync the mirror', mttr_p50_seconds: 90, sample_count: 1, last_seen: at(20), confidence: 0.181, mttr_samples: 0 });
-    expect(s.summary).toBe('Failed: timeout (E_FETCH); likely cause: mirror out of sync (seen 1 time, MTTR 1m 30s)');
+    expect(s.summary).toBe('Failed: timeout (E_FETCH)');
     expect(s.last_known_outcome).toMatchObject({ likely_cause: 'mirror out of sync', mttr_p50_seconds: 90, confidence: 0.181 });
     expect(s.next_actions![0]).toEqual({ label: 'Resync the mirror' });
   });
@@ -129,6 +129,9 @@ describe('learned signatures (projection)', () => {
     expect(shown.summary).toContain('; seen 6 times, MTTR 5m 0s');
     expect(retry(learned(1, signatureConfidence(1, 0), { mttr_p50_seconds: 300 })).eta_seconds).toBe(104);
     expect(retry(null).eta_seconds).toBe(104);
+    const op = retry({ id: SIG, likely_cause: 'mirror out of sync', mttr_p50_seconds: 90, sample_count: 1, last_seen: at(10), confidence: 0.181, mttr_samples: 0 });
+    expect(op.summary).toMatch(/ after E_FETCH: timeout; likely cause: mirror out of sync \(seen 1 time, MTTR 1m 30s\)$/);
+    expect(op.eta_seconds).toBe(90);
   });
 
   it('the confidence formula: (1 − e^(−n/5)) × 2^(−age_days/14), 3 decimals', () => {

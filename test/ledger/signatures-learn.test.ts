@@ -91,7 +91,7 @@ describe('failure signatures that learn', () => {
     // Before any learned MTTR, the operator's.
     expect(s1.source).toBe('failure_index');
     expect(s1.last_known_outcome).toMatchObject({ signature_id: op.id, likely_cause: 'the build disk is full', mttr_p50_seconds: 600, sample_count: 1, confidence: 0.181 });
-    expect(s1.summary).toBe('Dead-lettered after 1 of 1 attempts: no space left (E_DISK); likely cause: the build disk is full (seen 1 time, MTTR 10m 0s)');
+    expect(s1.summary).toBe('Dead-lettered after 1 of 1 attempts: no space left (E_DISK)');
     expect(s1.next_actions![0]).toEqual({ label: 'Prune the build cache' });
     clock.advance(30n * SECOND);
     await succeedOne('builder');
