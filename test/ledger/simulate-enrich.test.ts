@@ -5,6 +5,7 @@
 // enrichment, not only the final signals.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportBundle } from '../../src/bundle/export.js';
+import { importVerified } from '../../src/bundle/import.js';
 import { replay } from '../../src/bundle/replay.js';
 import { verifyBundle } from '../../src/bundle/verify.js';
 import { project, SIGNATURE_CONFIDENCE_FLOOR } from '../../src/ledger/projection.js';
@@ -22,6 +23,7 @@ describe('simulation with stalls and learned signatures: export → replay repro
   let live: Snapshot[];
   let history: HistoryRow[];
   let replayed: ReturnType<typeof replay>;
+  let bundlePath: string;
   beforeAll(async () => {
     db = await freshDb();
     // Every snapshot write, as written (the ledger upserts one row per job).
@@ -34,6 +36,7 @@ describe('simulation with stalls and learned signatures: export → replay repro
     await simulate(db.pool, { seed: 11, jobs: 80, tenant: TEN });
     live = (await db.pool.query(`SELECT ${SNAPSHOT_COLUMNS} FROM public.snap_log WHERE tenant = $1`, [TEN])).rows.map(toSnapshot);
     const r = await exportBundle(db.pool, { tenant: TEN, key: testKey, outDir: tmp() });
+    bundlePath = r.path;
     const v = await verifyBundle(r.path, { pubkeys: testPub, collect: true });
     expect(v.problems).toEqual([]);
     history = v.data!.history;
@@ -86,4 +89,18 @@ describe('simulation with stalls and learned signatures: export → replay repro
     expect(replayed.compared).toBe(replayed.jobs);
     expect(replayed.identical).toBe(replayed.compared);
   });
+
+  it('replay --into rebuilds the learned signatures from the bundle alone', async () => {
+    const q = `SELECT id, learned_key::text, sample_count, last_seen::text, learned_confidence::text, confidence::text, mttr_us::text
+                 FROM okit.failure_signatures WHERE tenant = $1 AND learned_key IS NOT NULL ORDER BY id`;
+    const want = (await db.pool.query(q, [TEN])).rows;
+    expect(want.length).toBeGreaterThan(1);
+    const target = await freshDb();
+    try {
+      await importVerified(target.pool, { src: bundlePath, report: await verifyBundle(bundlePath, { pubkeys: testPub }) });
+      expect((await target.pool.query(q, [TEN])).rows).toEqual(want);
+    } finally {
+      await target.drop();
+    }
+  }, 120_000);
 });
