@@ -137,6 +137,8 @@ export interface SignatureRow {
   sampleCount?: number;
   lastSeenUs?: bigint | null;
   mttrUs?: bigint[];
+  /** A retired learned signature: it matches nothing, and its key is not learned again. */
+  retired?: boolean;
 }
 
 export interface SourceRow {
@@ -732,8 +734,10 @@ export class Batch {
       stmts: [
         {
           // Operator-defined signatures first (most confident first), then learned ones.
-          text: `SELECT id, pattern, outcome, learned_key, sample_count, (extract(epoch FROM last_seen) * 1000000)::bigint::text AS last_seen_us, mttr_us::text[] AS mttr_us
-                   FROM okit.failure_signatures WHERE tenant = $1 AND enabled AND retired_at IS NULL ORDER BY learned_key IS NOT NULL, confidence DESC, id`,
+          text: `SELECT id, pattern, outcome, learned_key, sample_count, (extract(epoch FROM last_seen) * 1000000)::bigint::text AS last_seen_us, mttr_us::text[] AS mttr_us,
+                        NOT (enabled AND retired_at IS NULL) AS retired
+                   FROM okit.failure_signatures WHERE tenant = $1 AND ((enabled AND retired_at IS NULL) OR learned_key IS NOT NULL)
+                   ORDER BY learned_key IS NOT NULL, confidence DESC, id`,
           params: [this.tenant],
         },
       ],
@@ -749,6 +753,7 @@ export class Batch {
               sampleCount: Number(r.sample_count),
               lastSeenUs: r.last_seen_us == null ? null : BigInt(String(r.last_seen_us)),
               mttrUs: ((r.mttr_us as string[] | null) ?? []).map((x) => BigInt(x)),
+              retired: r.retired === true || r.retired === 't',
             })),
           ],
         ]),

@@ -467,7 +467,7 @@ export class JobOps {
           now,
           formatMicros(now),
         );
-        base.signature = signature;
+        if (signature) base.signature = signature;
         if (retry) {
           let delay = backoff(slot.job.attempt);
           // Not before the upstream said it would take us again.

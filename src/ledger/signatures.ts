@@ -194,6 +194,12 @@ export function matchSignature(sigs: readonly SignatureRow[], f: FailureFacts): 
 
 /** Recent failure → next success intervals a signature's MTTR is the median of (migration 015's CHECK). */
 export const MTTR_SAMPLES = 50;
+/**
+ * Learned signatures per tenant, at most (error codes come from workers: a flood of distinct
+ * codes must not grow the table, or every failure's matching, without bound). Past it a failure
+ * that matches nothing is recorded without a signature.
+ */
+export const MAX_LEARNED_SIGNATURES = 1000;
 const DAY_US = 86_400_000_000;
 
 /**
@@ -228,11 +234,15 @@ function medianUs(xs: readonly bigint[]): bigint | null {
  * in-memory copy, so a second failure in the same batch counts the first. The operator's outcome
  * (likely_cause, suggested_action) is copied as it is, never changed.
  */
-export function learnSignature(sigs: SignatureRow[], tenant: string, f: FailureFacts, atUs: bigint, at: string): { [k: string]: Json } {
-  let s = sigs.find((x) => patternMatches(x.pattern, f));
+export function learnSignature(sigs: SignatureRow[], tenant: string, f: FailureFacts, atUs: bigint, at: string): { [k: string]: Json } | null {
+  let s = sigs.find((x) => !x.retired && patternMatches(x.pattern, f));
   if (!s) {
     const key = { type: f.type, phase: f.phase, error_code: f.error_code };
-    s = { id: learnedSignatureId(tenant, key), pattern: key, outcome: {}, learnedKey: key, sampleCount: 0, lastSeenUs: null, mttrUs: [] };
+    const id = learnedSignatureId(tenant, key);
+    // An operator retired this learned signature: it is not learned again.
+    if (sigs.some((x) => x.id === id)) return null;
+    if (sigs.filter((x) => x.learnedKey).length >= MAX_LEARNED_SIGNATURES) return null;
+    s = { id, pattern: key, outcome: {}, learnedKey: key, sampleCount: 0, lastSeenUs: null, mttrUs: [] };
     sigs.push(s);
   }
   const n = (s.sampleCount ?? 0) + 1;
@@ -291,7 +301,7 @@ export class SignatureOps {
     const id = input.id ? v.uuid(input.id) : this.l.ids();
     const confidence = input.confidence === undefined || input.confidence === null ? 0.5 : v.num(input.confidence, 'confidence', 0, 1);
     const actor = v.text(input.actor, 'actor', 100, true);
-    const { rows: count } = await this.l.pool.query('SELECT count(*)::int AS n FROM okit.failure_signatures WHERE tenant = $1 AND enabled AND retired_at IS NULL', [tenant]);
+    const { rows: count } = await this.l.pool.query('SELECT count(*)::int AS n FROM okit.failure_signatures WHERE tenant = $1 AND enabled AND retired_at IS NULL AND learned_key IS NULL', [tenant]);
     if (count[0].n >= MAX_SIGNATURES) throw new OkitError('INVALID_INPUT', `a tenant has at most ${MAX_SIGNATURES} active signatures: retire some first`, { field: 'pattern', limit: MAX_SIGNATURES });
     const { rows } = await this.l.pool
       .query(

@@ -2,7 +2,8 @@
 // failure's history row, and migration 015's triggers keep okit.failure_signatures in step.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Ledger } from '../../src/ledger/ledger.js';
-import { learnedSignatureId, signatureConfidence } from '../../src/ledger/signatures.js';
+import { learnedSignatureId, learnSignature, MAX_LEARNED_SIGNATURES, signatureConfidence } from '../../src/ledger/signatures.js';
+import type { SignatureRow } from '../../src/ledger/batch.js';
 import type { ManualClock } from '../../src/util/clock.js';
 import { SECOND } from '../../src/util/time.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
@@ -121,5 +122,29 @@ describe('failure signatures that learn', () => {
     expect(counts.map((c) => c.sample_count).sort()).toEqual([1, 2, 3, 4, 5]);
     const id = learnedSignatureId(TEN, { type: 'burst', phase: 'unknown', error_code: 'E_BURST' });
     expect((await ledger.getSignature(TEN, id)).sample_count).toBe(5);
+  });
+
+  it('a retired learned signature is not learned again', async () => {
+    const id = learnedSignatureId(TEN, { type: 'retiring', phase: 'unknown', error_code: 'E_GONE' });
+    const failNoPhase = async () => {
+      await ledger.enqueue(TEN, { type: 'retiring', maxAttempts: 1 });
+      const c = (await ledger.claim(TEN, { workerId: W, types: ['retiring'] }))!;
+      await ledger.fail(TEN, c.job.id, W, { code: 'E_GONE', message: 'x' });
+      return (await ledger.history(TEN, c.job.id)).at(-1)!;
+    };
+    expect((await failNoPhase()).data.signature).toMatchObject({ id, sample_count: 1 });
+    await ledger.retireSignature(TEN, id, 'token:ops');
+    expect((await failNoPhase()).data.signature).toBeUndefined();
+    expect(await ledger.getSignature(TEN, id)).toMatchObject({ sample_count: 1, enabled: false });
+  });
+
+  it('learned signatures are bounded per tenant: past the cap a new failure kind is recorded without one', () => {
+    const facts = (code: string) => ({ type: 't', phase: 'unknown', error_code: code, payload: {} });
+    const sigs: SignatureRow[] = [];
+    for (let i = 0; i < MAX_LEARNED_SIGNATURES; i++) expect(learnSignature(sigs, TEN, facts(`E${i}`), 1n, 'x')).not.toBeNull();
+    expect(learnSignature(sigs, TEN, facts('E_NEW'), 2n, 'x')).toBeNull();
+    // A known one still learns.
+    expect(learnSignature(sigs, TEN, facts('E7'), 3n, 'x')).toMatchObject({ sample_count: 2 });
+    expect(sigs).toHaveLength(MAX_LEARNED_SIGNATURES);
   });
 });
