@@ -13,7 +13,7 @@ import { corpus } from './corpus.js';
 import { testKey, testPub, tmp } from './fixtures.js';
 import { entries, repack } from './tamper.js';
 
-const golden = readFileSync('bundles/sample/okit-golden-1-103.tar');
+const golden = readFileSync('bundles/sample/okit-golden-1-128.tar');
 const view = (r: VerifyReport) => ({ ok: r.ok, problems: r.problems, more: r.moreProblems, evidence: r.evidence, notes: r.notes });
 
 describe('segments', () => {

@@ -13,7 +13,7 @@ import { OKIT, ROOT, okit } from '../helpers/cli.js';
 import { freshDb } from '../helpers/db.js';
 
 const SAMPLE = join(ROOT, 'bundles/sample');
-const GOLDEN = join(SAMPLE, 'okit-golden-1-103.tar');
+const GOLDEN = join(SAMPLE, 'okit-golden-1-128.tar');
 const PUB = join(SAMPLE, 'INSECURE-test-signing.pub');
 const KEY = join(SAMPLE, 'INSECURE-test-signing.key');
 

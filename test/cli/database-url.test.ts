@@ -29,7 +29,7 @@ describe('malformed database URLs and serve flags', () => {
   });
 
   it('replay --into takes the same check', async () => {
-    const r = await okit(['replay', join(SAMPLE, 'okit-golden-1-103.tar'), '--pubkey', join(SAMPLE, 'INSECURE-test-signing.pub'), '--into', 'postgres://[::1/x']);
+    const r = await okit(['replay', join(SAMPLE, 'okit-golden-1-128.tar'), '--pubkey', join(SAMPLE, 'INSECURE-test-signing.pub'), '--into', 'postgres://[::1/x']);
     expectTyped(r, 'INVALID_INPUT', '--into');
   });
 
