@@ -152,6 +152,26 @@ describe('okit.type_durations: the last N successes per {tenant, type}, kept in 
     expect(await ledger.getSnapshot(TEN, b.job.id)).toMatchObject({ kind: 'blocked', eta_seconds: 11 });
   });
 
+  it('successes committed in one batch (one INSERT, migration 013\'s statement trigger) each append their own duration, in order', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await ledger.enqueue(TEN, { type: 'batched' })).job.id);
+    const run = new Map<string, bigint>();
+    for (let i = 0; i < 3; i++) {
+      // Claimed (3 − i) s before the successes below.
+      run.set((await ledger.claim(TEN, { workerId: W, types: ['batched'] }))!.job.id, BigInt(3 - i) * SECOND);
+      clock.advance(SECOND);
+    }
+    const batches: number[] = [];
+    const { ledger: l2 } = ledgerAt(db.pool, { onBatch: (s) => batches.push(s.units) });
+    (l2.clock as ManualClock).advance(clock.now() - (l2.clock as ManualClock).now());
+    await Promise.all(ids.map((id) => l2.complete(TEN, id, W)));
+    expect(Math.max(...batches)).toBeGreaterThan(1);
+    // Oldest first: in the successes' ledger order.
+    const pos = await Promise.all(ids.map(async (id) => ({ d: run.get(id)!, pos: BigInt((await ledger.history(TEN, id)).at(-1)!.pos) })));
+    pos.sort((a, b) => (a.pos < b.pos ? -1 : 1));
+    expect((await typeDurations(db.pool, TEN, 'batched')).durationsUs).toEqual(pos.map((p) => p.d));
+  });
+
   it(`keeps only the last ${DURATION_SAMPLES}, oldest first`, async () => {
     for (let i = 1; i <= DURATION_SAMPLES + 3; i++) await run('many', i);
     const s = await typeDurations(db.pool, TEN, 'many');
