@@ -15,6 +15,7 @@ import { MAX_BATCH_BODY_BYTES, readJson } from './body.js';
 import { claimWithWait, MAX_CLAIM_WAIT_SECONDS } from './claim.js';
 import type { ClaimWaiters } from '../signals/claims.js';
 import { addControlRoutes } from './control.js';
+import { addDashboardRoute } from './dashboard.js';
 import { toOkitError } from './errors.js';
 import { Router, type Ctx } from './router.js';
 import { sendJson } from './send.js';
@@ -256,6 +257,7 @@ export function buildRouter(d: ApiDeps): Router {
     }),
   );
 
+  addDashboardRoute(r, API, d.ledger, authed);
   addControlRoutes(r, API, {
     ledger: d.ledger,
     waiters: d.signals.waiters,

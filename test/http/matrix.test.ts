@@ -274,6 +274,13 @@ const ROWS: Record<string, Row> = {
     untouched: async (owner, fx) => expect(await stateOf(owner, fx.id!)).toBe('dead_letter'),
   },
 
+  // The console's overview: a dead-lettered type, a throttled host and a paused type of the owner's, none of another tenant's.
+  [`GET ${API}/console/dashboard`]: {
+    need: 'read',
+    kind: 'collection',
+    setup: async (o) => ({ secrets: [(await deadLetter(o)).name!, (await throttle(o)).name!, (await paused(o)).name!] }),
+    req: () => ({ path: `${API}/console/dashboard` }),
+  },
   [`GET ${API}/queues`]: { need: 'read', kind: 'collection', setup: paused, req: () => ({ path: `${API}/queues` }) },
   [`POST ${API}/queues/:type/pause`]: {
     need: 'admin',
