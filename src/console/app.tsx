@@ -169,4 +169,6 @@ function App() {
   );
 }
 
-render(<App />, document.getElementById('app')!);
+const root = document.getElementById('app')!;
+root.textContent = ''; // the static skeleton of index.html, shown until this script runs
+render(<App />, root);

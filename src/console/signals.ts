@@ -114,8 +114,11 @@ export class SignalHub {
   private open(ids: string): void {
     this.close();
     this.streamIds = ids;
-    if (!ids) return this.setMode('idle');
-    this.setMode('connecting');
+    if (!ids) {
+      this.stopPolling();
+      return this.setMode('idle');
+    }
+    if (!this.polling) this.setMode('connecting');
     const es = new EventSource(`${API}/stream/jobs?ids=${ids}`);
     this.es = es;
     this.opened++;
@@ -171,24 +174,27 @@ export class SignalHub {
     this.firstTimer = null;
   }
 
+  private polling = false;
+
   private startPolling(): void {
-    if (this.mode !== 'polling') this.setMode('polling');
-    if (this.pollTimer) return;
+    this.setMode('polling');
+    if (this.polling) return;
+    this.polling = true;
     const tick = async () => {
       const ids = [...this.subs.keys()];
       let i = 0;
       await Promise.all(
         Array.from({ length: Math.min(POLL_CONCURRENCY, ids.length) }, async () => {
-          while (i < ids.length && this.mode === 'polling') await this.pollOne(ids[i++]!);
+          while (i < ids.length && this.polling) await this.pollOne(ids[i++]!);
         }),
       );
-      if (this.mode === 'polling') this.pollTimer = setTimeout(tick, POLL_MS);
-      else this.pollTimer = null;
+      this.pollTimer = this.polling ? setTimeout(tick, POLL_MS) : null;
     };
     this.pollTimer = setTimeout(tick, 0);
   }
 
   private stopPolling(): void {
+    this.polling = false;
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = null;
   }
@@ -196,8 +202,9 @@ export class SignalHub {
   private async pollOne(id: string): Promise<void> {
     const prev = this.latest.get(id);
     try {
-      const r = await call<{ job_id: string; etag: string; signal: Signal }>(`${API}/jobs/${encodeURIComponent(id)}/first-signal`, { etag: prev?.via === 'cache' ? null : prev?.etag });
-      if (r.status === 200 && r.body) this.deliver({ job_id: id, etag: r.body.etag ?? r.etag, signal: r.body.signal, via: 'poll', at: performance.now() });
+      // The body is the signal itself; its ETag is the header's (the same as the stream's).
+      const r = await call<Signal>(`${API}/jobs/${encodeURIComponent(id)}/first-signal`, { etag: prev?.via === 'cache' ? null : prev?.etag });
+      if (r.status === 200 && r.body) this.deliver({ job_id: id, etag: r.etag, signal: r.body, via: 'poll', at: performance.now() });
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) this.deliver({ job_id: id, etag: null, signal: null, absent: true, via: 'poll', at: performance.now() });
       // Anything else (server down): keep the last known signal and try again next tick.

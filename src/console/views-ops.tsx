@@ -134,7 +134,7 @@ export function Dashboard() {
         <Skeleton lines={6} />
       ) : (
         <div class="grid">
-          <section class="panel">
+          <section class="panel wide">
             <h2>Queue depth</h2>
             {data.queues.length ? (
               <div class="table-wrap">
@@ -175,11 +175,12 @@ export function Dashboard() {
               {data.ttfs.map((s) => {
                 const over50 = s.p50_ms !== null && s.p50_ms > s.p50_target_ms;
                 const over95 = s.p95_ms !== null && s.p95_ms > s.p95_target_ms;
+                const mark = (v: number | null, over: boolean) => (v === null ? '(no data) vs' : over ? '✕ over' : '✓ within');
                 return (
                   <div key={s.surface} class={`ttfs-surface${over50 || over95 ? ' breach' : ''}`}>
                     <h3>{s.surface}</h3>
                     <p>
-                      p50 {ms(s.p50_ms)} {over50 ? '✕ over' : '✓'} {ms(s.p50_target_ms)} · p95 {ms(s.p95_ms)} {over95 ? '✕ over' : '✓'} {ms(s.p95_target_ms)} · {s.events} events
+                      p50 {ms(s.p50_ms)} {mark(s.p50_ms, over50)} {ms(s.p50_target_ms)} · p95 {ms(s.p95_ms)} {mark(s.p95_ms, over95)} {ms(s.p95_target_ms)} · {s.events} events
                     </p>
                     <TtfsChart s={s} />
                   </div>
