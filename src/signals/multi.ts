@@ -25,7 +25,7 @@ import { SNAPSHOT_COLUMNS, toSnapshot } from '../ledger/rows.js';
 import type { Snapshot } from '../ledger/types.js';
 import * as v from '../ledger/validate.js';
 import type { Ctx } from '../http/router.js';
-import { acceptsEventStream, signalBody, type SignalDeps } from './handlers.js';
+import { acceptsEventStream, openEventStream, signalBody, type SignalDeps } from './handlers.js';
 import { etagOf } from './signal.js';
 import { ANY_JOB } from './waiters.js';
 
@@ -131,19 +131,8 @@ export async function multiStream(ctx: Ctx, tenant: string, deps: SignalDeps, le
     return;
   }
 
-  res.writeHead(200, {
-    'Content-Type': 'text/event-stream; charset=utf-8',
-    'Cache-Control': 'no-cache, no-transform',
-    Connection: 'keep-alive',
-    'X-Accel-Buffering': 'no',
-  });
-  res.flushHeaders();
-  let lastWrite = performance.now();
-  const write = (s: string) => {
-    res.write(s);
-    lastWrite = performance.now();
-  };
-  write(`retry: ${deps.sseRetryMs}\n\n`);
+  const out = openEventStream(res, deps.sseRetryMs);
+  const write = out.write;
   for (const id of absent) write(`event: absent\ndata: {"job_id":${JSON.stringify(id)}}\n\n`);
   deps.waiting.sse++;
   try {
@@ -160,7 +149,7 @@ export async function multiStream(ctx: Ctx, tenant: string, deps: SignalDeps, le
         // Wait for a wake, the keep-alive, or the bounded re-read (the fallback poll without LISTEN).
         for (;;) {
           if (!woken) {
-            const bound = Math.min(Math.max(0, deps.keepAliveMs - (performance.now() - lastWrite)), deps.listenerReady() ? 5000 : deps.fallbackPollMs);
+            const bound = Math.min(Math.max(0, deps.keepAliveMs - (performance.now() - out.lastWrite)), deps.listenerReady() ? 5000 : deps.fallbackPollMs);
             await new Promise<void>((resolve) => {
               const done = () => {
                 clearTimeout(timer);
@@ -174,7 +163,7 @@ export async function multiStream(ctx: Ctx, tenant: string, deps: SignalDeps, le
             });
           }
           if (signal.aborted || res.destroyed) return;
-          if (performance.now() - lastWrite >= deps.keepAliveMs) write(': keepalive\n\n');
+          if (performance.now() - out.lastWrite >= deps.keepAliveMs) write(': keepalive\n\n');
           if (woken || performance.now() - readAt >= (deps.listenerReady() ? 5000 : deps.fallbackPollMs)) break;
         }
         const gap = READ_GAP_MS - (performance.now() - readAt);
