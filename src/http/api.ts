@@ -18,6 +18,9 @@ import { addControlRoutes } from './control.js';
 import { addDashboardRoute } from './dashboard.js';
 import { toOkitError } from './errors.js';
 import { Router, type Ctx } from './router.js';
+import { addConsoleRoutes, type StaticFiles } from './console.js';
+import { authenticateRequest, type ConsoleSessions } from './sessions.js';
+import { multiStream } from '../signals/multi.js';
 import { sendJson } from './send.js';
 import type { Scope, TokenAuth } from './tokens.js';
 
@@ -38,6 +41,10 @@ export interface ApiDeps {
   metrics: OkitMetrics;
   /** Absent when the server runs with telemetry off: no TTFS recording, no telemetry route. */
   telemetry?: ServerTelemetry;
+  /** Console sessions behind the okit_session cookie (absent: bearer tokens only, no console routes). */
+  sessions?: ConsoleSessions;
+  /** The built console page (dist/console/). */
+  files?: StaticFiles;
   /** Where claims with `wait` park until a job may be claimable (absent: `wait` is ignored). */
   claims?: ClaimWaiters;
 }
@@ -68,16 +75,16 @@ export function buildRouter(d: ApiDeps): Router {
   // Routes that need the database are 503 at once while it is known not to answer; signal
   // reads (signalRoute) may still be answered from the cache or a last-known ETag.
   const authed = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) => async (ctx: Ctx) => {
-    const p = await d.auth.authenticate(ctx.req.headers.authorization, need);
+    const p = await authenticateRequest(ctx.req, d.auth, d.sessions, need);
     if (!d.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is not answering; retry shortly');
-    await fn(ctx, p.tenant, `token:${p.tokenId}`);
+    await fn(ctx, p.tenant, p.actor);
   };
   // A first-signal request answered with an error is a first signal the user did not get.
   const signalRoute = (fn: (ctx: Ctx, tenant: string) => Promise<void>) => async (ctx: Ctx) => {
     ctx.t0 = performance.now();
     let tenant: string | null = null;
     try {
-      tenant = (await d.auth.authenticate(ctx.req.headers.authorization, 'read')).tenant;
+      tenant = (await authenticateRequest(ctx.req, d.auth, d.sessions, 'read')).tenant;
       await fn(ctx, tenant);
     } catch (e) {
       d.telemetry?.answerError(surfaceOf(ctx.req), tenant, toOkitError(e).code);
@@ -98,6 +105,8 @@ export function buildRouter(d: ApiDeps): Router {
 
   r.add('GET', `${API}/jobs/:id/first-signal`, signalRoute((ctx, t) => firstSignal(ctx, t, d.signals, d.signalFor(ctx))));
   r.add('GET', `${API}/stream/jobs/:id/first-signal`, signalRoute((ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
+  // Many jobs (?ids=…, ≤ 500) or a run's (?run=…) on one SSE connection (src/signals/multi.ts).
+  r.add('GET', `${API}/stream/jobs`, signalRoute((ctx, t) => multiStream(ctx, t, d.signals, d.ledger, d.signalFor(ctx))));
 
   // Surfaces report their time to first signal here (read scope, batched, bounded).
   const telemetry = d.telemetry;
@@ -258,6 +267,8 @@ export function buildRouter(d: ApiDeps): Router {
   );
 
   addDashboardRoute(r, API, d.ledger, authed);
+  if (d.sessions && d.files) addConsoleRoutes(r, { sessions: d.sessions, files: d.files, maxBodyBytes: d.maxBodyBytes, dbUp: d.dbUp });
+
   addControlRoutes(r, API, {
     ledger: d.ledger,
     waiters: d.signals.waiters,

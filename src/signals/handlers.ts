@@ -195,6 +195,27 @@ export function acceptsEventStream(accept: string | undefined): boolean {
   return /(^|,)\s*text\/event-stream\s*(;|,|$)/i.test(accept ?? '');
 }
 
+/** Starts an SSE response (headers, then `retry:`); `lastWrite` is when it last wrote, for keep-alives. */
+export function openEventStream(res: ServerResponse, retryMs: number, headers: Record<string, string> = {}): { write(s: string): void; lastWrite: number } {
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache, no-transform',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+    ...headers,
+  });
+  res.flushHeaders();
+  const out = {
+    lastWrite: performance.now(),
+    write(s: string) {
+      res.write(s);
+      out.lastWrite = performance.now();
+    },
+  };
+  out.write(`retry: ${retryMs}\n\n`);
+  return out;
+}
+
 /** GET …/stream/jobs/{id}/first-signal: SSE, or long-poll for clients that do not accept it. */
 export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal: AbortSignal): Promise<void> {
   if (!acceptsEventStream(ctx.req.headers.accept)) return firstSignal(ctx, tenant, deps, signal);
@@ -222,20 +243,8 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
     res.end();
     return;
   }
-  res.writeHead(200, {
-    'Content-Type': 'text/event-stream; charset=utf-8',
-    'Cache-Control': 'no-cache, no-transform',
-    Connection: 'keep-alive',
-    'X-Accel-Buffering': 'no',
-    'X-Signal-Source': cur.source,
-  });
-  res.flushHeaders();
-  let lastWrite = performance.now();
-  const write = (s: string) => {
-    res.write(s);
-    lastWrite = performance.now();
-  };
-  write(`retry: ${deps.sseRetryMs}\n\n`);
+  const out = openEventStream(res, deps.sseRetryMs, { 'X-Signal-Source': cur.source });
+  const write = out.write;
   deps.waiting.sse++;
   let events = 0;
   let initial = true; // cur is still the stream's first read
@@ -250,12 +259,12 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
         if (done) return;
       }
       if (signal.aborted || res.destroyed) return;
-      const sinceWrite = performance.now() - lastWrite;
+      const sinceWrite = performance.now() - out.lastWrite;
       const bound = Math.min(Math.max(0, deps.keepAliveMs - sinceWrite), deps.listenerReady() ? 5000 : deps.fallbackPollMs);
       await armed.wait(bound, signal);
       initial = false;
       if (signal.aborted || res.destroyed) return;
-      if (performance.now() - lastWrite >= deps.keepAliveMs) write(': keep-alive\n\n');
+      if (performance.now() - out.lastWrite >= deps.keepAliveMs) write(': keep-alive\n\n');
       armed = deps.waiters.arm(tenant, jobId);
       try {
         // Bounded, so that keep-alives stay on time while the database is stuck.

@@ -1,0 +1,210 @@
+/**
+ * Console sign-in over HTTP (issue 16): a token or a one-time link exchanged for a cookie
+ * session; cookie auth on the existing routes; scope and CSRF on state changes; cross-site
+ * refusals; logout; a revoked token ending its sessions; expiry; sessions kept across a restart.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer } from '../../src/http/server.js';
+import { createLink } from '../../src/http/sessions.js';
+import { revokeToken } from '../../src/http/tokens.js';
+import { Ledger } from '../../src/ledger/ledger.js';
+import { freshDb, type TestDb } from '../helpers/db.js';
+import { startTestServer, type TestServer } from '../helpers/serve.js';
+
+const API = '/api/v1/orchestrator';
+const SESSION = '/api/v1/console/session';
+
+interface Signed {
+  cookie: string;
+  csrf: string;
+  body: { session: { tenant: string; scope: string; csrf_token: string; expires_at: string } };
+  setCookie: string;
+}
+
+describe('console sessions', () => {
+  let db: TestDb;
+  let t: TestServer;
+  beforeAll(async () => {
+    db = await freshDb();
+    t = await startTestServer(db.url, db.pool, { fallbackPollMs: 200, tokenTtlMs: 300 });
+  });
+  afterAll(async () => {
+    await t.srv.close();
+    await db.drop();
+  });
+
+  const post = (base: string, path: string, body: unknown, headers: Record<string, string> = {}, method = 'POST') =>
+    fetch(base + path, { method, headers: { 'Content-Type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+
+  async function signIn(body: unknown, base = t.base): Promise<Signed> {
+    const res = await post(base, SESSION, body);
+    expect(res.status, await res.clone().text()).toBe(201);
+    const setCookie = res.headers.get('set-cookie')!;
+    const m = /^okit_session=(oks_[A-Za-z0-9_-]{43});/.exec(setCookie);
+    expect(m).not.toBeNull();
+    const b = (await res.json()) as Signed['body'];
+    return { cookie: `okit_session=${m![1]}`, csrf: b.session.csrf_token, body: b, setCookie };
+  }
+  const withCookie = (s: Signed, extra: Record<string, string> = {}) => ({ Cookie: s.cookie, ...extra });
+  const enqueue = async () => (await t.ledger.enqueue('acme', { type: 'console-test', payload: {} })).job.id;
+  const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+
+  it('signs in with a token: an HttpOnly SameSite=Strict cookie with an expiry, and the cookie reads the API', async () => {
+    const s = await signIn({ token: t.tokens.read });
+    expect(s.setCookie).toMatch(/; HttpOnly; SameSite=Strict; Path=\/; Max-Age=43200$/); // 12 h, no Secure over http
+    expect(s.body.session).toMatchObject({ tenant: 'acme', scope: 'read' });
+    expect(s.csrf).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(s.body.session.expires_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    const id = await enqueue();
+    const job = await t.get(`${API}/jobs/${id}`, null, withCookie(s));
+    expect(job.status).toBe(200);
+    expect(((await job.json()) as { job: { id: string } }).job.id).toBe(id);
+    expect((await t.get(`${API}/jobs/${id}/first-signal`, null, withCookie(s))).status).toBe(200);
+    const again = await t.get(SESSION, null, withCookie(s));
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual(s.body);
+    // Bearer tokens keep working, and win over a cookie.
+    expect((await t.get(`${API}/jobs/${id}`, t.tokens.read)).status).toBe(200);
+  });
+
+  it('refuses a bad token, a worker token, and a body with neither or both', async () => {
+    const bad = await post(t.base, SESSION, { token: 'okit_' + 'x'.repeat(43) });
+    expect(bad.status).toBe(401);
+    expect(await code(bad)).toBe('UNAUTHENTICATED');
+    const worker = await post(t.base, SESSION, { token: t.tokens.worker });
+    expect(worker.status).toBe(403);
+    for (const body of [{}, { token: t.tokens.read, link: 'x' }]) {
+      const r = await post(t.base, SESSION, body);
+      expect(r.status).toBe(400);
+      expect(await code(r)).toBe('INVALID_INPUT');
+    }
+  });
+
+  it('signs in by a one-time link once; the second use is refused; an expired link is refused', async () => {
+    const link = await createLink(db.pool, { tenant: 'acme', scope: 'admin', ttlSeconds: 60 });
+    const s = await signIn({ link: link.code });
+    expect(s.body.session).toMatchObject({ tenant: 'acme', scope: 'admin' });
+    const twice = await post(t.base, SESSION, { link: link.code });
+    expect(twice.status).toBe(401);
+    expect(await code(twice)).toBe('LINK_USED');
+    // Two racing uses of a fresh link: exactly one wins (one UPDATE … WHERE used_at IS NULL).
+    const fresh = await createLink(db.pool, { tenant: 'acme', scope: 'read' });
+    const race = await Promise.all(Array.from({ length: 6 }, () => post(t.base, SESSION, { link: fresh.code })));
+    expect(race.map((r) => r.status).sort()).toEqual([201, 401, 401, 401, 401, 401]);
+    const old = await createLink(db.pool, { tenant: 'acme', scope: 'read' });
+    await db.pool.query("UPDATE okit.console_links SET created_at = created_at - interval '1 hour', expires_at = now() - interval '1 second' WHERE id = $1", [old.id]);
+    const expired = await post(t.base, SESSION, { link: old.code });
+    expect(expired.status).toBe(401);
+    expect(await code(expired)).toBe('LINK_EXPIRED');
+    const unknown = await post(t.base, SESSION, { link: 'okl_' + 'A'.repeat(43) });
+    expect(await code(unknown)).toBe('UNAUTHENTICATED');
+    // The code itself is not stored, only its sha256.
+    const { rows } = await db.pool.query('SELECT code_sha256 FROM okit.console_links WHERE id = $1', [link.id]);
+    expect(rows[0].code_sha256).not.toContain(link.code.slice(4));
+  });
+
+  it('a forged or expired cookie is 401', async () => {
+    const forged = await t.get(`${API}/jobs`, null, { Cookie: 'okit_session=oks_' + 'B'.repeat(43) });
+    expect(forged.status).toBe(401);
+    expect(await code(forged)).toBe('SESSION_INVALID');
+    const garbage = await t.get(SESSION, null, { Cookie: 'okit_session=<script>' });
+    expect(await code(garbage)).toBe('SESSION_INVALID');
+    const s = await signIn({ token: t.tokens.read });
+    await db.pool.query("UPDATE okit.console_sessions SET created_at = created_at - interval '13 hours', expires_at = now() - interval '1 second' WHERE csrf_token = $1", [s.csrf]);
+    await new Promise((r) => setTimeout(r, 350)); // past the lookup cache (tokenTtlMs 300)
+    const expired = await t.get(`${API}/jobs`, null, withCookie(s));
+    expect(expired.status).toBe(401);
+    expect(await code(expired)).toBe('SESSION_EXPIRED');
+    expect(await code(await t.get(SESSION, null, withCookie(s)))).toBe('SESSION_EXPIRED');
+    // No cookie at all: the usual bearer 401.
+    expect(await code(await t.get(`${API}/jobs`, null))).toBe('UNAUTHORIZED');
+    expect(await code(await t.get(SESSION, null))).toBe('SESSION_INVALID');
+  });
+
+  it('a read session cannot cancel (403); an admin session can with its CSRF token, not without or with another', async () => {
+    const read = await signIn({ token: t.tokens.read });
+    const admin = await signIn({ token: t.tokens.admin });
+    const id = await enqueue();
+    const cancel = (h: Record<string, string>) => t.post(`${API}/jobs/${id}/cancel`, null, { reason: 'console' }, h);
+    const r1 = await cancel(withCookie(read, { 'X-CSRF-Token': read.csrf }));
+    expect(r1.status).toBe(403);
+    expect(await code(r1)).toBe('FORBIDDEN');
+    const noCsrf = await cancel(withCookie(admin));
+    expect(noCsrf.status).toBe(403);
+    expect(await code(noCsrf)).toBe('CSRF_REJECTED');
+    const wrong = await cancel(withCookie(admin, { 'X-CSRF-Token': read.csrf }));
+    expect(await code(wrong)).toBe('CSRF_REJECTED');
+    expect((await t.ledger.getJob('acme', id)).state).toBe('queued');
+    const ok = await cancel(withCookie(admin, { 'X-CSRF-Token': admin.csrf, Origin: t.base, 'Sec-Fetch-Site': 'same-origin' }));
+    expect(ok.status, await ok.clone().text()).toBe(200);
+    expect((await t.ledger.getJob('acme', id)).state).toBe('canceled');
+    // The ledger records the token behind the session as the actor.
+    const h = await t.ledger.history('acme', id);
+    expect(JSON.stringify(h.at(-1)!.data)).toMatch(/"actor":"token:[0-9a-f-]{36}"/);
+  });
+
+  it('a cross-site form POST is refused, cookie or not, CSRF header or not', async () => {
+    const admin = await signIn({ token: t.tokens.admin });
+    const id = await enqueue();
+    const form = (headers: Record<string, string>) =>
+      fetch(`${t.base}${API}/jobs/${id}/cancel`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers }, body: 'reason=pwned' });
+    for (const h of [
+      { Cookie: admin.cookie, Origin: 'https://evil.example' },
+      { Cookie: admin.cookie, Origin: 'https://evil.example', 'Sec-Fetch-Site': 'cross-site' },
+      { Cookie: admin.cookie, 'Sec-Fetch-Site': 'cross-site', 'X-CSRF-Token': admin.csrf },
+      { Cookie: admin.cookie, Origin: 'null', 'X-CSRF-Token': admin.csrf },
+    ]) {
+      const r = await form(h);
+      expect(r.status).toBe(403);
+      expect(await code(r)).toBe('CSRF_REJECTED');
+    }
+    // Login CSRF: another site cannot sign the browser in either.
+    const login = await post(t.base, SESSION, { token: t.tokens.admin }, { Origin: 'https://evil.example' });
+    expect(await code(login)).toBe('CSRF_REJECTED');
+    expect((await t.ledger.getJob('acme', id)).state).toBe('queued');
+  });
+
+  it('logout ends the session (CSRF required) and clears the cookie', async () => {
+    const s = await signIn({ token: t.tokens.read });
+    const noCsrf = await fetch(t.base + SESSION, { method: 'DELETE', headers: withCookie(s) });
+    expect(await code(noCsrf)).toBe('CSRF_REJECTED');
+    const out = await fetch(t.base + SESSION, { method: 'DELETE', headers: withCookie(s, { 'X-CSRF-Token': s.csrf }) });
+    expect(out.status).toBe(204);
+    expect(out.headers.get('set-cookie')).toMatch(/^okit_session=; HttpOnly; SameSite=Strict; Path=\/; Max-Age=0$/);
+    const after = await t.get(`${API}/jobs`, null, withCookie(s));
+    expect(after.status).toBe(401);
+    expect(await code(after)).toBe('SESSION_INVALID');
+    // Logging out of a session already gone just clears the cookie.
+    expect((await fetch(t.base + SESSION, { method: 'DELETE', headers: withCookie(s) })).status).toBe(204);
+  });
+
+  it('revoking the token ends its sessions within the token cache time', async () => {
+    const { rows } = await db.pool.query("SELECT id FROM okit.api_tokens WHERE tenant = 'other' AND scope = 'read'");
+    const s = await signIn({ token: t.tokens.otherRead });
+    expect((await t.get(`${API}/jobs`, null, withCookie(s))).status).toBe(200);
+    expect(await revokeToken(db.pool, String(rows[0].id))).toBe(true);
+    await new Promise((r) => setTimeout(r, 350)); // tokenTtlMs is 300 here
+    const r = await t.get(`${API}/jobs`, null, withCookie(s));
+    expect(r.status).toBe(401);
+    expect(await code(r)).toBe('SESSION_INVALID');
+    // A link session does not depend on any token.
+    const link = await createLink(db.pool, { tenant: 'other', scope: 'read' });
+    const ls = await signIn({ link: link.code });
+    expect((await t.get(`${API}/jobs`, null, withCookie(ls))).status).toBe(200);
+  });
+
+  it('a session survives a server restart (a new server on the same database), and the table holds only hashes', async () => {
+    const s = await signIn({ token: t.tokens.admin });
+    const second = await startServer({ url: db.url, pool: db.pool, ledger: new Ledger(db.pool), port: 0 });
+    try {
+      const r = await fetch(second.baseUrl + SESSION, { headers: withCookie(s) });
+      expect(r.status).toBe(200);
+      expect(await r.json()).toEqual(s.body);
+    } finally {
+      await second.close();
+    }
+    const { rows } = await db.pool.query('SELECT session_sha256 FROM okit.console_sessions');
+    const value = s.cookie.slice('okit_session=oks_'.length);
+    for (const row of rows) expect(String(row.session_sha256)).not.toContain(value.slice(0, 20));
+  });
+});
