@@ -17,6 +17,10 @@ export interface ServeOptions {
   telemetry?: boolean;
   telemetryRetention?: string;
   metricsListen?: string;
+  /** Console sessions' lifetime (default 12h). */
+  sessionTtl?: string;
+  /** Mark the session cookie Secure over http too (TLS ends in a proxy in front). */
+  secureCookies?: boolean;
 }
 
 export function port(p: string | undefined): number {
@@ -46,6 +50,8 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
   const limits = serveLimits(opts);
   const retention = opts.telemetryRetention === undefined ? undefined : parseDuration(opts.telemetryRetention, '--telemetry-retention');
   const metricsListen = opts.metricsListen === undefined ? undefined : parseMetricsListen(opts.metricsListen);
+  const sessionTtl = opts.sessionTtl === undefined ? undefined : parseDuration(opts.sessionTtl, '--session-ttl');
+  if (sessionTtl !== undefined && sessionTtl > 30 * 86_400) throw new OkitError('INVALID_INPUT', '--session-ttl: at most 30d');
   const stopped =
     stop ??
     new Promise<string>((resolve) => {
@@ -66,6 +72,8 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
         telemetry: opts.telemetry !== false,
         telemetryRetentionSeconds: retention,
         metricsListen,
+        sessionTtlSeconds: sessionTtl,
+        secureCookies: opts.secureCookies === true,
       });
       io.out(`okit serve listening on ${srv.baseUrl}`);
       if (srv.metricsUrl) io.out(`okit metrics on ${srv.metricsUrl}`);
@@ -90,6 +98,8 @@ export function register(program: Command, io: Io): void {
     .option('--max-connections-per-ip <n>', 'open connections per client address, IPv6 per /64 (default: 1000; raise it behind a reverse proxy)')
     .option('--no-telemetry', 'record no time-to-first-signal telemetry (no telemetry route; /metrics still serves the rest)')
     .option('--telemetry-retention <duration>', 'delete telemetry older than this (e.g. 90d) at start and hourly; history is never pruned')
+    .option('--session-ttl <duration>', 'how long a console session lives (default 12h, at most 30d)')
+    .option('--secure-cookies', 'mark the console session cookie Secure over http too (TLS ends in a proxy in front of okit)')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics without a token on this loopback address (e.g. 127.0.0.1:9464)')
     .action(action(io, (o: ServeOptions) => runServe(o, io)));
 }

@@ -77,7 +77,7 @@ function signalHeaders(c: Current, shuttingDown: boolean): Record<string, string
     ETag: c.etag,
     'Cache-Control': CACHE_CONTROL,
     'X-Signal-Source': c.source,
-    Vary: 'Authorization, Accept',
+    Vary: 'Authorization, Cookie, Accept',
     ...(shuttingDown ? { Connection: 'close' } : {}),
   };
 }
@@ -117,7 +117,7 @@ function answerStale(ctx: Ctx, tenant: string, jobId: string, inm: string | unde
       ETag: last.etag,
       'Cache-Control': CACHE_CONTROL,
       'X-Signal-Source': 'last_known',
-      Vary: 'Authorization, Accept',
+      Vary: 'Authorization, Cookie, Accept',
       ...(deps.shutdown.aborted ? { Connection: 'close' } : {}),
     });
     ctx.res.end();

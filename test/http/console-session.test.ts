@@ -195,11 +195,15 @@ describe('console sessions', () => {
 
   it('a session survives a server restart (a new server on the same database), and the table holds only hashes', async () => {
     const s = await signIn({ token: t.tokens.admin });
-    const second = await startServer({ url: db.url, pool: db.pool, ledger: new Ledger(db.pool), port: 0 });
+    await t.srv.close(); // the first server is gone; a new one on the same database knows the session
+    const second = await startServer({ url: db.url, pool: db.pool, ledger: new Ledger(db.pool), port: 0, secureCookies: true, sessionTtlSeconds: 600 });
     try {
       const r = await fetch(second.baseUrl + SESSION, { headers: withCookie(s) });
       expect(r.status).toBe(200);
       expect(await r.json()).toEqual(s.body);
+      // Behind a TLS proxy (--secure-cookies) the cookie is Secure; --session-ttl sets Max-Age.
+      const again = await signIn({ token: t.tokens.admin }, second.baseUrl);
+      expect(again.setCookie).toMatch(/; Max-Age=600; Secure$/);
     } finally {
       await second.close();
     }
