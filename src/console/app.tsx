@@ -145,7 +145,7 @@ function App() {
       .finally(() => setReady(true));
     return () => removeEventListener('hashchange', onHash);
   }, []);
-  if (!ready) return <p class="boot">Loading…</p>;
+  if (!ready) return <div class="skeleton boot" aria-hidden="true"><div class="skeleton-line" /><div class="skeleton-line" /><div class="skeleton-line" /></div>;
   const [top, id] = route.path;
   if (top === 'signin' || !currentSession()) {
     if (top !== 'signin') {

@@ -66,7 +66,8 @@ export class SignalHub {
     let set = this.subs.get(id);
     if (!set) this.subs.set(id, (set = new Set()));
     set.add(fn);
-    const known = this.latest.get(id) ?? readCache(id);
+    let known = this.latest.get(id);
+    if (!known && (known = readCache(id) ?? undefined)) this.latest.set(id, known);
     if (known) queueMicrotask(() => set!.has(fn) && fn(known));
     this.schedule();
     return () => {
@@ -203,8 +204,10 @@ export class SignalHub {
     const prev = this.latest.get(id);
     try {
       // The body is the signal itself; its ETag is the header's (the same as the stream's).
-      const r = await call<Signal>(`${API}/jobs/${encodeURIComponent(id)}/first-signal`, { etag: prev?.via === 'cache' ? null : prev?.etag });
+      const r = await call<Signal>(`${API}/jobs/${encodeURIComponent(id)}/first-signal`, { etag: prev?.etag });
       if (r.status === 200 && r.body) this.deliver({ job_id: id, etag: r.etag, signal: r.body, via: 'poll', at: performance.now() });
+      // 304 for the cached snapshot: the server confirms it is current, so it is live now.
+      else if (r.status === 304 && prev?.via === 'cache') this.deliver({ ...prev, via: 'poll', at: performance.now() });
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) this.deliver({ job_id: id, etag: null, signal: null, absent: true, via: 'poll', at: performance.now() });
       // Anything else (server down): keep the last known signal and try again next tick.

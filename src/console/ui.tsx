@@ -7,7 +7,7 @@ export const KINDS: Record<string, { icon: string; label: string }> = {
   queued: { icon: '◷', label: 'Queued' },
   started: { icon: '▶', label: 'Started' },
   phase: { icon: '◔', label: 'In progress' },
-  blocked: { icon: '⏸', label: 'Blocked' },
+  blocked: { icon: '‖', label: 'Blocked' },
   failed: { icon: '✕', label: 'Failed' },
   succeeded: { icon: '✓', label: 'Succeeded' },
   canceled: { icon: '⊘', label: 'Canceled' },

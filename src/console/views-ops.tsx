@@ -198,7 +198,7 @@ export function Dashboard() {
               <ul>
                 {data.paused.map((p) => (
                   <li key={p.type}>
-                    ⏸ {p.type} {p.paused?.reason ? `— ${p.paused.reason}` : ''} <ActionButton path={`${API}/queues/${encodeURIComponent(p.type)}/resume`} label={`Resume ${p.type}`} />
+                    ‖ {p.type} {p.paused?.reason ? `— ${p.paused.reason}` : ''} <ActionButton path={`${API}/queues/${encodeURIComponent(p.type)}/resume`} label={`Resume ${p.type}`} />
                   </li>
                 ))}
               </ul>

@@ -111,6 +111,14 @@ describe('views', () => {
     await page.goto(`${base}/#/jobs`);
     await page.waitForSelector(`tr[data-job="${ids[1]}"]`);
     await shot(page, 'jobs-list');
+    // A run page: the run's aggregated signal and its jobs, with the issue 14 `/runs/{id}` path redirected to it.
+    const { run } = await ledger.createRun('acme', {});
+    const inRun = [(await ledger.enqueue('acme', { type: 'in-run', payload: {}, runId: run.id })).job.id, (await ledger.enqueue('acme', { type: 'in-run', payload: {}, runId: run.id })).job.id];
+    await page.goto(`${base}/runs/${run.id}`);
+    expect(page.url()).toBe(`${base}/#/runs/${run.id}`);
+    await page.waitForSelector(`tr[data-job="${inRun[1]}"]`);
+    expect(await page.textContent('section.card .summary')).toMatch(/0 of 2 jobs done/);
+    expect(await page.locator('table.jobs tbody tr').count()).toBe(2);
   });
 
   it('a job card goes queued → started → phase with a progress bar → succeeded while a worker drives it', async () => {
@@ -128,6 +136,15 @@ describe('views', () => {
     await page.waitForSelector('[role=progressbar][aria-valuenow="30"]');
     expect(await page.textContent('.phase-current')).toContain('fetch');
     expect(await page.textContent('[data-testid=live]')).toContain('phase fetch');
+    // A second report a second later gives the server a rate, so an ETA, which the card counts down.
+    await new Promise((r) => setTimeout(r, 1000));
+    await c.progress(id, { ...lease, phase: 'fetch', summary: 'Fetching 4 of 10', itemsDone: 4, itemsTotal: 10 });
+    await page.waitForSelector('[role=progressbar][aria-valuenow="40"]');
+    await page.waitForFunction(() => /^ETA \d+s$/.test(document.querySelector('.card .eta')?.textContent ?? ''));
+    const eta1 = await page.textContent('.card .eta');
+    await page.waitForFunction((was) => document.querySelector('.card .eta')?.textContent !== was, eta1, { timeout: 5000 });
+    const secs = (t: string | null) => Number(/(\d+)s/.exec(t ?? '')?.[1] ?? NaN);
+    expect(secs(await page.textContent('.card .eta'))).toBeLessThan(secs(eta1));
     await shot(page, 'job-live');
     await c.complete(id, lease);
     await waitKind(page, 'succeeded');
@@ -142,6 +159,45 @@ describe('views', () => {
       .poll(async () => Number((await db.pool.query(`SELECT count(*) AS n FROM okit.ttfs_events WHERE surface = 'ui' AND job_id = $1`, [id])).rows[0].n), { timeout: 10_000 })
       .toBeGreaterThan(0);
   }, 60_000);
+
+  it('skeleton first, then the cached snapshot, then live; a stalled stream falls back to polling with If-None-Match', async () => {
+    const id = await enqueue('degrade');
+    const page = await signedIn('read');
+    await page.goto(`${base}/#/jobs/${id}`);
+    await waitKind(page, 'queued'); // live once: the tab now holds a snapshot
+    // What the card shows, frame by frame, from the next load on.
+    await page.addInitScript(() => {
+      const seen: string[] = [];
+      (window as unknown as { __seen: string[] }).__seen = seen;
+      const look = () => {
+        const card = document.querySelector('section.card');
+        const now = !card ? (document.querySelector('.skeleton') ? 'skeleton' : 'none') : card.querySelector('.skeleton') ? 'skeleton' : card.querySelector('.badge') ? 'cached' : 'live';
+        if (seen[seen.length - 1] !== now) seen.push(now);
+        requestAnimationFrame(look);
+      };
+      look();
+    });
+    // The stream stalls (answers after 3 s); the first-signal polls go through.
+    const polls: Array<{ inm: string | undefined; status: number }> = [];
+    await page.route('**/stream/jobs?**', async (route) => {
+      await new Promise((r) => setTimeout(r, 3000));
+      await route.continue().catch(() => {});
+    });
+    page.on('response', (r) => {
+      if (r.url().endsWith(`/jobs/${id}/first-signal`)) polls.push({ inm: r.request().headers()['if-none-match'], status: r.status() });
+    });
+    await page.reload();
+    await page.waitForFunction(() => (window as unknown as { __seen: string[] }).__seen.includes('live'), null, { timeout: 10_000 });
+    const seen = await page.evaluate(() => (window as unknown as { __seen: string[] }).__seen.filter((x) => x !== 'none'));
+    expect(seen[0]).toBe('skeleton');
+    expect(seen.indexOf('cached')).toBeGreaterThan(0);
+    expect(seen.indexOf('live')).toBeGreaterThan(seen.indexOf('cached'));
+    // The poll that made it live sent the cached ETag and was told it is current (304).
+    expect(polls[0]?.inm).toMatch(/.+/);
+    expect(polls[0]?.status).toBe(304);
+    expect(await page.textContent('[data-testid=conn]')).toContain('polling');
+    await page.unroute('**/stream/jobs?**');
+  });
 
   it('a failed job shows its likely cause and next actions', async () => {
     await ledger.addSignature('acme', { pattern: { error_code: 'E_DISK_FULL' }, outcome: { likely_cause: 'the worker disk is full', suggested_action: 'Free space on the worker' }, actor: 'token:test' });
@@ -267,6 +323,9 @@ describe('one stream, restarts, expiry', () => {
     const ids: string[] = [];
     for (let i = 0; i < 200; i++) ids.push(await enqueue('mux', { i }));
     const page = await signedIn('read');
+    // Start from a view that follows no job (sign-in lands on the list of all jobs, which has its own stream).
+    await page.goto(`${base}/#/dashboard`);
+    await page.waitForSelector('[data-testid=conn].conn-idle');
     const streams: string[] = [];
     let polls = 0;
     page.on('request', (r) => {
