@@ -41,15 +41,15 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function context(viewport = { width: 1100, height: 800 }): Promise<BrowserContext> {
-  const c = await browser.newContext({ viewport });
+async function context(viewport = { width: 1100, height: 800 }, reducedMotion: 'reduce' | 'no-preference' = 'no-preference'): Promise<BrowserContext> {
+  const c = await browser.newContext({ viewport, reducedMotion });
   contexts.push(c);
   return c;
 }
 
 /** A page signed in by pasting a token, as a person would. */
-async function signedIn(scope: 'read' | 'admin', viewport?: { width: number; height: number }): Promise<Page> {
-  const page = await (await context(viewport)).newPage();
+async function signedIn(scope: 'read' | 'admin', viewport?: { width: number; height: number }, reducedMotion?: 'reduce'): Promise<Page> {
+  const page = await (await context(viewport, reducedMotion)).newPage();
   await page.goto(`${base}/#/signin`);
   await page.fill('#token', tokens[scope]);
   await page.keyboard.press('Enter');
@@ -248,17 +248,27 @@ describe('views', () => {
   it('the dashboard shows queue depth, throttled hosts, paused types, dead letters and TTFS against the SLO; usable at 360 px', async () => {
     await ledger.configureThrottle('acme', 'api.example', { capacity: 10, refillPerSec: 2 });
     await ledger.pause('acme', 'nightly', { actor: 'token:test', reason: 'maintenance window' });
+    const dead = await enqueue('dash-dead', {}, 1);
+    const claim = (await ledger.claim('acme', { workerId: 'w-dash', types: ['dash-dead'] }))!;
+    await ledger.fail('acme', dead, { workerId: 'w-dash', leaseToken: claim.leaseToken }, { code: 'E_GONE', message: 'upstream gone' });
     const page = await signedIn('admin');
     await page.goto(`${base}/#/dashboard`);
     await page.waitForSelector('.panel');
     const text = await page.textContent('main');
-    expect(text).toContain('fails'); // the dead-lettered type
+    expect(text).toMatch(/Dead letters.*dash-dead: 1/s);
     expect(text).toContain('api.example');
     expect(text).toContain('nightly');
     expect(text).toMatch(/ui.*p50/s);
     expect(await page.locator('svg.chart').count()).toBe(3);
     await shot(page, 'dashboard');
-    const narrow = await signedIn('read', { width: 360, height: 780 });
+    // The motion tokens, as CSS variables; with prefers-reduced-motion they are 0.
+    const tokens = async (p: Page) =>
+      (await p.evaluate(() => ['fast', 'base', 'slow'].map((k) => getComputedStyle(document.documentElement).getPropertyValue(`--motion-${k}`).trim()))).map((v) =>
+        Math.round(v.endsWith('ms') ? parseFloat(v) : parseFloat(v) * 1000),
+      ); // the minifier writes 150ms as .15s
+    expect(await tokens(page)).toEqual([150, 250, 400]);
+    const narrow = await signedIn('read', { width: 360, height: 780 }, 'reduce');
+    expect(await tokens(narrow)).toEqual([0, 0, 0]);
     for (const hash of ['#/dashboard', '#/jobs']) {
       await narrow.goto(`${base}/${hash}`);
       await narrow.waitForSelector('main table');
