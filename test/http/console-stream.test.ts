@@ -158,6 +158,30 @@ describe('multiplexed stream', () => {
     c2.close();
   });
 
+  it('sends a keepalive comment when quiet, and survives a server restart by resuming from its cursor', async () => {
+    const ids = await many(2, 'mux-keepalive');
+    const t2 = await startTestServer(db.url, db.pool, { keepAliveMs: 300, fallbackPollMs: 200 });
+    let resumeId = '';
+    try {
+      const c = await openSse(`${t2.base}${MUX}?ids=${ids.join(',')}`, auth(t2.tokens.read));
+      const evs = await take(c, 2);
+      resumeId = evs.at(-1)!.id!;
+      let comment: SseEvent | null = null;
+      while (!comment?.comment) comment = await c.next(3000);
+      expect(comment.comment).toBe('keepalive');
+      c.close();
+    } finally {
+      await t2.srv.close();
+    }
+    // The server is gone; a change happens; the client reconnects to another with its cursor.
+    await t.ledger.cancel('acme', ids[0]!, { actor: 'test' });
+    const again = await openSse(`${t.base}${MUX}?ids=${ids.join(',')}`, { ...auth(), 'Last-Event-ID': resumeId });
+    const [ev] = await take(again, 1);
+    expect(data(ev!)).toMatchObject({ job_id: ids[0], signal: { kind: 'canceled' } });
+    await quiet(again, 400);
+    again.close();
+  });
+
   it('follows a run, jobs added later included; a foreign run is 404 as an absent one; a cookie session works', async () => {
     const { run } = await t.ledger.createRun('acme', {});
     const ids = await many(3, 'mux-run', 'acme', run.id);
