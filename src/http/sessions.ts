@@ -83,6 +83,20 @@ export async function createLink(
   return { id, code, tenant, scope, expires_at: expires };
 }
 
+/** Ended sessions and links are kept this long (for a look at who signed in), then deleted. */
+export const SESSION_KEEP_SECONDS = 7 * 86_400;
+
+/** Deletes sessions ended (expired or logged out) and links expired over SESSION_KEEP_SECONDS before `now`. */
+export async function pruneSessions(pool: Pool, now: Micros): Promise<number> {
+  const cut = formatMicros(now - BigInt(SESSION_KEEP_SECONDS) * SECOND);
+  const s = await pool.query('DELETE FROM okit.console_sessions WHERE expires_at < $1 OR revoked_at < $1', [cut]);
+  const l = await pool.query(
+    'DELETE FROM okit.console_links l WHERE l.expires_at < $1 AND NOT EXISTS (SELECT 1 FROM okit.console_sessions s WHERE s.link_id = l.id)',
+    [cut],
+  );
+  return (s.rowCount ?? 0) + (l.rowCount ?? 0);
+}
+
 /** The okit_session cookie's value, if the request carries one (the first, if several). */
 export function sessionCookie(req: IncomingMessage): string | undefined {
   const raw = req.headers.cookie;

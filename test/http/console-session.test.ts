@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../../src/http/server.js';
-import { createLink } from '../../src/http/sessions.js';
+import { createLink, pruneSessions } from '../../src/http/sessions.js';
+import { systemClock } from '../../src/util/clock.js';
 import { revokeToken } from '../../src/http/tokens.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
@@ -191,6 +192,19 @@ describe('console sessions', () => {
     const link = await createLink(db.pool, { tenant: 'other', scope: 'read' });
     const ls = await signIn({ link: link.code });
     expect((await t.get(`${API}/jobs`, null, withCookie(ls))).status).toBe(200);
+  });
+
+  it('prunes sessions and links a week past their end, and nothing live', async () => {
+    const live = await signIn({ token: t.tokens.read });
+    const old = await signIn({ token: t.tokens.read });
+    const link = await createLink(db.pool, { tenant: 'acme', scope: 'read' });
+    const oldLink = await createLink(db.pool, { tenant: 'acme', scope: 'read' });
+    await db.pool.query("UPDATE okit.console_sessions SET created_at = now() - interval '9 days', expires_at = now() - interval '8 days' WHERE csrf_token = $1", [old.csrf]);
+    await db.pool.query("UPDATE okit.console_links SET created_at = now() - interval '9 days', expires_at = now() - interval '8 days' WHERE id = $1", [oldLink.id]);
+    expect(await pruneSessions(db.pool, systemClock.now())).toBe(2);
+    const left = await db.pool.query('SELECT csrf_token FROM okit.console_sessions WHERE csrf_token = ANY($1)', [[live.csrf, old.csrf]]);
+    expect(left.rows.map((r) => r.csrf_token)).toEqual([live.csrf]);
+    expect((await db.pool.query('SELECT id FROM okit.console_links WHERE id = ANY($1)', [[link.id, oldLink.id]])).rows.map((r) => r.id)).toEqual([link.id]);
   });
 
   it('a session survives a server restart (a new server on the same database), and the table holds only hashes', async () => {
