@@ -123,8 +123,15 @@ export function crossSite(req: IncomingMessage): string | null {
   if (site !== undefined && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site: ${String(site).slice(0, 40)}`;
   const origin = req.headers.origin;
   if (origin !== undefined) {
-    const own = `${isHttps(req) ? 'https' : 'http'}://${req.headers.host ?? ''}`;
-    if (origin.toLowerCase() !== own.toLowerCase()) return `Origin ${origin.slice(0, 100)} is not ${own.slice(0, 100)}`;
+    // By host (and port) alone: behind a TLS proxy the browser's https origin reaches us over http.
+    let host: string | null = null;
+    try {
+      host = new URL(origin).host.toLowerCase();
+    } catch {
+      host = null; // `null` and other opaque origins
+    }
+    const own = (req.headers.host ?? '').toLowerCase();
+    if (!host || host !== own) return `Origin ${origin.slice(0, 100)} is not this server (${own.slice(0, 100)})`;
   }
   return null;
 }
