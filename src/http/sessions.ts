@@ -180,7 +180,8 @@ export class ConsoleSessions {
     let linkId: string | null = null;
     if (hasToken) {
       if (typeof body.token !== 'string') throw new OkitError('UNAUTHENTICATED', 'invalid token');
-      const p = await this.auth.authenticate(`Bearer ${body.token}`, 'read').catch((e) => {
+      // Whitespace around a pasted token is not part of it; inside it, it is (and fails).
+      const p = await this.auth.authenticate(`Bearer ${body.token.trim()}`, 'read').catch((e) => {
         throw isOkitError(e) && (e.code === 'UNAUTHORIZED' || e.code === 'FORBIDDEN') ? new OkitError('UNAUTHENTICATED', 'invalid token') : e;
       });
       if (p.scope !== 'read' && p.scope !== 'admin')

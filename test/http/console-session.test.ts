@@ -196,6 +196,34 @@ describe('console sessions', () => {
     expect((await t.get(`${API}/jobs`, null, withCookie(ls))).status).toBe(200);
   });
 
+  it('hostile sign-in bodies and cookies are typed 4xx, never a 5xx, and sign no one in', async () => {
+    const before = (await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions')).rows[0].n;
+    for (const [body, want] of [
+      [{ token: 42 }, 'UNAUTHENTICATED'],
+      [{ token: `${t.tokens.read} ${t.tokens.admin}` }, 'UNAUTHENTICATED'],
+      [{ token: 'x'.repeat(100_000) }, 'UNAUTHENTICATED'],
+      [{ link: '\u001b[2Jokl_' + 'a'.repeat(43) }, 'UNAUTHENTICATED'],
+      [{ link: ['okl_' + 'a'.repeat(43)] }, 'UNAUTHENTICATED'],
+      [{ link: null }, 'UNAUTHENTICATED'],
+    ] as const) {
+      const r = await post(t.base, SESSION, body);
+      expect(r.status, JSON.stringify(body).slice(0, 80)).toBe(401);
+      expect(await code(r)).toBe(want);
+    }
+    // A pasted token keeps its trailing newline: surrounding whitespace is not part of a token.
+    expect((await post(t.base, SESSION, { token: `  ${t.tokens.read}\n` })).status).toBe(201);
+    const deep = await fetch(t.base + SESSION, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '['.repeat(100) + ']'.repeat(100) });
+    expect(await code(deep)).toBe('INVALID_JSON');
+    const form = await fetch(t.base + SESSION, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: `token=${t.tokens.admin}` });
+    expect(form.status).toBe(415);
+    for (const cookie of ['okit_session=' + 'x'.repeat(20_000), 'okit_session=%00%1b', 'okit_session=', 'okit_session', 'a=b; okit_session=oks_' + 'C'.repeat(43) + '; okit_session=x', '=;;=;okit_session==']) {
+      const r = await t.get(`${API}/jobs`, null, { Cookie: cookie });
+      expect(r.status, cookie.slice(0, 40)).toBe(401);
+      expect(['SESSION_INVALID', 'UNAUTHORIZED']).toContain(await code(r));
+    }
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions')).rows[0].n).toBe(before + 1);
+  });
+
   it('prunes sessions and links a week past their end, and nothing live', async () => {
     const live = await signIn({ token: t.tokens.read });
     const old = await signIn({ token: t.tokens.read });

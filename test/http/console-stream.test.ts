@@ -135,6 +135,24 @@ describe('multiplexed stream', () => {
     }
   });
 
+  it('hostile ids and cursors are 400 INVALID_INPUT, never a 5xx', async () => {
+    const [id] = await many(1, 'mux-hostile');
+    for (const q of ['ids=%1b%5b2J', 'ids=%00', `ids=${id!.toUpperCase()}`, `ids=${'x'.repeat(5000)}`, 'ids=1e400', 'ids=,,,', `ids=${id}&ids=${id}`, 'run=%ED%A0%80', 'run=']) {
+      const r = await fetch(`${t.base}${MUX}?${q}`, { headers: { ...auth(), Accept: 'text/event-stream' } });
+      expect(r.status, q).toBe(400);
+      expect(((await r.json()) as { error: { code: string } }).error.code, q).toBe('INVALID_INPUT');
+    }
+    for (const cursor of ['-1', '1e400', '9'.repeat(30), 'é'.repeat(50), ' 1', '0x10']) {
+      const r = await fetch(`${t.base}${MUX}?ids=${id}&last_event_id=${encodeURIComponent(cursor)}`, { headers: { ...auth(), Accept: 'text/event-stream' } });
+      expect(r.status, cursor).toBe(400);
+    }
+    // The same id twice is followed once.
+    const c = await openSse(`${t.base}${MUX}?ids=${id},${id}`, auth());
+    expect(data((await take(c, 1))[0]!).job_id).toBe(id);
+    await quiet(c, 300);
+    c.close();
+  });
+
   it('answers a foreign id exactly as an absent one', async () => {
     const [own] = await many(1, 'mux-own');
     const [foreign] = await many(1, 'mux-foreign', 'other');
