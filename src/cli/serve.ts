@@ -91,7 +91,7 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
 export function register(program: Command, io: Io): void {
   program
     .command('serve')
-    .description('serve first signals (GET, long-poll, SSE) and the worker API over HTTP')
+    .description('serve first signals (GET, long-poll, SSE), the worker API and the console over HTTP')
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0 picks a free one)', '8080')
     .option('--max-connections <n>', 'open connections in all (default: the open-files limit minus 128, at most 20000)')

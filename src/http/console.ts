@@ -15,7 +15,7 @@ import { matchesEtag } from '../signals/handlers.js';
 import { readJson } from './body.js';
 import type { Ctx, Router } from './router.js';
 import { sendJson } from './send.js';
-import { crossSite, sessionCookie, viewOf, CSRF_HEADER, type ConsoleSessions } from './sessions.js';
+import { crossSite, sessionCookie, viewOf, CSRF_HEADER, SESSION_COOKIE, type ConsoleSessions } from './sessions.js';
 import { constantTimeEqual } from '../util/hash.js';
 
 export const CONSOLE_API = '/api/v1/console';
@@ -149,7 +149,7 @@ export function addConsoleRoutes(r: Router, d: ConsoleDeps): void {
   });
   const current = async (ctx: Ctx) => {
     const value = sessionCookie(ctx.req);
-    if (value === undefined) throw new OkitError('SESSION_INVALID', `no console session (the ${'okit_session'} cookie); sign in first`);
+    if (value === undefined) throw new OkitError('SESSION_INVALID', `no console session (the ${SESSION_COOKIE} cookie); sign in first`);
     return { value, p: await d.sessions.lookup(value) };
   };
   r.add('GET', `${CONSOLE_API}/session`, async (ctx) => {
@@ -164,7 +164,8 @@ export function addConsoleRoutes(r: Router, d: ConsoleDeps): void {
       s = await current(ctx);
     } catch (e) {
       // A session already gone or expired: logging out of it just clears the cookie.
-      if (!(e instanceof OkitError) || (e.code !== 'SESSION_EXPIRED' && !(e.code === 'SESSION_INVALID' && sessionCookie(ctx.req) !== undefined))) throw e;
+      const gone = e instanceof OkitError && (e.code === 'SESSION_EXPIRED' || e.code === 'SESSION_INVALID') && sessionCookie(ctx.req) !== undefined;
+      if (!gone) throw e;
     }
     if (s) {
       const h = ctx.req.headers[CSRF_HEADER];

@@ -30,7 +30,7 @@ import { parseTarget, type Ctx } from './router.js';
 import { sendError } from './send.js';
 import { TokenAuth } from './tokens.js';
 import { COMMON_HEADERS, DEFAULT_CONSOLE_DIR, StaticFiles } from './console.js';
-import { ConsoleSessions } from './sessions.js';
+import { ConsoleSessions, pruneSessions } from './sessions.js';
 import { MAX_STREAM_IDS } from '../signals/multi.js';
 
 export interface ServerOptions {
@@ -358,6 +358,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const pruner = retention === undefined ? undefined : setInterval(prune, 3_600_000);
   pruner?.unref();
 
+  // Console sessions and sign-in links a week past their end: at start, then hourly.
+  let sessionPruning: Promise<unknown> = Promise.resolve();
+  const pruneConsole = () => {
+    sessionPruning = pruneSessions(o.pool, o.ledger.clock.now())
+      .then((n) => n > 0 && log(`pruned ${n} ended console session(s) and link(s)`))
+      .catch((e) => isDbUnavailable(e) || log(`console session prune failed: ${(e as Error).message}`));
+  };
+  pruneConsole();
+  const sessionPruner = setInterval(pruneConsole, 3_600_000);
+  sessionPruner.unref();
+
   // Leases of vanished workers go back to the queue (or dead-letter) without a worker's help.
   let sweeping = false;
   const sweeper = setInterval(() => {
@@ -385,7 +396,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       clearInterval(sweeper);
       while (sweeping) await new Promise((r) => setTimeout(r, 10));
       if (pruner) clearInterval(pruner);
+      clearInterval(sessionPruner);
       await pruning;
+      await sessionPruning;
       await metricsListener?.close();
       await queue?.close();
       o.ledger.commitObservers.delete(metrics.onCommit);

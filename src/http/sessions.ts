@@ -83,6 +83,20 @@ export async function createLink(
   return { id, code, tenant, scope, expires_at: expires };
 }
 
+/** Ended sessions and links are kept this long (for a look at who signed in), then deleted. */
+export const SESSION_KEEP_SECONDS = 7 * 86_400;
+
+/** Deletes sessions ended (expired or logged out) and links expired over SESSION_KEEP_SECONDS before `now`. */
+export async function pruneSessions(pool: Pool, now: Micros): Promise<number> {
+  const cut = formatMicros(now - BigInt(SESSION_KEEP_SECONDS) * SECOND);
+  const s = await pool.query('DELETE FROM okit.console_sessions WHERE expires_at < $1 OR revoked_at < $1', [cut]);
+  const l = await pool.query(
+    'DELETE FROM okit.console_links l WHERE l.expires_at < $1 AND NOT EXISTS (SELECT 1 FROM okit.console_sessions s WHERE s.link_id = l.id)',
+    [cut],
+  );
+  return (s.rowCount ?? 0) + (l.rowCount ?? 0);
+}
+
 /** The okit_session cookie's value, if the request carries one (the first, if several). */
 export function sessionCookie(req: IncomingMessage): string | undefined {
   const raw = req.headers.cookie;
@@ -109,8 +123,15 @@ export function crossSite(req: IncomingMessage): string | null {
   if (site !== undefined && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site: ${String(site).slice(0, 40)}`;
   const origin = req.headers.origin;
   if (origin !== undefined) {
-    const own = `${isHttps(req) ? 'https' : 'http'}://${req.headers.host ?? ''}`;
-    if (origin.toLowerCase() !== own.toLowerCase()) return `Origin ${origin.slice(0, 100)} is not ${own.slice(0, 100)}`;
+    // By host (and port) alone: behind a TLS proxy the browser's https origin reaches us over http.
+    let host: string | null = null;
+    try {
+      host = new URL(origin).host.toLowerCase();
+    } catch {
+      host = null; // `null` and other opaque origins
+    }
+    const own = (req.headers.host ?? '').toLowerCase();
+    if (!host || host !== own) return `Origin ${origin.slice(0, 100)} is not this server (${own.slice(0, 100)})`;
   }
   return null;
 }
@@ -159,7 +180,8 @@ export class ConsoleSessions {
     let linkId: string | null = null;
     if (hasToken) {
       if (typeof body.token !== 'string') throw new OkitError('UNAUTHENTICATED', 'invalid token');
-      const p = await this.auth.authenticate(`Bearer ${body.token}`, 'read').catch((e) => {
+      // Whitespace around a pasted token is not part of it; inside it, it is (and fails).
+      const p = await this.auth.authenticate(`Bearer ${body.token.trim()}`, 'read').catch((e) => {
         throw isOkitError(e) && (e.code === 'UNAUTHORIZED' || e.code === 'FORBIDDEN') ? new OkitError('UNAUTHENTICATED', 'invalid token') : e;
       });
       if (p.scope !== 'read' && p.scope !== 'admin')

@@ -38,6 +38,8 @@ export const READ_GAP_MS = 100;
 /** Output the client has not taken yet, at most; past it the stream ends (the client resumes). */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
 const PARAMS = ['ids', 'run', 'last_event_id'];
+/** The stream's first read (before any byte is sent) answers or is 503 within this. */
+const FIRST_READ_MS = 5000;
 
 export type Selection = { ids: string[] } | { run: string };
 
@@ -109,7 +111,10 @@ export async function multiStream(ctx: Ctx, tenant: string, deps: SignalDeps, le
   };
   let rows: Row[];
   try {
-    rows = await changedSince(ledger, tenant, sel, cursor); // errors here are still plain JSON 4xx/503
+    // Errors here are still plain JSON 4xx/503; a database that does not answer is 503 in bounded time.
+    const first = await within(changedSince(ledger, tenant, sel, cursor), FIRST_READ_MS);
+    if (!first) throw new OkitError('DB_UNAVAILABLE', `the database did not answer within ${FIRST_READ_MS} ms; retry shortly`);
+    rows = first;
   } catch (e) {
     unwatch();
     throw e;

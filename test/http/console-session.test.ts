@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../../src/http/server.js';
-import { createLink } from '../../src/http/sessions.js';
+import { createLink, pruneSessions } from '../../src/http/sessions.js';
+import { systemClock } from '../../src/util/clock.js';
 import { revokeToken } from '../../src/http/tokens.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
@@ -135,7 +136,8 @@ describe('console sessions', () => {
     const wrong = await cancel(withCookie(admin, { 'X-CSRF-Token': read.csrf }));
     expect(await code(wrong)).toBe('CSRF_REJECTED');
     expect((await t.ledger.getJob('acme', id)).state).toBe('queued');
-    const ok = await cancel(withCookie(admin, { 'X-CSRF-Token': admin.csrf, Origin: t.base, 'Sec-Fetch-Site': 'same-origin' }));
+    // Same host over https (TLS ended in a proxy) is this site too.
+    const ok = await cancel(withCookie(admin, { 'X-CSRF-Token': admin.csrf, Origin: t.base.replace('http:', 'https:'), 'Sec-Fetch-Site': 'same-origin' }));
     expect(ok.status, await ok.clone().text()).toBe(200);
     expect((await t.ledger.getJob('acme', id)).state).toBe('canceled');
     // The ledger records the token behind the session as the actor.
@@ -153,6 +155,7 @@ describe('console sessions', () => {
       { Cookie: admin.cookie, Origin: 'https://evil.example', 'Sec-Fetch-Site': 'cross-site' },
       { Cookie: admin.cookie, 'Sec-Fetch-Site': 'cross-site', 'X-CSRF-Token': admin.csrf },
       { Cookie: admin.cookie, Origin: 'null', 'X-CSRF-Token': admin.csrf },
+      { Cookie: admin.cookie, Origin: t.base.replace(/:(\d+)$/, ':1'), 'X-CSRF-Token': admin.csrf }, // another port: another origin
     ]) {
       const r = await form(h);
       expect(r.status).toBe(403);
@@ -191,6 +194,47 @@ describe('console sessions', () => {
     const link = await createLink(db.pool, { tenant: 'other', scope: 'read' });
     const ls = await signIn({ link: link.code });
     expect((await t.get(`${API}/jobs`, null, withCookie(ls))).status).toBe(200);
+  });
+
+  it('hostile sign-in bodies and cookies are typed 4xx, never a 5xx, and sign no one in', async () => {
+    const before = (await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions')).rows[0].n;
+    for (const [body, want] of [
+      [{ token: 42 }, 'UNAUTHENTICATED'],
+      [{ token: `${t.tokens.read} ${t.tokens.admin}` }, 'UNAUTHENTICATED'],
+      [{ token: 'x'.repeat(100_000) }, 'UNAUTHENTICATED'],
+      [{ link: '\u001b[2Jokl_' + 'a'.repeat(43) }, 'UNAUTHENTICATED'],
+      [{ link: ['okl_' + 'a'.repeat(43)] }, 'UNAUTHENTICATED'],
+      [{ link: null }, 'UNAUTHENTICATED'],
+    ] as const) {
+      const r = await post(t.base, SESSION, body);
+      expect(r.status, JSON.stringify(body).slice(0, 80)).toBe(401);
+      expect(await code(r)).toBe(want);
+    }
+    // A pasted token keeps its trailing newline: surrounding whitespace is not part of a token.
+    expect((await post(t.base, SESSION, { token: `  ${t.tokens.read}\n` })).status).toBe(201);
+    const deep = await fetch(t.base + SESSION, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '['.repeat(100) + ']'.repeat(100) });
+    expect(await code(deep)).toBe('INVALID_JSON');
+    const form = await fetch(t.base + SESSION, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: `token=${t.tokens.admin}` });
+    expect(form.status).toBe(415);
+    for (const cookie of ['okit_session=' + 'x'.repeat(20_000), 'okit_session=%00%1b', 'okit_session=', 'okit_session', 'a=b; okit_session=oks_' + 'C'.repeat(43) + '; okit_session=x', '=;;=;okit_session==']) {
+      const r = await t.get(`${API}/jobs`, null, { Cookie: cookie });
+      expect(r.status, cookie.slice(0, 40)).toBe(401);
+      expect(['SESSION_INVALID', 'UNAUTHORIZED']).toContain(await code(r));
+    }
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions')).rows[0].n).toBe(before + 1);
+  });
+
+  it('prunes sessions and links a week past their end, and nothing live', async () => {
+    const live = await signIn({ token: t.tokens.read });
+    const old = await signIn({ token: t.tokens.read });
+    const link = await createLink(db.pool, { tenant: 'acme', scope: 'read' });
+    const oldLink = await createLink(db.pool, { tenant: 'acme', scope: 'read' });
+    await db.pool.query("UPDATE okit.console_sessions SET created_at = now() - interval '9 days', expires_at = now() - interval '8 days' WHERE csrf_token = $1", [old.csrf]);
+    await db.pool.query("UPDATE okit.console_links SET created_at = now() - interval '9 days', expires_at = now() - interval '8 days' WHERE id = $1", [oldLink.id]);
+    expect(await pruneSessions(db.pool, systemClock.now())).toBe(2);
+    const left = await db.pool.query('SELECT csrf_token FROM okit.console_sessions WHERE csrf_token = ANY($1)', [[live.csrf, old.csrf]]);
+    expect(left.rows.map((r) => r.csrf_token)).toEqual([live.csrf]);
+    expect((await db.pool.query('SELECT id FROM okit.console_links WHERE id = ANY($1)', [[link.id, oldLink.id]])).rows.map((r) => r.id)).toEqual([link.id]);
   });
 
   it('a session survives a server restart (a new server on the same database), and the table holds only hashes', async () => {

@@ -135,6 +135,24 @@ describe('multiplexed stream', () => {
     }
   });
 
+  it('hostile ids and cursors are 400 INVALID_INPUT, never a 5xx', async () => {
+    const [id] = await many(1, 'mux-hostile');
+    for (const q of ['ids=%1b%5b2J', 'ids=%00', `ids=${id!.toUpperCase()}`, `ids=${'x'.repeat(5000)}`, 'ids=1e400', 'ids=,,,', `ids=${id}&ids=${id}`, 'run=%ED%A0%80', 'run=']) {
+      const r = await fetch(`${t.base}${MUX}?${q}`, { headers: { ...auth(), Accept: 'text/event-stream' } });
+      expect(r.status, q).toBe(400);
+      expect(((await r.json()) as { error: { code: string } }).error.code, q).toBe('INVALID_INPUT');
+    }
+    for (const cursor of ['-1', '1e400', '9'.repeat(30), 'é'.repeat(50), ' 1', '0x10']) {
+      const r = await fetch(`${t.base}${MUX}?ids=${id}&last_event_id=${encodeURIComponent(cursor)}`, { headers: { ...auth(), Accept: 'text/event-stream' } });
+      expect(r.status, cursor).toBe(400);
+    }
+    // The same id twice is followed once.
+    const c = await openSse(`${t.base}${MUX}?ids=${id},${id}`, auth());
+    expect(data((await take(c, 1))[0]!).job_id).toBe(id);
+    await quiet(c, 300);
+    c.close();
+  });
+
   it('answers a foreign id exactly as an absent one', async () => {
     const [own] = await many(1, 'mux-own');
     const [foreign] = await many(1, 'mux-foreign', 'other');
@@ -156,6 +174,30 @@ describe('multiplexed stream', () => {
     await t.ledger.cancel('other', foreign!, { actor: 'test' });
     await quiet(c2, 500);
     c2.close();
+  });
+
+  it('sends a keepalive comment when quiet, and survives a server restart by resuming from its cursor', async () => {
+    const ids = await many(2, 'mux-keepalive');
+    const t2 = await startTestServer(db.url, db.pool, { keepAliveMs: 300, fallbackPollMs: 200 });
+    let resumeId = '';
+    try {
+      const c = await openSse(`${t2.base}${MUX}?ids=${ids.join(',')}`, auth(t2.tokens.read));
+      const evs = await take(c, 2);
+      resumeId = evs.at(-1)!.id!;
+      let comment: SseEvent | null = null;
+      while (!comment?.comment) comment = await c.next(3000);
+      expect(comment.comment).toBe('keepalive');
+      c.close();
+    } finally {
+      await t2.srv.close();
+    }
+    // The server is gone; a change happens; the client reconnects to another with its cursor.
+    await t.ledger.cancel('acme', ids[0]!, { actor: 'test' });
+    const again = await openSse(`${t.base}${MUX}?ids=${ids.join(',')}`, { ...auth(), 'Last-Event-ID': resumeId });
+    const [ev] = await take(again, 1);
+    expect(data(ev!)).toMatchObject({ job_id: ids[0], signal: { kind: 'canceled' } });
+    await quiet(again, 400);
+    again.close();
   });
 
   it('follows a run, jobs added later included; a foreign run is 404 as an absent one; a cookie session works', async () => {

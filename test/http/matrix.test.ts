@@ -342,8 +342,13 @@ interface Reply {
   text: string;
 }
 
-async function call(method: string, r: ReturnType<Row['req']>, token: string | null): Promise<Reply> {
-  const headers: Record<string, string> = { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(r.headers ?? {}) };
+/** A bearer token, or a console session (its cookie, and its CSRF token on state changes). */
+type Cred = string | null | { cookie: string; csrf: string };
+
+async function call(method: string, r: ReturnType<Row['req']>, token: Cred): Promise<Reply> {
+  const auth: Record<string, string> =
+    token === null ? {} : typeof token === 'string' ? { Authorization: `Bearer ${token}` } : { Cookie: token.cookie, ...(method === 'GET' ? {} : { 'X-CSRF-Token': token.csrf, Origin: srv.baseUrl }) };
+  const headers: Record<string, string> = { ...auth, ...(r.headers ?? {}) };
   if (r.body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(srv.baseUrl + r.path, { method, headers, redirect: 'manual', body: r.body === undefined ? undefined : JSON.stringify(r.body) });
   return { status: res.status, text: await res.text() };
@@ -364,6 +369,14 @@ async function pooled<T>(tasks: Array<() => Promise<T>>, limit = 16): Promise<T[
   return out;
 }
 
+const sessions: Record<string, Promise<{ cookie: string; csrf: string }>> = {};
+/** Signs in with a token: the session's cookie and CSRF token. */
+async function session(token: string): Promise<{ cookie: string; csrf: string }> {
+  const res = await fetch(srv.baseUrl + '/api/v1/console/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }) });
+  const b = (await res.json()) as { session: { csrf_token: string } };
+  return { cookie: /^(okit_session=[^;]+)/.exec(res.headers.get('set-cookie')!)![1]!, csrf: b.session.csrf_token };
+}
+
 const errCode = (text: string) => {
   try {
     return (JSON.parse(text) as { error?: { code?: string } }).error?.code;
@@ -378,11 +391,14 @@ it('every route of the router has a row here, and every row a route', () => {
   expect([...routes].sort()).toEqual(Object.keys(ROWS).sort());
 });
 
-type Caller = { label: string; token: string | null; tenant: Tenant | null; scope: TenantScope | 'none' | 'metrics' };
+/** `session`: the same tenant and scope through a console session (cookie + CSRF) instead of the bearer token. */
+type Caller = { label: string; token: string | null; tenant: Tenant | null; scope: TenantScope | 'none' | 'metrics'; session?: boolean };
 const CALLERS: Caller[] = [
   { label: 'no token', token: null, tenant: null, scope: 'none' },
   { label: 'metrics', token: '', tenant: null, scope: 'metrics' },
   ...TENANTS.flatMap((t) => TENANT_SCOPES.map((s): Caller => ({ label: `${t}/${s}`, token: '', tenant: t, scope: s }))),
+  // Console sessions (read and admin only: no worker sessions).
+  ...TENANTS.flatMap((t) => (['read', 'admin'] as const).map((s): Caller => ({ label: `${t}/${s} session`, token: '', tenant: t, scope: s, session: true }))),
 ];
 
 it('tenants × scopes × routes: allowed calls succeed, too small a scope is 403, a foreign object is 404 as if absent', async () => {
@@ -399,7 +415,9 @@ it('tenants × scopes × routes: allowed calls succeed, too small a scope is 403
     for (const c of CALLERS)
       for (const owner of TENANTS) {
         tasks.push(async () => {
-          const token = c.scope === 'none' ? null : c.scope === 'metrics' ? metricsToken : tokens[c.tenant!][c.scope];
+          const bearer = c.scope === 'none' ? null : c.scope === 'metrics' ? metricsToken : tokens[c.tenant!][c.scope];
+          // One session per caller, but a fresh one for logout (it ends the session it is sent with).
+          const token: Cred = !c.session ? bearer : key === 'DELETE /api/v1/console/session' ? await session(bearer!) : await (sessions[c.label] ??= session(bearer!));
           const fx = row.setup ? await row.setup(owner) : {};
           const r = row.req(fx, fx.id ?? '');
           const got = await call(method, r, token);
@@ -410,7 +428,8 @@ it('tenants × scopes × routes: allowed calls succeed, too small a scope is 403
             return;
           }
           if (row.need === 'session') {
-            check(got.status === 401 && errCode(got.text) === 'SESSION_INVALID', `${where} (want 401 SESSION_INVALID)`);
+            if (c.session) check(got.status >= 200 && got.status < 300, `${where} (want 2xx with the cookie)`);
+            else check(got.status === 401 && errCode(got.text) === 'SESSION_INVALID', `${where} (want 401 SESSION_INVALID)`);
             return;
           }
           if (row.need === 'metrics') {
