@@ -118,7 +118,7 @@ export function FirstSignalCard({ jobId, routeAt, onChange }: CardProps) {
         <div class={`card-body${u?.via === 'cache' ? ' card-cached' : ''}`}>
           <header class="card-head">
             <StatusIndicator kind={sig.kind} />
-            <Eta seconds={sig.eta_seconds} since={u!.at} />
+            <Eta seconds={sig.eta_seconds} since={u!.at} kind={sig.kind} />
             {u?.via === 'cache' ? <span class="badge">cached</span> : null}
           </header>
           <p class="summary" data-testid="summary">

@@ -64,13 +64,17 @@ export function fmtSeconds(s: number): string {
 }
 
 /** The ETA as of when the signal arrived, counted down once a second. */
-export function Eta({ seconds, since }: { seconds: number | null; since: number }) {
+const FINISHED = new Set(['succeeded', 'failed', 'canceled']);
+
+export function Eta({ seconds, since, kind }: { seconds: number | null; since: number; kind?: string }) {
   const [now, setNow] = useState(performance.now());
+  const finished = kind !== undefined && FINISHED.has(kind);
   useEffect(() => {
-    if (seconds === null) return;
+    if (seconds === null || finished) return;
     const t = setInterval(() => setNow(performance.now()), 1000);
     return () => clearInterval(t);
   }, [seconds, since]);
+  if (finished) return <span class="eta eta-none">finished</span>;
   if (seconds === null) return <span class="eta eta-none">no ETA</span>;
   const left = seconds - (now - since) / 1000;
   return <span class="eta">{left > 0 ? `ETA ${fmtSeconds(left)}` : 'ETA any moment'}</span>;

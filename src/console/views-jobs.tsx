@@ -39,6 +39,7 @@ function ErrorText({ e }: { e: unknown }) {
 /** A row that follows its job's signal through the page's one stream. */
 function JobRow({ j }: { j: ListItem }) {
   const [u, setU] = useState<Update | null>(null);
+  const [listedAt] = useState(() => performance.now());
   useEffect(() => hub.subscribe(j.id, setU), [j.id]);
   const s: Pick<Signal, 'kind' | 'summary' | 'eta_seconds'> | null = u?.signal ?? j.signal;
   return (
@@ -49,7 +50,7 @@ function JobRow({ j }: { j: ListItem }) {
       </td>
       <td>{j.type}</td>
       <td class="row-summary">{s?.summary ?? (j.last_error ? `${j.last_error.code}: ${j.last_error.message}` : '')}</td>
-      <td>{s ? <Eta seconds={s.eta_seconds} since={u?.at ?? performance.now()} /> : null}</td>
+      <td>{s ? <Eta seconds={s.eta_seconds} since={u?.at ?? listedAt} kind={s.kind} /> : null}</td>
       <td class="when">{when(j.updated_at)}</td>
     </tr>
   );
@@ -319,7 +320,7 @@ export function RunPage({ id }: { id: string; route: Route }) {
         <section class="card">
           <header class="card-head">
             <StatusIndicator kind={st.signal.kind} />
-            <Eta seconds={st.signal.eta_seconds} since={at} />
+            <Eta seconds={st.signal.eta_seconds} since={at} kind={st.signal.kind} />
           </header>
           <p class="summary">{st.signal.summary}</p>
           <div class="bar" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct} aria-label="Jobs done">

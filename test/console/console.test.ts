@@ -76,6 +76,10 @@ describe('sign-in', () => {
     // Nothing of the token is readable by page script.
     const seen = await page.evaluate(() => document.cookie + JSON.stringify(sessionStorage) + JSON.stringify(localStorage));
     expect(seen).not.toContain(tokens.admin);
+    // Sign out ends the session on the server, not only in the page.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForSelector('.signin');
+    expect(await page.evaluate(async () => (await fetch('/api/v1/console/session')).status)).toBe(401);
   });
 
   it('a one-time link from `okit console-link` signs in once; a second use is refused', async () => {
@@ -261,6 +265,19 @@ describe('views', () => {
     expect(text).toMatch(/ui.*p50/s);
     expect(await page.locator('svg.chart').count()).toBe(3);
     await shot(page, 'dashboard');
+    // The operator's other views.
+    await ledger.createSource('acme', { name: 'registry', host: 'registry.example' });
+    await page.goto(`${base}/#/throttles`);
+    await page.waitForSelector('main table');
+    expect(await page.textContent('main table')).toContain('api.example');
+    await page.goto(`${base}/#/dead-letters`);
+    await page.waitForSelector('main table');
+    expect(await page.textContent('main table')).toContain('E_GONE: upstream gone');
+    await page.getByRole('button', { name: 'Retry dash-dead' }).click();
+    await expect.poll(() => stateOf(dead), { timeout: 10_000 }).toBe('queued');
+    await page.goto(`${base}/#/sources`);
+    await page.waitForSelector('main table');
+    expect(await page.textContent('main table')).toContain('registry.example');
     // The motion tokens, as CSS variables; with prefers-reduced-motion they are 0.
     const tokens = async (p: Page) =>
       (await p.evaluate(() => ['fast', 'base', 'slow'].map((k) => getComputedStyle(document.documentElement).getPropertyValue(`--motion-${k}`).trim()))).map((v) =>
