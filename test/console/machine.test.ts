@@ -44,3 +44,15 @@ describe('load state machine', () => {
     expect(next(next('streaming', { type: 'fail' }), { type: 'load' })).toBe('loading');
   });
 });
+
+describe('next-action links', () => {
+  it("issue 14's server paths open the page's own routes; anything else stays inside the page", async () => {
+    const { pageHref } = await import('../../src/console/api.js');
+    const id = '0b79bcea-b7ec-4f1e-bd48-65ec90ddc021';
+    expect(pageHref(`/jobs/${id}`)).toBe(`#/jobs/${id}`);
+    expect(pageHref(`/runs/${id}`)).toBe(`#/runs/${id}`);
+    expect(pageHref(`#/jobs/${id}`)).toBe(`#/jobs/${id}`);
+    // Never a link off the console (javascript:, another host, a protocol-relative URL).
+    for (const h of ['javascript:alert(1)', 'https://evil.example/', '//evil.example/jobs/x', `/jobs/${id}/../../x`]) expect(pageHref(h)).toBe('#/jobs');
+  });
+});
