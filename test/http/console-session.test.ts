@@ -11,6 +11,7 @@ import { revokeToken } from '../../src/http/tokens.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { startTestServer, type TestServer } from '../helpers/serve.js';
+import { startChildServer } from '../helpers/child-server.js';
 
 const API = '/api/v1/orchestrator';
 const SESSION = '/api/v1/console/session';
@@ -223,6 +224,27 @@ describe('console sessions', () => {
     }
     expect((await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions')).rows[0].n).toBe(before + 1);
   });
+
+  it('a session survives a restart of the serving process (a child okit serve, stopped, and another started)', async () => {
+    const a = await startChildServer(db.url);
+    let s: Signed;
+    try {
+      s = await signIn({ token: t.tokens.admin }, a.baseUrl);
+    } finally {
+      await a.stop();
+    }
+    const b = await startChildServer(db.url);
+    try {
+      const r = await fetch(b.baseUrl + SESSION, { headers: withCookie(s) });
+      expect(r.status).toBe(200);
+      expect(await r.json()).toEqual(s.body);
+      const id = await enqueue();
+      const c = await fetch(`${b.baseUrl}${API}/jobs/${id}/cancel`, { method: 'POST', headers: withCookie(s, { 'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf }), body: '{}' });
+      expect(c.status).toBe(200);
+    } finally {
+      await b.stop();
+    }
+  }, 60_000);
 
   it('prunes sessions and links a week past their end, and nothing live', async () => {
     const live = await signIn({ token: t.tokens.read });
