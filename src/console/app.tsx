@@ -143,7 +143,15 @@ function App() {
       .then((r) => setSession(r.body!.session))
       .catch(() => setSession(null))
       .finally(() => setReady(true));
-    return () => removeEventListener('hashchange', onHash);
+    // A session ends while a page only listens (an open stream asks nothing): check it each
+    // minute, so an expired or revoked session goes back to sign-in without a click.
+    const check = setInterval(() => {
+      if (currentSession()) call(SESSION).catch(() => {});
+    }, 60_000);
+    return () => {
+      clearInterval(check);
+      removeEventListener('hashchange', onHash);
+    };
   }, []);
   if (!ready) return <div class="skeleton boot" aria-hidden="true"><div class="skeleton-line" /><div class="skeleton-line" /><div class="skeleton-line" /></div>;
   const [top, id] = route.path;
