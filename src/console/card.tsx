@@ -72,7 +72,14 @@ export function FirstSignalCard({ jobId, routeAt, onChange }: CardProps) {
     setU(null);
     setState((s) => next(s, { type: 'load' }));
     // No answer at all within 10 s (neither stream nor poll): show the error state and retry.
-    let fails = setTimeout(() => setState((s) => (s === 'loading' ? next(s, { type: 'fail' }) : s)), 10_000);
+    const fails = setTimeout(() => {
+      setState((s) => (s === 'loading' ? next(s, { type: 'fail' }) : s));
+      if (!reported.current) {
+        // The user waited this long and saw nothing: a timeout counts against the SLO too.
+        reported.current = true;
+        reportTtfs({ jobId, ms: performance.now() - routeAt, cacheHit: false, type: 'signal.timeout' });
+      }
+    }, 10_000);
     const off = hub.subscribe(jobId, (up) => {
       clearTimeout(fails);
       setU(up);

@@ -1,5 +1,5 @@
 /** Jobs list, job page (card + history), run page. */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { API, ApiError, get } from './api.js';
 import type { Route } from './app.js';
 import { ActionButton, FirstSignalCard } from './card.js';
@@ -83,6 +83,8 @@ export function JobTable({ jobs }: { jobs: ListItem[] }) {
 export function JobsList({ route }: { route: Route }) {
   const [list, setList] = useState<JobList | null>(null);
   const [more, setMore] = useState<ListItem[]>([]);
+  const paged = useRef(false);
+  paged.current = more.length > 0;
   const [err, setErr] = useState<unknown>(null);
   const q = new URLSearchParams();
   for (const k of FILTERS) {
@@ -96,6 +98,11 @@ export function JobsList({ route }: { route: Route }) {
     setMore([]);
     setErr(null);
     get<JobList>(`${API}/jobs?${qs}`).then(setList, setErr);
+    // Rows follow their jobs live; new jobs join the first page every 10 s (the stream carries changes, not arrivals).
+    const t = setInterval(() => {
+      if (document.visibilityState === 'visible' && !paged.current) get<JobList>(`${API}/jobs?${qs}`).then((l) => setList((cur) => (cur && cur.jobs.map((j) => j.id).join() === l.jobs.map((j) => j.id).join() ? cur : l)), () => {});
+    }, 10_000);
+    return () => clearInterval(t);
   }, [qs]);
   const submit = (e: Event) => {
     e.preventDefault();
