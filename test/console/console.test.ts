@@ -157,6 +157,7 @@ describe('views', () => {
     // The history timeline follows the card.
     await page.waitForFunction(() => document.querySelectorAll('.timeline li').length >= 4);
     expect(w.errors).toEqual([]);
+    expect(w.csp).toEqual([]);
     // The page reported its time to first signal as surface ui.
     expect(await page.evaluate(() => (window as unknown as { __okitTtfs?: number[] }).__okitTtfs?.length ?? 0)).toBeGreaterThan(0);
     await expect
@@ -318,6 +319,7 @@ describe('hostile input and cross-site requests', () => {
     const dom = await page.evaluate(() => ({ imgs: document.querySelectorAll('img').length, scripts: document.querySelectorAll('script').length, pwned: (window as unknown as { __pwned?: number }).__pwned ?? 0 }));
     expect(dom).toEqual({ imgs: 0, scripts: 1, pwned: 0 });
     expect(w.dialogs).toEqual([]);
+    expect(w.csp).toEqual([]);
   });
 
   it('CSRF: a form POST from a page on another origin is refused and changes nothing', async () => {

@@ -24,8 +24,12 @@ export async function shot(page: Page, name: string): Promise<string> {
 }
 
 /** Every dialog, console error and page error a page shows (an XSS would open one). */
-export function watch(page: Page): { dialogs: string[]; errors: string[] } {
-  const w = { dialogs: [] as string[], errors: [] as string[] };
+export function watch(page: Page): { dialogs: string[]; errors: string[]; csp: string[] } {
+  const w = { dialogs: [] as string[], errors: [] as string[], csp: [] as string[] };
+  // The page must run under the server's strict CSP without a single violation (no inline style or script).
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) w.csp.push(m.text());
+  });
   page.on('dialog', (d) => {
     w.dialogs.push(d.message());
     void d.dismiss();
