@@ -294,12 +294,12 @@ export async function authenticateRequest(
   auth: TokenAuth,
   sessions: ConsoleSessions | undefined,
   need: Scope,
-): Promise<{ tenant: string; actor: string }> {
+): Promise<{ tenant: string; actor: string; principal: string }> {
   const cookie = sessions && req.headers.authorization === undefined ? sessionCookie(req) : undefined;
   if (cookie !== undefined && sessions) {
     const p = await sessions.authenticateCookie(req, cookie, need);
-    return { tenant: p.tenant, actor: p.actor };
+    return { tenant: p.tenant, actor: p.actor, principal: `session:${p.sessionId}` };
   }
   const p = await auth.authenticate(req.headers.authorization, need);
-  return { tenant: p.tenant, actor: `token:${p.tokenId}` };
+  return { tenant: p.tenant, actor: `token:${p.tokenId}`, principal: `token:${p.tokenId}` };
 }
