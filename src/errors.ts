@@ -43,6 +43,7 @@ export type ErrorCode =
   | 'LINK_EXPIRED'
   | 'CSRF_REJECTED'
   | 'TOO_MANY_IDS'
+  | 'TOO_MANY_STREAMS'
   | 'INTERNAL'
   | (string & {});
 
@@ -68,6 +69,7 @@ const STATUS: Record<string, number> = {
   LINK_EXPIRED: 401,
   CSRF_REJECTED: 403,
   TOO_MANY_IDS: 400,
+  TOO_MANY_STREAMS: 429,
   FORBIDDEN: 403,
   METHOD_NOT_ALLOWED: 405,
   PAYLOAD_TOO_LARGE: 413,

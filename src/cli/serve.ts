@@ -21,6 +21,9 @@ export interface ServeOptions {
   sessionTtl?: string;
   /** Mark the session cookie Secure over http too (TLS ends in a proxy in front). */
   secureCookies?: boolean;
+  /** Open multiplexed streams server-wide / per console session or token. */
+  maxStreams?: string;
+  maxStreamsPerSession?: string;
 }
 
 export function port(p: string | undefined): number {
@@ -50,6 +53,8 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
   const limits = serveLimits(opts);
   const retention = opts.telemetryRetention === undefined ? undefined : parseDuration(opts.telemetryRetention, '--telemetry-retention');
   const metricsListen = opts.metricsListen === undefined ? undefined : parseMetricsListen(opts.metricsListen);
+  const maxStreams = count(opts.maxStreams, '--max-streams');
+  const streamsPerSession = count(opts.maxStreamsPerSession, '--max-streams-per-session');
   const sessionTtl = opts.sessionTtl === undefined ? undefined : parseDuration(opts.sessionTtl, '--session-ttl');
   if (sessionTtl !== undefined && sessionTtl > 30 * 86_400) throw new OkitError('INVALID_INPUT', '--session-ttl: at most 30d');
   const stopped =
@@ -74,6 +79,8 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
         metricsListen,
         sessionTtlSeconds: sessionTtl,
         secureCookies: opts.secureCookies === true,
+        maxStreams,
+        maxStreamsPerPrincipal: streamsPerSession,
       });
       io.out(`okit serve listening on ${srv.baseUrl}`);
       if (srv.metricsUrl) io.out(`okit metrics on ${srv.metricsUrl}`);
@@ -100,6 +107,8 @@ export function register(program: Command, io: Io): void {
     .option('--telemetry-retention <duration>', 'delete telemetry older than this (e.g. 90d) at start and hourly; history is never pruned')
     .option('--session-ttl <duration>', 'how long a console session lives (default 12h, at most 30d)')
     .option('--secure-cookies', 'mark the console session cookie Secure over http too (TLS ends in a proxy in front of okit)')
+    .option('--max-streams <n>', 'open multiplexed streams in all (default 200; past it 429 TOO_MANY_STREAMS)')
+    .option('--max-streams-per-session <n>', 'open multiplexed streams per console session or bearer token (default 4)')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics without a token on this loopback address (e.g. 127.0.0.1:9464)')
     .action(action(io, (o: ServeOptions) => runServe(o, io)));
 }

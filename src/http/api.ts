@@ -80,12 +80,13 @@ export function buildRouter(d: ApiDeps): Router {
     await fn(ctx, p.tenant, p.actor);
   };
   // A first-signal request answered with an error is a first signal the user did not get.
-  const signalRoute = (fn: (ctx: Ctx, tenant: string) => Promise<void>) => async (ctx: Ctx) => {
+  const signalRoute = (fn: (ctx: Ctx, tenant: string, principal: string) => Promise<void>) => async (ctx: Ctx) => {
     ctx.t0 = performance.now();
     let tenant: string | null = null;
     try {
-      tenant = (await authenticateRequest(ctx.req, d.auth, d.sessions, 'read')).tenant;
-      await fn(ctx, tenant);
+      const who = await authenticateRequest(ctx.req, d.auth, d.sessions, 'read');
+      tenant = who.tenant;
+      await fn(ctx, tenant, who.principal);
     } catch (e) {
       d.telemetry?.answerError(surfaceOf(ctx.req), tenant, toOkitError(e).code);
       throw e;
@@ -106,7 +107,7 @@ export function buildRouter(d: ApiDeps): Router {
   r.add('GET', `${API}/jobs/:id/first-signal`, signalRoute((ctx, t) => firstSignal(ctx, t, d.signals, d.signalFor(ctx))));
   r.add('GET', `${API}/stream/jobs/:id/first-signal`, signalRoute((ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
   // Many jobs (?ids=…, ≤ 500) or a run's (?run=…) on one SSE connection (src/signals/multi.ts).
-  r.add('GET', `${API}/stream/jobs`, signalRoute((ctx, t) => multiStream(ctx, t, d.signals, d.ledger, d.signalFor(ctx))));
+  r.add('GET', `${API}/stream/jobs`, signalRoute((ctx, t, who) => multiStream(ctx, t, d.signals, d.ledger, d.signalFor(ctx), who)));
 
   // Surfaces report their time to first signal here (read scope, batched, bounded).
   const telemetry = d.telemetry;

@@ -15,7 +15,7 @@ import { matchesEtag } from '../signals/handlers.js';
 import { readJson } from './body.js';
 import type { Ctx, Router } from './router.js';
 import { sendJson } from './send.js';
-import { crossSite, sessionCookie, viewOf, CSRF_HEADER, SESSION_COOKIE, type ConsoleSessions } from './sessions.js';
+import { crossSite, sessionCookies, viewOf, CSRF_HEADER, SESSION_COOKIE, type ConsoleSessions } from './sessions.js';
 import { constantTimeEqual } from '../util/hash.js';
 
 export const CONSOLE_API = '/api/v1/console';
@@ -148,9 +148,9 @@ export function addConsoleRoutes(r: Router, d: ConsoleDeps): void {
     sendJson(ctx.res, 201, { session: viewOf(principal) }, { ...noStore, 'Set-Cookie': d.sessions.cookie(ctx.req, cookieValue) });
   });
   const current = async (ctx: Ctx) => {
-    const value = sessionCookie(ctx.req);
-    if (value === undefined) throw new OkitError('SESSION_INVALID', `no console session (the ${SESSION_COOKIE} cookie); sign in first`);
-    return { value, p: await d.sessions.lookup(value) };
+    const values = sessionCookies(ctx.req);
+    if (values.length === 0) throw new OkitError('SESSION_INVALID', `no console session (the ${SESSION_COOKIE} cookie); sign in first`);
+    return d.sessions.lookupAny(values);
   };
   r.add('GET', `${CONSOLE_API}/session`, async (ctx) => {
     const { p } = await current(ctx);
@@ -164,7 +164,7 @@ export function addConsoleRoutes(r: Router, d: ConsoleDeps): void {
       s = await current(ctx);
     } catch (e) {
       // A session already gone or expired: logging out of it just clears the cookie.
-      const gone = e instanceof OkitError && (e.code === 'SESSION_EXPIRED' || e.code === 'SESSION_INVALID') && sessionCookie(ctx.req) !== undefined;
+      const gone = e instanceof OkitError && (e.code === 'SESSION_EXPIRED' || e.code === 'SESSION_INVALID') && sessionCookies(ctx.req).length > 0;
       if (!gone) throw e;
     }
     if (s) {

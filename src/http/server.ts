@@ -4,6 +4,7 @@
  * (stop accepting, answer pending long-polls, end SSE streams, stop the listener). The pool
  * belongs to the caller (`okit serve` gives it SERVE_DB_TIMEOUTS).
  */
+import { DEFAULT_MAX_STREAMS, DEFAULT_STREAMS_PER_PRINCIPAL, StreamSlots } from '../signals/slots.js';
 import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -43,6 +44,9 @@ export interface ServerOptions {
   keepAliveMs?: number;
   fallbackPollMs?: number;
   sseRetryMs?: number;
+  /** Open multiplexed streams per console session or bearer token (default 4) and server-wide (default 200). */
+  maxStreamsPerPrincipal?: number;
+  maxStreams?: number;
   cacheTtlMs?: number;
   tokenTtlMs?: number;
   sweepMs?: number;
@@ -187,6 +191,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     keepAliveMs: o.keepAliveMs ?? 15_000,
     fallbackPollMs: o.fallbackPollMs ?? 1000,
     sseRetryMs: o.sseRetryMs ?? 2000,
+    streams: new StreamSlots(o.maxStreamsPerPrincipal ?? DEFAULT_STREAMS_PER_PRINCIPAL, o.maxStreams ?? DEFAULT_MAX_STREAMS),
     telemetry,
     waiting,
   };

@@ -99,14 +99,28 @@ export async function pruneSessions(pool: Pool, now: Micros): Promise<number> {
 
 /** The okit_session cookie's value, if the request carries one (the first, if several). */
 export function sessionCookie(req: IncomingMessage): string | undefined {
+  return sessionCookies(req)[0];
+}
+
+/** okit_session values tried per request, at most (each well-formed one may cost a lookup). */
+export const MAX_SESSION_COOKIES = 8;
+
+/**
+ * Every okit_session value the request carries, in order. Several can arrive: a sibling
+ * subdomain (or a script on one) may set its own okit_session for a wider Domain or a longer
+ * Path, which the browser sends first ("cookie tossing"); taking only the first would let it
+ * sign the user out, so each is tried and the first valid one wins.
+ */
+export function sessionCookies(req: IncomingMessage): string[] {
   const raw = req.headers.cookie;
-  if (!raw) return undefined;
+  if (!raw) return [];
+  const out: string[] = [];
   for (const part of raw.split(';')) {
     const i = part.indexOf('=');
     if (i < 0) continue;
-    if (part.slice(0, i).trim() === SESSION_COOKIE) return part.slice(i + 1).trim();
+    if (part.slice(0, i).trim() === SESSION_COOKIE) out.push(part.slice(i + 1).trim());
   }
-  return undefined;
+  return out;
 }
 
 export function isHttps(req: IncomingMessage): boolean {
@@ -262,6 +276,25 @@ export class ConsoleSessions {
     return p;
   }
 
+  /**
+   * The first live session among several cookie values (see sessionCookies): well-formed values
+   * only, at most MAX_SESSION_COOKIES of them; none live → SESSION_EXPIRED if one had expired,
+   * else SESSION_INVALID. A database that does not answer is 503 at once.
+   */
+  async lookupAny(values: string[]): Promise<{ value: string; p: SessionPrincipal }> {
+    const tries = [...new Set(values.filter((x) => SESSION_RE.test(x)))].slice(0, MAX_SESSION_COOKIES);
+    let expired: unknown;
+    for (const value of tries) {
+      try {
+        return { value, p: await this.lookup(value) };
+      } catch (e) {
+        if (!isOkitError(e) || (e.code !== 'SESSION_INVALID' && e.code !== 'SESSION_EXPIRED')) throw e;
+        if (e.code === 'SESSION_EXPIRED') expired ??= e;
+      }
+    }
+    throw expired ?? new OkitError('SESSION_INVALID', 'no valid console session; sign in again');
+  }
+
   /** Logout: the session ends here at once, on other servers within the cache time. */
   async end(value: string, p: SessionPrincipal): Promise<void> {
     this.cache.delete(sha256Hex(value));
@@ -272,13 +305,13 @@ export class ConsoleSessions {
    * A request's principal from its cookie (no Authorization header): a state-changing request
    * must come from this site and carry the session's CSRF token; the session's scope must allow `need`.
    */
-  async authenticateCookie(req: IncomingMessage, value: string, need: Scope): Promise<SessionPrincipal> {
+  async authenticateCookie(req: IncomingMessage, values: string[], need: Scope): Promise<SessionPrincipal> {
     const unsafe = !isSafeMethod(req.method);
     if (unsafe) {
       const why = crossSite(req);
       if (why) throw new OkitError('CSRF_REJECTED', `cross-site request refused (${why})`);
     }
-    const p = await this.lookup(value);
+    const { p } = await this.lookupAny(values);
     if (unsafe) {
       const h = req.headers[CSRF_HEADER];
       if (typeof h !== 'string' || !constantTimeEqual(h, p.csrf)) throw new OkitError('CSRF_REJECTED', `a state-changing request with the session cookie needs the X-CSRF-Token header of its session`);
@@ -294,12 +327,12 @@ export async function authenticateRequest(
   auth: TokenAuth,
   sessions: ConsoleSessions | undefined,
   need: Scope,
-): Promise<{ tenant: string; actor: string }> {
-  const cookie = sessions && req.headers.authorization === undefined ? sessionCookie(req) : undefined;
-  if (cookie !== undefined && sessions) {
-    const p = await sessions.authenticateCookie(req, cookie, need);
-    return { tenant: p.tenant, actor: p.actor };
+): Promise<{ tenant: string; actor: string; principal: string }> {
+  const cookies = sessions && req.headers.authorization === undefined ? sessionCookies(req) : [];
+  if (cookies.length > 0 && sessions) {
+    const p = await sessions.authenticateCookie(req, cookies, need);
+    return { tenant: p.tenant, actor: p.actor, principal: `session:${p.sessionId}` };
   }
   const p = await auth.authenticate(req.headers.authorization, need);
-  return { tenant: p.tenant, actor: `token:${p.tokenId}` };
+  return { tenant: p.tenant, actor: `token:${p.tokenId}`, principal: `token:${p.tokenId}` };
 }

@@ -3,6 +3,7 @@
  * Every wake re-reads; every wait is bounded; while the LISTEN connection is down, waits fall
  * back to re-reading every `fallbackPollMs` so nothing depends on a notification arriving.
  */
+import type { StreamSlots } from './slots.js';
 import type { ServerResponse } from 'node:http';
 import { OkitError } from '../errors.js';
 import * as v from '../ledger/validate.js';
@@ -32,6 +33,8 @@ export interface SignalDeps {
   lastKnownMaxAgeMs?: number;
   /** TTFS telemetry and metrics; absent when the server runs with telemetry off. */
   telemetry?: ServerTelemetry;
+  /** Caps on open multiplexed streams (per session or token, server-wide); absent: no cap. */
+  streams?: StreamSlots;
   /** Pending long-polls and open SSE streams, for okit_waiters. */
   waiting: { long_poll: number; sse: number };
 }

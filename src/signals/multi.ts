@@ -34,7 +34,7 @@ export const MAX_STREAM_IDS = 500;
 /** Rows per read: a run with more changed jobs is sent in pages of this many. */
 export const STREAM_PAGE_ROWS = 500;
 /** Between two reads of a woken stream, at least this long. */
-export const READ_GAP_MS = 100;
+export const READ_GAP_MS = 250;
 /** Output the client has not taken yet, at most; past it the stream ends (the client resumes). */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
 const PARAMS = ['ids', 'run', 'last_event_id'];
@@ -90,8 +90,18 @@ function eventData(s: Snapshot): string {
 }
 
 /** The stream of many jobs; a client that does not accept text/event-stream gets one JSON read instead. */
-export async function multiStream(ctx: Ctx, tenant: string, deps: SignalDeps, ledger: Ledger, signal: AbortSignal): Promise<void> {
+export async function multiStream(ctx: Ctx, tenant: string, deps: SignalDeps, ledger: Ledger, signal: AbortSignal, principal = `tenant:${tenant}`): Promise<void> {
   const sel = streamSelection(ctx.query);
+  // A stream holds a slot (per session or token, and server-wide) until it ends; a one-shot JSON read does not.
+  const release = acceptsEventStream(ctx.req.headers.accept) ? deps.streams?.acquire(principal) : undefined;
+  try {
+    await follow(ctx, tenant, sel, deps, ledger, signal);
+  } finally {
+    release?.();
+  }
+}
+
+async function follow(ctx: Ctx, tenant: string, sel: Selection, deps: SignalDeps, ledger: Ledger, signal: AbortSignal): Promise<void> {
   const lastHeader = ctx.req.headers['last-event-id'];
   const resumeFrom = (Array.isArray(lastHeader) ? lastHeader[0] : lastHeader) ?? ctx.query.get('last_event_id');
   let cursor = parseCursor(resumeFrom);

@@ -123,6 +123,21 @@ describe('console sessions', () => {
     expect(await code(await t.get(SESSION, null))).toBe('SESSION_INVALID');
   });
 
+  it('a tossed okit_session cookie sent first (garbage or a forged one) does not hide the valid one, for reads, writes and logout', async () => {
+    const s = await signIn({ token: t.tokens.admin });
+    const tossed = `okit_session=<garbage>; okit_session=oks_${'C'.repeat(43)}; ${s.cookie}`;
+    expect((await t.get(`${API}/jobs`, null, { Cookie: tossed })).status).toBe(200);
+    const me = await t.get(SESSION, null, { Cookie: tossed });
+    expect(me.status).toBe(200);
+    expect(((await me.json()) as Signed['body']).session.csrf_token).toBe(s.csrf);
+    const id = await enqueue();
+    const cancel = await post(t.base, `${API}/jobs/${id}/cancel`, {}, { Cookie: tossed, 'X-CSRF-Token': s.csrf });
+    expect(cancel.status, await cancel.clone().text()).toBeLessThan(300);
+    expect((await post(t.base, SESSION, undefined, { Cookie: tossed, 'X-CSRF-Token': s.csrf }, 'DELETE')).status).toBe(204);
+    await new Promise((r) => setTimeout(r, 350));
+    expect(await code(await t.get(`${API}/jobs`, null, { Cookie: tossed }))).toBe('SESSION_INVALID');
+  });
+
   it('a read session cannot cancel (403); an admin session can with its CSRF token, not without or with another', async () => {
     const read = await signIn({ token: t.tokens.read });
     const admin = await signIn({ token: t.tokens.admin });

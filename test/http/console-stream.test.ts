@@ -220,4 +220,49 @@ describe('multiplexed stream', () => {
     const none = await fetch(`${t.base}${MUX}?run=${run.id}`, { headers: { Accept: 'text/event-stream' } });
     expect(none.status).toBe(401);
   });
+  it('caps open streams per session and per token (429 TOO_MANY_STREAMS, Retry-After) and server-wide; a closed stream frees its slot', async () => {
+    const [id] = await many(1, 'mux-cap');
+    const signIn = async () => {
+      const res = await fetch(`${t.base}/api/v1/console/session`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token: t.tokens.read }) });
+      return /^(okit_session=[^;]+)/.exec(res.headers.get('set-cookie')!)![1]!;
+    };
+    const url = `${t.base}${MUX}?ids=${id}`;
+    const a = await signIn();
+    const open: SseConn[] = [];
+    for (let i = 0; i < 4; i++) open.push(await openSse(url, { Cookie: a }));
+    expect(open.map((c) => c.status)).toEqual([200, 200, 200, 200]);
+    const over = await fetch(url, { headers: { Cookie: a, Accept: 'text/event-stream' } });
+    expect(over.status).toBe(429);
+    expect(over.headers.get('retry-after')).toBe('5');
+    expect(((await over.json()) as { error: { code: string } }).error.code).toBe('TOO_MANY_STREAMS');
+    // Another session of the same token, and the bearer token itself, have their own slots; a one-shot JSON read needs none.
+    const b = await openSse(url, { Cookie: await signIn() });
+    expect(b.status).toBe(200);
+    expect((await fetch(url, { headers: { Cookie: a } })).status).toBe(200);
+    const bearer: SseConn[] = [];
+    for (let i = 0; i < 4; i++) bearer.push(await openSse(url, auth(t.tokens.read)));
+    expect((await fetch(url, { headers: { ...auth(t.tokens.read), Accept: 'text/event-stream' } })).status).toBe(429);
+    // Closing one gives its slot back once the server sees the close.
+    open.pop()!.close();
+    let again: SseConn | undefined;
+    for (let i = 0; i < 50 && !again; i++) {
+      const c = await openSse(url, { Cookie: a });
+      if (c.status === 200) again = c;
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(again?.status).toBe(200);
+    for (const c of [...open, ...bearer, b, again!]) c.close();
+
+    // Server-wide: a server holding at most 2 streams answers the third 429, whoever asks.
+    const t2 = await startTestServer(db.url, db.pool, { maxStreams: 2 });
+    try {
+      const [x, y] = [await openSse(url.replace(t.base, t2.base), auth(t2.tokens.read)), await openSse(url.replace(t.base, t2.base), auth(t2.tokens.admin))];
+      const z = await fetch(url.replace(t.base, t2.base), { headers: { ...auth(t2.tokens.read), Accept: 'text/event-stream' } });
+      expect([x.status, y.status, z.status]).toEqual([200, 200, 429]);
+      x.close();
+      y.close();
+    } finally {
+      await t2.srv.close();
+    }
+  });
 });
