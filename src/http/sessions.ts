@@ -336,3 +336,51 @@ export async function authenticateRequest(
   const p = await auth.authenticate(req.headers.authorization, need);
   return { tenant: p.tenant, actor: `token:${p.tokenId}`, principal: `token:${p.tokenId}` };
 }
+
+/** One console session as `okit sessions list` shows it. */
+export interface SessionRow {
+  id: string;
+  tenant: string;
+  scope: ConsoleScope;
+  /** `token:<id>` or `link:<id>`: what it signed in with. */
+  via: string;
+  created_at: string;
+  expires_at: string;
+  /** live, expired, ended (logged out or revoked) or token_revoked. */
+  state: 'live' | 'expired' | 'ended' | 'token_revoked';
+}
+
+/** A tenant's console sessions, newest first (live ones, and ended ones not yet pruned). */
+export async function listSessions(pool: Pool, tenant: string, now: Micros): Promise<SessionRow[]> {
+  const { rows } = await pool.query(
+    `SELECT s.id, s.tenant, s.scope, s.token_id, s.link_id, s.created_at, s.expires_at, s.revoked_at IS NOT NULL AS ended, t.revoked_at IS NOT NULL AS token_revoked
+       FROM okit.console_sessions s LEFT JOIN okit.api_tokens t ON t.id = s.token_id
+      WHERE s.tenant = $1 ORDER BY s.created_at DESC, s.id`,
+    [v.tenant(tenant)],
+  );
+  return rows.map((r) => {
+    const expires = ts(r.expires_at);
+    const state = r.ended ? 'ended' : r.token_revoked ? 'token_revoked' : parseMicros(expires) <= now ? 'expired' : 'live';
+    return { id: String(r.id), tenant: String(r.tenant), scope: consoleScope(r.scope), via: r.token_id ? `token:${r.token_id}` : `link:${r.link_id}`, created_at: ts(r.created_at), expires_at: expires, state };
+  });
+}
+
+/**
+ * Ends live sessions: one (`id`), every one signed in by a link (`link`; the link, if unused,
+ * can no longer sign in either), or all of a tenant's (`tenant`). Returns how many ended.
+ * Other servers notice within their session cache time (the token cache time, 5 s by default).
+ */
+export async function revokeSessions(pool: Pool, by: { id?: string; link?: string; tenant?: string }, now: Micros): Promise<number> {
+  const given = (['id', 'link', 'tenant'] as const).filter((k) => by[k] !== undefined);
+  if (given.length !== 1) throw new OkitError('INVALID_INPUT', 'give exactly one of --id <session id>, --link <link id> or --tenant <tenant>', { field: given[1] ?? 'id' });
+  const at = formatMicros(now);
+  if (by.link !== undefined) {
+    const link = v.uuid(by.link, 'link');
+    await pool.query('UPDATE okit.console_links SET used_at = $2 WHERE id = $1 AND used_at IS NULL', [link, at]);
+    const r = await pool.query('UPDATE okit.console_sessions SET revoked_at = $2 WHERE link_id = $1 AND revoked_at IS NULL', [link, at]);
+    return r.rowCount ?? 0;
+  }
+  const [col, val] = by.id !== undefined ? ['id', v.uuid(by.id, 'id')] : ['tenant', v.tenant(by.tenant)];
+  const r = await pool.query(`UPDATE okit.console_sessions SET revoked_at = $2 WHERE ${col} = $1 AND revoked_at IS NULL`, [val, at]);
+  return r.rowCount ?? 0;
+}
