@@ -24,6 +24,10 @@ export const CSRF_HEADER = 'x-csrf-token';
 export const DEFAULT_SESSION_TTL_SECONDS = 12 * 3600;
 export const DEFAULT_LINK_TTL_SECONDS = 15 * 60;
 export const MAX_LINK_TTL_SECONDS = 24 * 3600;
+/** Live sessions one token may hold; a new sign-in past it ends the oldest (a link signs in once). */
+export const MAX_SESSIONS_PER_TOKEN = 50;
+/** Session lookups cached per server, at most; past it the oldest entries go first. */
+export const SESSION_CACHE_ENTRIES = 10_000;
 const SESSION_RE = /^oks_[A-Za-z0-9_-]{43}$/;
 const LINK_RE = /^okl_[A-Za-z0-9_-]{43}$/;
 
@@ -161,6 +165,8 @@ export interface SessionOptions {
   /** Is the database answering? When not, a session not in the cache is 503 at once. */
   dbUp?: () => boolean;
   lookupTimeoutMs?: number;
+  /** Lookups cached, at most (default SESSION_CACHE_ENTRIES). */
+  cacheEntries?: number;
   /** Mark cookies Secure even over plain http (a TLS proxy in front); https requests always are. */
   secureCookies?: boolean;
 }
@@ -215,6 +221,14 @@ export class ConsoleSessions {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
       [id, sha256Hex(cookieValue), tenant, scope, tokenId, linkId, csrf, formatMicros(now), expiresText],
     );
+    // A script that signs in again and again with one token would otherwise pile up sessions.
+    if (tokenId)
+      await this.pool.query(
+        `UPDATE okit.console_sessions SET revoked_at = $2 WHERE id IN (
+           SELECT id FROM okit.console_sessions WHERE token_id = $1 AND revoked_at IS NULL AND expires_at > $2
+            ORDER BY created_at DESC, id DESC OFFSET ${MAX_SESSIONS_PER_TOKEN})`,
+        [tokenId, formatMicros(now)],
+      );
     const actor = tokenId ? `token:${tokenId}` : `link:${linkId}`;
     return { cookieValue, principal: { sessionId: id, tenant, scope, csrf, actor, expiresAt, expiresText } };
   }
@@ -270,7 +284,11 @@ export class ConsoleSessions {
         expiresText,
       };
       this.cache.set(hash, { p, at: performance.now() });
-      if (this.cache.size > 10_000) this.cache.clear();
+      // Insertion order is age order (an entry is deleted before it is refreshed): drop the oldest.
+      for (const k of this.cache.keys()) {
+        if (this.cache.size <= (this.o.cacheEntries ?? SESSION_CACHE_ENTRIES)) break;
+        this.cache.delete(k);
+      }
     }
     if (this.clock.now() >= p.expiresAt) throw new OkitError('SESSION_EXPIRED', 'the console session has expired; sign in again');
     return p;
