@@ -216,11 +216,15 @@ export class ConsoleSessions {
     const now = this.clock.now();
     const expiresAt = now + BigInt(this.ttlSeconds) * SECOND;
     const expiresText = formatMicros(expiresAt);
-    await this.pool.query(
+    // The token check above may come from the token cache; the insert itself re-checks that the
+    // token is not revoked, so a token revoked seconds ago cannot sign in on any server.
+    const ins = await this.pool.query(
       `INSERT INTO okit.console_sessions (id, session_sha256, tenant, scope, token_id, link_id, csrf_token, created_at, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+       SELECT $1, $2, $3, $4, $5::uuid, $6::uuid, $7, $8, $9
+        WHERE $5::uuid IS NULL OR EXISTS (SELECT 1 FROM okit.api_tokens WHERE id = $5::uuid AND revoked_at IS NULL)`,
       [id, sha256Hex(cookieValue), tenant, scope, tokenId, linkId, csrf, formatMicros(now), expiresText],
     );
+    if (ins.rowCount !== 1) throw new OkitError('UNAUTHENTICATED', 'invalid token');
     // A script that signs in again and again with one token would otherwise pile up sessions.
     if (tokenId)
       await this.pool.query(

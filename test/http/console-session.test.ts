@@ -238,6 +238,22 @@ describe('console sessions', () => {
     expect((await t.get(`${API}/jobs`, null, withCookie(ls))).status).toBe(200);
   });
 
+  it('a token revoked a moment ago cannot sign in, even while the token cache still trusts it', async () => {
+    const { token, id } = await createToken(db.pool, { tenant: 'acme', scope: 'admin' });
+    const t2 = await startTestServer(db.url, db.pool, { tokenTtlMs: 60_000 });
+    try {
+      expect((await t2.get(`${API}/jobs`, token)).status).toBe(200); // now cached for a minute
+      expect(await revokeToken(db.pool, id)).toBe(true);
+      expect((await t2.get(`${API}/jobs`, token)).status).toBe(200); // the bearer cache, as documented (tokenTtlMs)
+      const r = await post(t2.base, SESSION, { token });
+      expect(r.status).toBe(401);
+      expect(await code(r)).toBe('UNAUTHENTICATED');
+      expect((await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions WHERE token_id = $1', [id])).rows[0].n).toBe(0);
+    } finally {
+      await t2.srv.close();
+    }
+  });
+
   it('hostile sign-in bodies and cookies are typed 4xx, never a 5xx, and sign no one in', async () => {
     const before = (await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions')).rows[0].n;
     for (const [body, want] of [
