@@ -265,4 +265,21 @@ describe('multiplexed stream', () => {
       await t2.srv.close();
     }
   });
+  it('a Last-Event-ID past the tenant\'s ledger head (forged) is 400, not a stream that stays silent; the head itself resumes', async () => {
+    const [id] = await many(1, 'mux-future');
+    const head = BigInt(String((await db.pool.query("SELECT pos FROM okit.ledger_heads WHERE tenant = 'acme'")).rows[0].pos));
+    const url = `${t.base}${MUX}?ids=${id}`;
+    for (const headers of [{ 'Last-Event-ID': String(head + 1000n) }, {}]) {
+      const u = 'Last-Event-ID' in headers ? url : `${url}&last_event_id=${head + 1n}`;
+      const r = await fetch(u, { headers: { ...auth(), Accept: 'text/event-stream', ...headers } });
+      expect(r.status).toBe(400);
+      const e = ((await r.json()) as { error: { code: string; details: { field: string } } }).error;
+      expect([e.code, e.details.field]).toEqual(['INVALID_INPUT', 'last_event_id']);
+    }
+    const ok = await openSse(url, { ...auth(), 'Last-Event-ID': String(head) });
+    expect(ok.status).toBe(200);
+    await t.ledger.claim('acme', { workerId: 'w', types: ['mux-future'], limit: 1 });
+    expect(data((await take(ok, 1))[0]!).signal.kind).toBe('started');
+    ok.close();
+  });
 });
