@@ -254,11 +254,17 @@ describe('multiplexed stream', () => {
     for (const c of [...open, ...bearer, b, again!]) c.close();
 
     // Server-wide: a server holding at most 2 streams answers the third 429, whoever asks.
-    const t2 = await startTestServer(db.url, db.pool, { maxStreams: 2 });
+    // Per-job SSE streams have their own per-token cap (64 by default; 1 here).
+    const t2 = await startTestServer(db.url, db.pool, { maxStreams: 2, maxJobStreamsPerPrincipal: 1 });
     try {
       const [x, y] = [await openSse(url.replace(t.base, t2.base), auth(t2.tokens.read)), await openSse(url.replace(t.base, t2.base), auth(t2.tokens.admin))];
       const z = await fetch(url.replace(t.base, t2.base), { headers: { ...auth(t2.tokens.read), Accept: 'text/event-stream' } });
       expect([x.status, y.status, z.status]).toEqual([200, 200, 429]);
+      const one = `${t2.base}/api/v1/orchestrator/stream/jobs/${id}/first-signal`;
+      const j1 = await openSse(one, auth(t2.tokens.read));
+      const j2 = await fetch(one, { headers: { ...auth(t2.tokens.read), Accept: 'text/event-stream' } });
+      expect([j1.status, j2.status, j2.headers.get('retry-after')]).toEqual([200, 429, '5']);
+      j1.close();
       x.close();
       y.close();
     } finally {
