@@ -7,7 +7,7 @@ import type { ClaimedJob, EnqueueInput, Ledger } from '../ledger/ledger.js';
 import type { Snapshot } from '../ledger/types.js';
 import * as v from '../ledger/validate.js';
 import { etagOf } from '../signals/signal.js';
-import { firstSignal, signalBody, stream, type SignalDeps } from '../signals/handlers.js';
+import { acceptsEventStream, firstSignal, signalBody, stream, type SignalDeps } from '../signals/handlers.js';
 import type { OkitMetrics } from '../metrics/metrics.js';
 import { clientBatch, MAX_TELEMETRY_BODY_BYTES } from '../telemetry/events.js';
 import { surfaceOf, type ServerTelemetry } from '../telemetry/server.js';
@@ -105,7 +105,15 @@ export function buildRouter(d: ApiDeps): Router {
   });
 
   r.add('GET', `${API}/jobs/:id/first-signal`, signalRoute((ctx, t) => firstSignal(ctx, t, d.signals, d.signalFor(ctx))));
-  r.add('GET', `${API}/stream/jobs/:id/first-signal`, signalRoute((ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
+  r.add('GET', `${API}/stream/jobs/:id/first-signal`, signalRoute(async (ctx, t, who) => {
+      // An SSE stream holds a slot (per session or token, server-wide) while it is open.
+      const release = acceptsEventStream(ctx.req.headers.accept) ? d.signals.jobStreams?.acquire(who) : undefined;
+      try {
+        await stream(ctx, t, d.signals, d.signalFor(ctx));
+      } finally {
+        release?.();
+      }
+    }));
   // Many jobs (?ids=…, ≤ 500) or a run's (?run=…) on one SSE connection (src/signals/multi.ts).
   r.add('GET', `${API}/stream/jobs`, signalRoute((ctx, t, who) => multiStream(ctx, t, d.signals, d.ledger, d.signalFor(ctx), who)));
 

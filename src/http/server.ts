@@ -4,7 +4,7 @@
  * (stop accepting, answer pending long-polls, end SSE streams, stop the listener). The pool
  * belongs to the caller (`okit serve` gives it SERVE_DB_TIMEOUTS).
  */
-import { DEFAULT_MAX_STREAMS, DEFAULT_STREAMS_PER_PRINCIPAL, StreamSlots } from '../signals/slots.js';
+import { DEFAULT_JOB_STREAMS_PER_PRINCIPAL, DEFAULT_MAX_JOB_STREAMS, DEFAULT_MAX_STREAMS, DEFAULT_STREAMS_PER_PRINCIPAL, StreamSlots } from '../signals/slots.js';
 import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -47,6 +47,8 @@ export interface ServerOptions {
   /** Open multiplexed streams per console session or bearer token (default 4) and server-wide (default 200). */
   maxStreamsPerPrincipal?: number;
   maxStreams?: number;
+  /** Per-job SSE streams per session or token (default 64); server-wide 5000. */
+  maxJobStreamsPerPrincipal?: number;
   cacheTtlMs?: number;
   tokenTtlMs?: number;
   sweepMs?: number;
@@ -192,6 +194,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     fallbackPollMs: o.fallbackPollMs ?? 1000,
     sseRetryMs: o.sseRetryMs ?? 2000,
     streams: new StreamSlots(o.maxStreamsPerPrincipal ?? DEFAULT_STREAMS_PER_PRINCIPAL, o.maxStreams ?? DEFAULT_MAX_STREAMS),
+    jobStreams: new StreamSlots(o.maxJobStreamsPerPrincipal ?? DEFAULT_JOB_STREAMS_PER_PRINCIPAL, DEFAULT_MAX_JOB_STREAMS, 'the multiplexed stream /stream/jobs?ids=… follows up to 500 jobs on one connection'),
     telemetry,
     waiting,
   };

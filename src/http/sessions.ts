@@ -24,6 +24,10 @@ export const CSRF_HEADER = 'x-csrf-token';
 export const DEFAULT_SESSION_TTL_SECONDS = 12 * 3600;
 export const DEFAULT_LINK_TTL_SECONDS = 15 * 60;
 export const MAX_LINK_TTL_SECONDS = 24 * 3600;
+/** Live sessions one token may hold; a new sign-in past it ends the oldest (a link signs in once). */
+export const MAX_SESSIONS_PER_TOKEN = 50;
+/** Session lookups cached per server, at most; past it the oldest entries go first. */
+export const SESSION_CACHE_ENTRIES = 10_000;
 const SESSION_RE = /^oks_[A-Za-z0-9_-]{43}$/;
 const LINK_RE = /^okl_[A-Za-z0-9_-]{43}$/;
 
@@ -161,6 +165,8 @@ export interface SessionOptions {
   /** Is the database answering? When not, a session not in the cache is 503 at once. */
   dbUp?: () => boolean;
   lookupTimeoutMs?: number;
+  /** Lookups cached, at most (default SESSION_CACHE_ENTRIES). */
+  cacheEntries?: number;
   /** Mark cookies Secure even over plain http (a TLS proxy in front); https requests always are. */
   secureCookies?: boolean;
 }
@@ -210,11 +216,23 @@ export class ConsoleSessions {
     const now = this.clock.now();
     const expiresAt = now + BigInt(this.ttlSeconds) * SECOND;
     const expiresText = formatMicros(expiresAt);
-    await this.pool.query(
+    // The token check above may come from the token cache; the insert itself re-checks that the
+    // token is not revoked, so a token revoked seconds ago cannot sign in on any server.
+    const ins = await this.pool.query(
       `INSERT INTO okit.console_sessions (id, session_sha256, tenant, scope, token_id, link_id, csrf_token, created_at, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+       SELECT $1, $2, $3, $4, $5::uuid, $6::uuid, $7, $8, $9
+        WHERE $5::uuid IS NULL OR EXISTS (SELECT 1 FROM okit.api_tokens WHERE id = $5::uuid AND revoked_at IS NULL)`,
       [id, sha256Hex(cookieValue), tenant, scope, tokenId, linkId, csrf, formatMicros(now), expiresText],
     );
+    if (ins.rowCount !== 1) throw new OkitError('UNAUTHENTICATED', 'invalid token');
+    // A script that signs in again and again with one token would otherwise pile up sessions.
+    if (tokenId)
+      await this.pool.query(
+        `UPDATE okit.console_sessions SET revoked_at = $2 WHERE id IN (
+           SELECT id FROM okit.console_sessions WHERE token_id = $1 AND revoked_at IS NULL AND expires_at > $2
+            ORDER BY created_at DESC, id DESC OFFSET ${MAX_SESSIONS_PER_TOKEN})`,
+        [tokenId, formatMicros(now)],
+      );
     const actor = tokenId ? `token:${tokenId}` : `link:${linkId}`;
     return { cookieValue, principal: { sessionId: id, tenant, scope, csrf, actor, expiresAt, expiresText } };
   }
@@ -270,7 +288,11 @@ export class ConsoleSessions {
         expiresText,
       };
       this.cache.set(hash, { p, at: performance.now() });
-      if (this.cache.size > 10_000) this.cache.clear();
+      // Insertion order is age order (an entry is deleted before it is refreshed): drop the oldest.
+      for (const k of this.cache.keys()) {
+        if (this.cache.size <= (this.o.cacheEntries ?? SESSION_CACHE_ENTRIES)) break;
+        this.cache.delete(k);
+      }
     }
     if (this.clock.now() >= p.expiresAt) throw new OkitError('SESSION_EXPIRED', 'the console session has expired; sign in again');
     return p;
@@ -335,4 +357,52 @@ export async function authenticateRequest(
   }
   const p = await auth.authenticate(req.headers.authorization, need);
   return { tenant: p.tenant, actor: `token:${p.tokenId}`, principal: `token:${p.tokenId}` };
+}
+
+/** One console session as `okit sessions list` shows it. */
+export interface SessionRow {
+  id: string;
+  tenant: string;
+  scope: ConsoleScope;
+  /** `token:<id>` or `link:<id>`: what it signed in with. */
+  via: string;
+  created_at: string;
+  expires_at: string;
+  /** live, expired, ended (logged out or revoked) or token_revoked. */
+  state: 'live' | 'expired' | 'ended' | 'token_revoked';
+}
+
+/** A tenant's console sessions, newest first (live ones, and ended ones not yet pruned). */
+export async function listSessions(pool: Pool, tenant: string, now: Micros): Promise<SessionRow[]> {
+  const { rows } = await pool.query(
+    `SELECT s.id, s.tenant, s.scope, s.token_id, s.link_id, s.created_at, s.expires_at, s.revoked_at IS NOT NULL AS ended, t.revoked_at IS NOT NULL AS token_revoked
+       FROM okit.console_sessions s LEFT JOIN okit.api_tokens t ON t.id = s.token_id
+      WHERE s.tenant = $1 ORDER BY s.created_at DESC, s.id`,
+    [v.tenant(tenant)],
+  );
+  return rows.map((r) => {
+    const expires = ts(r.expires_at);
+    const state = r.ended ? 'ended' : r.token_revoked ? 'token_revoked' : parseMicros(expires) <= now ? 'expired' : 'live';
+    return { id: String(r.id), tenant: String(r.tenant), scope: consoleScope(r.scope), via: r.token_id ? `token:${r.token_id}` : `link:${r.link_id}`, created_at: ts(r.created_at), expires_at: expires, state };
+  });
+}
+
+/**
+ * Ends live sessions: one (`id`), every one signed in by a link (`link`; the link, if unused,
+ * can no longer sign in either), or all of a tenant's (`tenant`). Returns how many ended.
+ * Other servers notice within their session cache time (the token cache time, 5 s by default).
+ */
+export async function revokeSessions(pool: Pool, by: { id?: string; link?: string; tenant?: string }, now: Micros): Promise<number> {
+  const given = (['id', 'link', 'tenant'] as const).filter((k) => by[k] !== undefined);
+  if (given.length !== 1) throw new OkitError('INVALID_INPUT', 'give exactly one of --id <session id>, --link <link id> or --tenant <tenant>', { field: given[1] ?? 'id' });
+  const at = formatMicros(now);
+  if (by.link !== undefined) {
+    const link = v.uuid(by.link, 'link');
+    await pool.query('UPDATE okit.console_links SET used_at = $2 WHERE id = $1 AND used_at IS NULL', [link, at]);
+    const r = await pool.query('UPDATE okit.console_sessions SET revoked_at = $2 WHERE link_id = $1 AND revoked_at IS NULL', [link, at]);
+    return r.rowCount ?? 0;
+  }
+  const [col, val] = by.id !== undefined ? ['id', v.uuid(by.id, 'id')] : ['tenant', v.tenant(by.tenant)];
+  const r = await pool.query(`UPDATE okit.console_sessions SET revoked_at = $2 WHERE ${col} = $1 AND revoked_at IS NULL`, [val, at]);
+  return r.rowCount ?? 0;
 }

@@ -35,6 +35,8 @@ export interface SignalDeps {
   telemetry?: ServerTelemetry;
   /** Caps on open multiplexed streams (per session or token, server-wide); absent: no cap. */
   streams?: StreamSlots;
+  /** The same for per-job SSE streams (higher caps: each is light, but not free). */
+  jobStreams?: StreamSlots;
   /** Pending long-polls and open SSE streams, for okit_waiters. */
   waiting: { long_poll: number; sse: number };
 }

@@ -107,6 +107,14 @@ async function follow(ctx: Ctx, tenant: string, sel: Selection, deps: SignalDeps
   let cursor = parseCursor(resumeFrom);
   const resumed = cursor > 0n;
   if ('run' in sel) await ledger.getRun(tenant, sel.run); // RUN_NOT_FOUND for a missing or foreign run
+  if (resumed) {
+    // A cursor past the tenant's head was never given out (forged, or from another database):
+    // without this check it would wait, silently, until the ledger caught up with it.
+    const head = await within(ledger.pool.query('SELECT pos FROM okit.ledger_heads WHERE tenant = $1', [tenant]), FIRST_READ_MS);
+    if (!head) throw new OkitError('DB_UNAVAILABLE', `the database did not answer within ${FIRST_READ_MS} ms; retry shortly`);
+    const at = head.rows[0] ? BigInt(String(head.rows[0].pos)) : 0n;
+    if (cursor > at) throw new OkitError('INVALID_INPUT', `Last-Event-ID: ${cursor} is past this tenant's ledger (at ${at}); it is not a cursor of this stream`, { field: 'last_event_id' });
+  }
 
   // Waiters first, then the read: a change committed in between wakes the loop.
   let woken = false;

@@ -11,6 +11,10 @@ export const DEFAULT_STREAMS_PER_PRINCIPAL = 4;
 /** Streams this server holds open at once, all tenants together. */
 export const DEFAULT_MAX_STREAMS = 200;
 export const STREAMS_RETRY_AFTER_SECONDS = 5;
+/** Per-job SSE streams (/stream/jobs/{id}/first-signal) one session or token may hold open at once. */
+export const DEFAULT_JOB_STREAMS_PER_PRINCIPAL = 64;
+/** Per-job SSE streams this server holds open at once. */
+export const DEFAULT_MAX_JOB_STREAMS = 5000;
 
 export class StreamSlots {
   private readonly by = new Map<string, number>();
@@ -18,6 +22,8 @@ export class StreamSlots {
   constructor(
     readonly perPrincipal: number = DEFAULT_STREAMS_PER_PRINCIPAL,
     readonly total: number = DEFAULT_MAX_STREAMS,
+    /** What to tell a client past the per-principal cap. */
+    private readonly hint = 'one stream follows up to 500 jobs',
   ) {}
 
   get size(): number {
@@ -29,7 +35,7 @@ export class StreamSlots {
     const mine = this.by.get(key) ?? 0;
     const details = { retry_after_seconds: STREAMS_RETRY_AFTER_SECONDS };
     if (mine >= this.perPrincipal)
-      throw new OkitError('TOO_MANY_STREAMS', `at most ${this.perPrincipal} open streams per session or token; close one (one stream follows up to 500 jobs)`, { ...details, limit: this.perPrincipal });
+      throw new OkitError('TOO_MANY_STREAMS', `at most ${this.perPrincipal} open streams per session or token; close one (${this.hint})`, { ...details, limit: this.perPrincipal });
     if (this.open >= this.total) throw new OkitError('TOO_MANY_STREAMS', `this server holds its maximum of ${this.total} open streams; retry shortly`, { ...details, limit: this.total });
     this.by.set(key, mine + 1);
     this.open++;

@@ -5,9 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../../src/http/server.js';
-import { createLink, pruneSessions } from '../../src/http/sessions.js';
+import { ConsoleSessions, createLink, MAX_SESSIONS_PER_TOKEN, pruneSessions } from '../../src/http/sessions.js';
 import { systemClock } from '../../src/util/clock.js';
-import { revokeToken } from '../../src/http/tokens.js';
+import { createToken, revokeToken, TokenAuth } from '../../src/http/tokens.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { freshDb, type TestDb } from '../helpers/db.js';
 import { startTestServer, type TestServer } from '../helpers/serve.js';
@@ -138,6 +138,32 @@ describe('console sessions', () => {
     expect(await code(await t.get(`${API}/jobs`, null, { Cookie: tossed }))).toBe('SESSION_INVALID');
   });
 
+  it(`one token holds at most ${MAX_SESSIONS_PER_TOKEN} live sessions: a new sign-in past it ends the oldest`, async () => {
+    const { token, id } = await createToken(db.pool, { tenant: 'acme', scope: 'read' });
+    const first = await signIn({ token });
+    const second = await signIn({ token });
+    for (let i = 2; i < MAX_SESSIONS_PER_TOKEN; i++) await signIn({ token });
+    const live = async () => (await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions WHERE token_id = $1 AND revoked_at IS NULL', [id])).rows[0].n;
+    expect(await live()).toBe(MAX_SESSIONS_PER_TOKEN);
+    const newest = await signIn({ token });
+    expect(await live()).toBe(MAX_SESSIONS_PER_TOKEN);
+    await new Promise((r) => setTimeout(r, 350)); // past the lookup cache
+    expect(await code(await t.get(`${API}/jobs`, null, withCookie(first)))).toBe('SESSION_INVALID');
+    for (const s of [second, newest]) expect((await t.get(`${API}/jobs`, null, withCookie(s))).status).toBe(200);
+  });
+
+  it('a full session cache drops its oldest entries, not all of them', async () => {
+    const { token } = await createToken(db.pool, { tenant: 'acme', scope: 'read' });
+    const cs = new ConsoleSessions(db.pool, new TokenAuth(db.pool, 60_000), systemClock, { cacheTtlMs: 60_000, cacheEntries: 2 });
+    const [a, b, c] = [await cs.signIn({ token }), await cs.signIn({ token }), await cs.signIn({ token })];
+    for (const x of [a, b, c]) await cs.lookup(x.cookieValue); // a is evicted when c comes in
+    await db.pool.query('UPDATE okit.console_sessions SET revoked_at = now() WHERE id = ANY($1::uuid[])', [[a, b, c].map((x) => x.principal.sessionId)]);
+    // b and c are still served from the cache (within its TTL); a was dropped, so its lookup sees the revocation.
+    expect((await cs.lookup(c.cookieValue)).sessionId).toBe(c.principal.sessionId);
+    expect((await cs.lookup(b.cookieValue)).sessionId).toBe(b.principal.sessionId);
+    await expect(cs.lookup(a.cookieValue)).rejects.toMatchObject({ code: 'SESSION_INVALID' });
+  });
+
   it('a read session cannot cancel (403); an admin session can with its CSRF token, not without or with another', async () => {
     const read = await signIn({ token: t.tokens.read });
     const admin = await signIn({ token: t.tokens.admin });
@@ -210,6 +236,22 @@ describe('console sessions', () => {
     const link = await createLink(db.pool, { tenant: 'other', scope: 'read' });
     const ls = await signIn({ link: link.code });
     expect((await t.get(`${API}/jobs`, null, withCookie(ls))).status).toBe(200);
+  });
+
+  it('a token revoked a moment ago cannot sign in, even while the token cache still trusts it', async () => {
+    const { token, id } = await createToken(db.pool, { tenant: 'acme', scope: 'admin' });
+    const t2 = await startTestServer(db.url, db.pool, { tokenTtlMs: 60_000 });
+    try {
+      expect((await t2.get(`${API}/jobs`, token)).status).toBe(200); // now cached for a minute
+      expect(await revokeToken(db.pool, id)).toBe(true);
+      expect((await t2.get(`${API}/jobs`, token)).status).toBe(200); // the bearer cache, as documented (tokenTtlMs)
+      const r = await post(t2.base, SESSION, { token });
+      expect(r.status).toBe(401);
+      expect(await code(r)).toBe('UNAUTHENTICATED');
+      expect((await db.pool.query('SELECT count(*)::int AS n FROM okit.console_sessions WHERE token_id = $1', [id])).rows[0].n).toBe(0);
+    } finally {
+      await t2.srv.close();
+    }
   });
 
   it('hostile sign-in bodies and cookies are typed 4xx, never a 5xx, and sign no one in', async () => {

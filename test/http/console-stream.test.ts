@@ -254,15 +254,38 @@ describe('multiplexed stream', () => {
     for (const c of [...open, ...bearer, b, again!]) c.close();
 
     // Server-wide: a server holding at most 2 streams answers the third 429, whoever asks.
-    const t2 = await startTestServer(db.url, db.pool, { maxStreams: 2 });
+    // Per-job SSE streams have their own per-token cap (64 by default; 1 here).
+    const t2 = await startTestServer(db.url, db.pool, { maxStreams: 2, maxJobStreamsPerPrincipal: 1 });
     try {
       const [x, y] = [await openSse(url.replace(t.base, t2.base), auth(t2.tokens.read)), await openSse(url.replace(t.base, t2.base), auth(t2.tokens.admin))];
       const z = await fetch(url.replace(t.base, t2.base), { headers: { ...auth(t2.tokens.read), Accept: 'text/event-stream' } });
       expect([x.status, y.status, z.status]).toEqual([200, 200, 429]);
+      const one = `${t2.base}/api/v1/orchestrator/stream/jobs/${id}/first-signal`;
+      const j1 = await openSse(one, auth(t2.tokens.read));
+      const j2 = await fetch(one, { headers: { ...auth(t2.tokens.read), Accept: 'text/event-stream' } });
+      expect([j1.status, j2.status, j2.headers.get('retry-after')]).toEqual([200, 429, '5']);
+      j1.close();
       x.close();
       y.close();
     } finally {
       await t2.srv.close();
     }
+  });
+  it('a Last-Event-ID past the tenant\'s ledger head (forged) is 400, not a stream that stays silent; the head itself resumes', async () => {
+    const [id] = await many(1, 'mux-future');
+    const head = BigInt(String((await db.pool.query("SELECT pos FROM okit.ledger_heads WHERE tenant = 'acme'")).rows[0].pos));
+    const url = `${t.base}${MUX}?ids=${id}`;
+    for (const headers of [{ 'Last-Event-ID': String(head + 1000n) }, {}]) {
+      const u = 'Last-Event-ID' in headers ? url : `${url}&last_event_id=${head + 1n}`;
+      const r = await fetch(u, { headers: { ...auth(), Accept: 'text/event-stream', ...headers } });
+      expect(r.status).toBe(400);
+      const e = ((await r.json()) as { error: { code: string; details: { field: string } } }).error;
+      expect([e.code, e.details.field]).toEqual(['INVALID_INPUT', 'last_event_id']);
+    }
+    const ok = await openSse(url, { ...auth(), 'Last-Event-ID': String(head) });
+    expect(ok.status).toBe(200);
+    await t.ledger.claim('acme', { workerId: 'w', types: ['mux-future'], limit: 1 });
+    expect(data((await take(ok, 1))[0]!).signal.kind).toBe('started');
+    ok.close();
   });
 });
