@@ -26,6 +26,8 @@ else
   npm run --silent build
 fi
 
+# The console page (issue 16) is part of the build: a kit without it would serve a 404 at /.
+[ -f dist/console/index.html ] && [ -f dist/console/app.js ] || { echo "pack: dist/console is missing: npm run build" >&2; exit 1; }
 echo "pack: staging $NAME"
 cp -R dist "$STAGE/dist"
 cp package.json package-lock.json README.md "$STAGE/"

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { ROOT } from './lib.mjs';
 
-const BENCHES = ['signal-latency', 'fanout', 'get-throughput', 'telemetry', 'ledger-throughput', 'ledger-breakdown', 'export', 'verify-replay', 'claim-wake', 'eta-accuracy', 'eta-cost'];
+const BENCHES = ['signal-latency', 'fanout', 'get-throughput', 'telemetry', 'ledger-throughput', 'ledger-breakdown', 'export', 'verify-replay', 'claim-wake', 'eta-accuracy', 'eta-cost', 'console-ttfs'];
 const only = process.argv.slice(2);
 const failed = [];
 for (const name of only.length ? only : BENCHES) {

@@ -19,6 +19,13 @@ export interface ServeOptions {
   telemetryRetention?: string;
   stallAfter?: string;
   metricsListen?: string;
+  /** Console sessions' lifetime (default 12h). */
+  sessionTtl?: string;
+  /** Mark the session cookie Secure over http too (TLS ends in a proxy in front). */
+  secureCookies?: boolean;
+  /** Open multiplexed streams server-wide / per console session or token. */
+  maxStreams?: string;
+  maxStreamsPerSession?: string;
 }
 
 export function port(p: string | undefined): number {
@@ -49,6 +56,10 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
   const retention = opts.telemetryRetention === undefined ? undefined : parseDuration(opts.telemetryRetention, '--telemetry-retention');
   const stallAfter = opts.stallAfter === undefined ? undefined : parseStallAfter(opts.stallAfter);
   const metricsListen = opts.metricsListen === undefined ? undefined : parseMetricsListen(opts.metricsListen);
+  const maxStreams = count(opts.maxStreams, '--max-streams');
+  const streamsPerSession = count(opts.maxStreamsPerSession, '--max-streams-per-session');
+  const sessionTtl = opts.sessionTtl === undefined ? undefined : parseDuration(opts.sessionTtl, '--session-ttl');
+  if (sessionTtl !== undefined && sessionTtl > 30 * 86_400) throw new OkitError('INVALID_INPUT', '--session-ttl: at most 30d');
   const stopped =
     stop ??
     new Promise<string>((resolve) => {
@@ -69,6 +80,10 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
         telemetry: opts.telemetry !== false,
         telemetryRetentionSeconds: retention,
         metricsListen,
+        sessionTtlSeconds: sessionTtl,
+        secureCookies: opts.secureCookies === true,
+        maxStreams,
+        maxStreamsPerPrincipal: streamsPerSession,
       });
       io.out(`okit serve listening on ${srv.baseUrl}`);
       if (srv.metricsUrl) io.out(`okit metrics on ${srv.metricsUrl}`);
@@ -86,7 +101,7 @@ export async function runServe(opts: ServeOptions, io: Io, stop?: Promise<unknow
 export function register(program: Command, io: Io): void {
   program
     .command('serve')
-    .description('serve first signals (GET, long-poll, SSE) and the worker API over HTTP')
+    .description('serve first signals (GET, long-poll, SSE), the worker API and the console over HTTP')
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0 picks a free one)', '8080')
     .option('--max-connections <n>', 'open connections in all (default: the open-files limit minus 128, at most 20000)')
@@ -94,6 +109,10 @@ export function register(program: Command, io: Io): void {
     .option('--no-telemetry', 'record no time-to-first-signal telemetry (no telemetry route; /metrics still serves the rest)')
     .option('--telemetry-retention <duration>', 'delete telemetry older than this (e.g. 90d) at start and hourly; history is never pruned')
     .option('--stall-after <durations>', 'mark a running job stalled after this long without progress: a default and per type, e.g. 2m,scan=30s,build=10m (default 60s)')
+    .option('--session-ttl <duration>', 'how long a console session lives (default 12h, at most 30d)')
+    .option('--secure-cookies', 'mark the console session cookie Secure over http too (TLS ends in a proxy in front of okit)')
+    .option('--max-streams <n>', 'open multiplexed streams in all (default 200; past it 429 TOO_MANY_STREAMS)')
+    .option('--max-streams-per-session <n>', 'open multiplexed streams per console session or bearer token (default 4)')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics without a token on this loopback address (e.g. 127.0.0.1:9464)')
     .action(action(io, (o: ServeOptions) => runServe(o, io)));
 }

@@ -34,6 +34,6 @@ export function register(program: Command, io: Io): void {
     .action(action(io, (o: TokensCreateOptions) => runTokensCreate(o, io)));
   tokens
     .command('revoke <id>')
-    .description('revoke a token by its id (takes effect within 5 s on every server)')
+    .description('revoke a token by its id, and the console sessions signed in with it (within 5 s on every server)')
     .action(action(io, (id: string) => runTokensRevoke(id, io)));
 }

@@ -7,7 +7,7 @@ import type { ClaimedJob, EnqueueInput, Ledger } from '../ledger/ledger.js';
 import type { Snapshot } from '../ledger/types.js';
 import * as v from '../ledger/validate.js';
 import { etagOf } from '../signals/signal.js';
-import { firstSignal, signalBody, stream, type SignalDeps } from '../signals/handlers.js';
+import { acceptsEventStream, firstSignal, signalBody, stream, type SignalDeps } from '../signals/handlers.js';
 import type { OkitMetrics } from '../metrics/metrics.js';
 import { clientBatch, MAX_TELEMETRY_BODY_BYTES } from '../telemetry/events.js';
 import { surfaceOf, type ServerTelemetry } from '../telemetry/server.js';
@@ -15,8 +15,12 @@ import { MAX_BATCH_BODY_BYTES, readJson } from './body.js';
 import { claimWithWait, MAX_CLAIM_WAIT_SECONDS } from './claim.js';
 import type { ClaimWaiters } from '../signals/claims.js';
 import { addControlRoutes } from './control.js';
+import { addDashboardRoute } from './dashboard.js';
 import { toOkitError } from './errors.js';
 import { Router, type Ctx } from './router.js';
+import { addConsoleRoutes, type StaticFiles } from './console.js';
+import { authenticateRequest, type ConsoleSessions } from './sessions.js';
+import { multiStream } from '../signals/multi.js';
 import { sendJson } from './send.js';
 import type { Scope, TokenAuth } from './tokens.js';
 
@@ -37,6 +41,10 @@ export interface ApiDeps {
   metrics: OkitMetrics;
   /** Absent when the server runs with telemetry off: no TTFS recording, no telemetry route. */
   telemetry?: ServerTelemetry;
+  /** Console sessions behind the okit_session cookie (absent: bearer tokens only, no console routes). */
+  sessions?: ConsoleSessions;
+  /** The built console page (dist/console/). */
+  files?: StaticFiles;
   /** Where claims with `wait` park until a job may be claimable (absent: `wait` is ignored). */
   claims?: ClaimWaiters;
 }
@@ -67,17 +75,18 @@ export function buildRouter(d: ApiDeps): Router {
   // Routes that need the database are 503 at once while it is known not to answer; signal
   // reads (signalRoute) may still be answered from the cache or a last-known ETag.
   const authed = (need: Scope, fn: (ctx: Ctx, tenant: string, actor: string) => Promise<void>) => async (ctx: Ctx) => {
-    const p = await d.auth.authenticate(ctx.req.headers.authorization, need);
+    const p = await authenticateRequest(ctx.req, d.auth, d.sessions, need);
     if (!d.dbUp()) throw new OkitError('DB_UNAVAILABLE', 'the database is not answering; retry shortly');
-    await fn(ctx, p.tenant, `token:${p.tokenId}`);
+    await fn(ctx, p.tenant, p.actor);
   };
   // A first-signal request answered with an error is a first signal the user did not get.
-  const signalRoute = (fn: (ctx: Ctx, tenant: string) => Promise<void>) => async (ctx: Ctx) => {
+  const signalRoute = (fn: (ctx: Ctx, tenant: string, principal: string) => Promise<void>) => async (ctx: Ctx) => {
     ctx.t0 = performance.now();
     let tenant: string | null = null;
     try {
-      tenant = (await d.auth.authenticate(ctx.req.headers.authorization, 'read')).tenant;
-      await fn(ctx, tenant);
+      const who = await authenticateRequest(ctx.req, d.auth, d.sessions, 'read');
+      tenant = who.tenant;
+      await fn(ctx, tenant, who.principal);
     } catch (e) {
       d.telemetry?.answerError(surfaceOf(ctx.req), tenant, toOkitError(e).code);
       throw e;
@@ -96,7 +105,17 @@ export function buildRouter(d: ApiDeps): Router {
   });
 
   r.add('GET', `${API}/jobs/:id/first-signal`, signalRoute((ctx, t) => firstSignal(ctx, t, d.signals, d.signalFor(ctx))));
-  r.add('GET', `${API}/stream/jobs/:id/first-signal`, signalRoute((ctx, t) => stream(ctx, t, d.signals, d.signalFor(ctx))));
+  r.add('GET', `${API}/stream/jobs/:id/first-signal`, signalRoute(async (ctx, t, who) => {
+      // An SSE stream holds a slot (per session or token, server-wide) while it is open.
+      const release = acceptsEventStream(ctx.req.headers.accept) ? d.signals.jobStreams?.acquire(who) : undefined;
+      try {
+        await stream(ctx, t, d.signals, d.signalFor(ctx));
+      } finally {
+        release?.();
+      }
+    }));
+  // Many jobs (?ids=…, ≤ 500) or a run's (?run=…) on one SSE connection (src/signals/multi.ts).
+  r.add('GET', `${API}/stream/jobs`, signalRoute((ctx, t, who) => multiStream(ctx, t, d.signals, d.ledger, d.signalFor(ctx), who)));
 
   // Surfaces report their time to first signal here (read scope, batched, bounded).
   const telemetry = d.telemetry;
@@ -255,6 +274,9 @@ export function buildRouter(d: ApiDeps): Router {
       signalReply(ctx, await d.ledger.cancel(t, jobId, { actor, reason: opt(b.reason as string) }));
     }),
   );
+
+  addDashboardRoute(r, API, d.ledger, authed);
+  if (d.sessions && d.files) addConsoleRoutes(r, { sessions: d.sessions, files: d.files, maxBodyBytes: d.maxBodyBytes, dbUp: d.dbUp });
 
   addControlRoutes(r, API, {
     ledger: d.ledger,

@@ -45,7 +45,8 @@ export function defaultLimits(fdLimit = openFilesLimit()): ServerLimits {
     requestTimeoutMs: 30_000,
     keepAliveTimeoutMs: 5_000,
     socketIdleTimeoutMs: 60_000,
-    maxHeaderBytes: 16 * 1024,
+    // 32 KiB: a multiplexed stream URL listing 500 job ids is 18.5 KB on its own.
+    maxHeaderBytes: 32 * 1024,
     maxConnections,
     maxConnectionsPerIp: Math.min(1000, maxConnections),
   };

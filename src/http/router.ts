@@ -38,7 +38,7 @@ export class Router {
    * `//healthz`, `/healthz/` and an empty id are not routes.
    */
   match(method: string, pathname: string): { handler: Handler; params: Record<string, string> } {
-    const segs = pathname.slice(1).split('/');
+    const segs = pathname === '/' ? [] : pathname.slice(1).split('/'); // `/` is the route with no segments
     const allowed: string[] = [];
     for (const r of this.routes) {
       if (r.parts.length !== segs.length) continue;

@@ -18,6 +18,7 @@ export function sendError(res: ServerResponse, e: unknown): void {
   if (Array.isArray(allow)) headers.Allow = allow.join(', ');
   if (err.code === 'UNAUTHORIZED') headers['WWW-Authenticate'] = 'Bearer';
   if (err.code === 'DB_UNAVAILABLE') headers['Retry-After'] = '1';
+  if (err.code === 'TOO_MANY_STREAMS') headers['Retry-After'] = String(err.details?.retry_after_seconds ?? 5);
   const text = errorBody(err);
   res.writeHead(err.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
   res.end(text);

@@ -4,6 +4,7 @@
  * (stop accepting, answer pending long-polls, end SSE streams, stop the listener). The pool
  * belongs to the caller (`okit serve` gives it SERVE_DB_TIMEOUTS).
  */
+import { DEFAULT_JOB_STREAMS_PER_PRINCIPAL, DEFAULT_MAX_JOB_STREAMS, DEFAULT_MAX_STREAMS, DEFAULT_STREAMS_PER_PRINCIPAL, StreamSlots } from '../signals/slots.js';
 import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -30,6 +31,9 @@ import { oneLine, RateLimitedLog } from './log.js';
 import { parseTarget, type Ctx } from './router.js';
 import { sendError } from './send.js';
 import { TokenAuth } from './tokens.js';
+import { COMMON_HEADERS, DEFAULT_CONSOLE_DIR, StaticFiles } from './console.js';
+import { ConsoleSessions, pruneSessions } from './sessions.js';
+import { MAX_STREAM_IDS } from '../signals/multi.js';
 
 export interface ServerOptions {
   url: string;
@@ -41,6 +45,11 @@ export interface ServerOptions {
   keepAliveMs?: number;
   fallbackPollMs?: number;
   sseRetryMs?: number;
+  /** Open multiplexed streams per console session or bearer token (default 4) and server-wide (default 200). */
+  maxStreamsPerPrincipal?: number;
+  maxStreams?: number;
+  /** Per-job SSE streams per session or token (default 64); server-wide 5000. */
+  maxJobStreamsPerPrincipal?: number;
   cacheTtlMs?: number;
   tokenTtlMs?: number;
   sweepMs?: number;
@@ -68,6 +77,12 @@ export interface ServerOptions {
   /** The metrics /metrics serves; made here (with metricsOptions) if not given. */
   metrics?: OkitMetrics;
   metricsOptions?: MetricsOptions;
+  /** Console sessions: lifetime in seconds (default 12 h). */
+  sessionTtlSeconds?: number;
+  /** Mark the session cookie Secure over plain http too (TLS ends in a proxy in front); https requests always get it. */
+  secureCookies?: boolean;
+  /** Where the built console page is (default dist/console/ of this package). */
+  consoleDir?: string;
   /** A second, unauthenticated, loopback-only listener for GET /metrics. */
   metricsListen?: { host: string; port: number };
 }
@@ -93,10 +108,17 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** A request line too long for the header limit because it lists too many ids for the multiplexed stream. */
+function manyIds(e: Error): boolean {
+  const raw = (e as Error & { rawPacket?: Buffer }).rawPacket;
+  return raw !== undefined && /^(GET|HEAD) \/api\/v1\/orchestrator\/stream\/jobs\?(\S*&)?ids=/.test(raw.subarray(0, 200).toString('latin1'));
+}
+
 /** A complete raw HTTP response for a socket that has no request object (yet, or any more). */
 function rawResponse(status: number, reason: string, err: OkitError, extra = ''): string {
   const body = errorBody(err);
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${extra}\r\n${body}`;
+  const common = Object.entries(COMMON_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${common}Connection: close\r\n${extra}\r\n${body}`;
 }
 
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
@@ -173,13 +195,26 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     keepAliveMs: o.keepAliveMs ?? 15_000,
     fallbackPollMs: o.fallbackPollMs ?? 1000,
     sseRetryMs: o.sseRetryMs ?? 2000,
+    streams: new StreamSlots(o.maxStreamsPerPrincipal ?? DEFAULT_STREAMS_PER_PRINCIPAL, o.maxStreams ?? DEFAULT_MAX_STREAMS),
+    jobStreams: new StreamSlots(o.maxJobStreamsPerPrincipal ?? DEFAULT_JOB_STREAMS_PER_PRINCIPAL, DEFAULT_MAX_JOB_STREAMS, 'the multiplexed stream /stream/jobs?ids=… follows up to 500 jobs on one connection'),
     telemetry,
     waiting,
   };
   const requestSignals = new WeakMap<http.ServerResponse, AbortSignal>();
+  const auth = new TokenAuth(o.pool, o.tokenTtlMs ?? 5000, { dbUp, lookupTimeoutMs: o.tokenLookupTimeoutMs ?? 2000 });
+  // Sessions are checked like tokens: a revoked token or a logout bites within the token cache time.
+  const sessions = new ConsoleSessions(o.pool, auth, o.ledger.clock, {
+    ttlSeconds: o.sessionTtlSeconds,
+    cacheTtlMs: o.tokenTtlMs ?? 5000,
+    dbUp,
+    lookupTimeoutMs: o.tokenLookupTimeoutMs ?? 2000,
+    secureCookies: o.secureCookies,
+  });
   const router = buildRouter({
     ledger: o.ledger,
-    auth: new TokenAuth(o.pool, o.tokenTtlMs ?? 5000, { dbUp, lookupTimeoutMs: o.tokenLookupTimeoutMs ?? 2000 }),
+    auth,
+    sessions,
+    files: new StaticFiles(o.consoleDir ?? DEFAULT_CONSOLE_DIR),
     signals,
     dbUp,
     ready: () => ({
@@ -220,6 +255,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         if (!res.writableFinished) stop.abort();
       });
       requestSignals.set(res, stop.signal);
+      for (const [k, v] of Object.entries(COMMON_HEADERS)) res.setHeader(k, v);
       void (async () => {
         try {
           if (shutdown.signal.aborted) {
@@ -279,6 +315,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     const [status, reason, err] =
       code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? ([408, 'Request Timeout', new OkitError('REQUEST_TIMEOUT', `the request did not arrive in time (headers within ${limits.headersTimeoutMs / 1000} s, all of it within ${limits.requestTimeoutMs / 1000} s)`)] as const)
+        : code === 'HPE_HEADER_OVERFLOW' && manyIds(e)
+          ? ([400, 'Bad Request', new OkitError('TOO_MANY_IDS', `ids: at most ${MAX_STREAM_IDS} job ids per stream (this request line alone is over ${limits.maxHeaderBytes} bytes)`, { limit: MAX_STREAM_IDS })] as const)
         : code === 'HPE_HEADER_OVERFLOW'
           ? ([431, 'Request Header Fields Too Large', new OkitError('HEADERS_TOO_LARGE', `request line and headers exceed ${limits.maxHeaderBytes} bytes`)] as const)
           : ([400, 'Bad Request', new OkitError('BAD_REQUEST', `malformed HTTP request (${code || 'parse error'})`)] as const);
@@ -330,6 +368,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const pruner = retention === undefined ? undefined : setInterval(prune, 3_600_000);
   pruner?.unref();
 
+  // Console sessions and sign-in links a week past their end: at start, then hourly.
+  let sessionPruning: Promise<unknown> = Promise.resolve();
+  const pruneConsole = () => {
+    sessionPruning = pruneSessions(o.pool, o.ledger.clock.now())
+      .then((n) => n > 0 && log(`pruned ${n} ended console session(s) and link(s)`))
+      .catch((e) => isDbUnavailable(e) || log(`console session prune failed: ${(e as Error).message}`));
+  };
+  pruneConsole();
+  const sessionPruner = setInterval(pruneConsole, 3_600_000);
+  sessionPruner.unref();
+
   // Leases of vanished workers go back to the queue (or dead-letter) without a worker's help.
   let sweeping = false;
   const sweeper = setInterval(() => {
@@ -359,7 +408,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       clearInterval(sweeper);
       while (sweeping) await new Promise((r) => setTimeout(r, 10));
       if (pruner) clearInterval(pruner);
+      clearInterval(sessionPruner);
       await pruning;
+      await sessionPruning;
       await metricsListener?.close();
       await queue?.close();
       o.ledger.commitObservers.delete(metrics.onCommit);

@@ -3,6 +3,7 @@
  * Every wake re-reads; every wait is bounded; while the LISTEN connection is down, waits fall
  * back to re-reading every `fallbackPollMs` so nothing depends on a notification arriving.
  */
+import type { StreamSlots } from './slots.js';
 import type { ServerResponse } from 'node:http';
 import { OkitError } from '../errors.js';
 import * as v from '../ledger/validate.js';
@@ -33,6 +34,10 @@ export interface SignalDeps {
   lastKnownMaxAgeMs?: number;
   /** TTFS telemetry and metrics; absent when the server runs with telemetry off. */
   telemetry?: ServerTelemetry;
+  /** Caps on open multiplexed streams (per session or token, server-wide); absent: no cap. */
+  streams?: StreamSlots;
+  /** The same for per-job SSE streams (higher caps: each is light, but not free). */
+  jobStreams?: StreamSlots;
   /** Pending long-polls and open SSE streams, for okit_waiters. */
   waiting: { long_poll: number; sse: number };
 }
@@ -80,7 +85,7 @@ function signalHeaders(c: Current, shuttingDown: boolean): Record<string, string
     ETag: c.etag,
     'Cache-Control': CACHE_CONTROL,
     'X-Signal-Source': c.source,
-    Vary: 'Authorization, Accept',
+    Vary: 'Authorization, Cookie, Accept',
     ...(shuttingDown ? { Connection: 'close' } : {}),
   };
 }
@@ -120,7 +125,7 @@ function answerStale(ctx: Ctx, tenant: string, jobId: string, inm: string | unde
       ETag: last.etag,
       'Cache-Control': CACHE_CONTROL,
       'X-Signal-Source': 'last_known',
-      Vary: 'Authorization, Accept',
+      Vary: 'Authorization, Cookie, Accept',
       ...(deps.shutdown.aborted ? { Connection: 'close' } : {}),
     });
     ctx.res.end();
@@ -198,6 +203,27 @@ export function acceptsEventStream(accept: string | undefined): boolean {
   return /(^|,)\s*text\/event-stream\s*(;|,|$)/i.test(accept ?? '');
 }
 
+/** Starts an SSE response (headers, then `retry:`); `lastWrite` is when it last wrote, for keep-alives. */
+export function openEventStream(res: ServerResponse, retryMs: number, headers: Record<string, string> = {}): { write(s: string): void; lastWrite: number } {
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache, no-transform',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+    ...headers,
+  });
+  res.flushHeaders();
+  const out = {
+    lastWrite: performance.now(),
+    write(s: string) {
+      res.write(s);
+      out.lastWrite = performance.now();
+    },
+  };
+  out.write(`retry: ${retryMs}\n\n`);
+  return out;
+}
+
 /** GET …/stream/jobs/{id}/first-signal: SSE, or long-poll for clients that do not accept it. */
 export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal: AbortSignal): Promise<void> {
   if (!acceptsEventStream(ctx.req.headers.accept)) return firstSignal(ctx, tenant, deps, signal);
@@ -225,20 +251,8 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
     res.end();
     return;
   }
-  res.writeHead(200, {
-    'Content-Type': 'text/event-stream; charset=utf-8',
-    'Cache-Control': 'no-cache, no-transform',
-    Connection: 'keep-alive',
-    'X-Accel-Buffering': 'no',
-    'X-Signal-Source': cur.source,
-  });
-  res.flushHeaders();
-  let lastWrite = performance.now();
-  const write = (s: string) => {
-    res.write(s);
-    lastWrite = performance.now();
-  };
-  write(`retry: ${deps.sseRetryMs}\n\n`);
+  const out = openEventStream(res, deps.sseRetryMs, { 'X-Signal-Source': cur.source });
+  const write = out.write;
   deps.waiting.sse++;
   let events = 0;
   let initial = true; // cur is still the stream's first read
@@ -253,12 +267,12 @@ export async function stream(ctx: Ctx, tenant: string, deps: SignalDeps, signal:
         if (done) return;
       }
       if (signal.aborted || res.destroyed) return;
-      const sinceWrite = performance.now() - lastWrite;
+      const sinceWrite = performance.now() - out.lastWrite;
       const bound = Math.min(Math.max(0, deps.keepAliveMs - sinceWrite), deps.listenerReady() ? 5000 : deps.fallbackPollMs);
       await armed.wait(bound, signal);
       initial = false;
       if (signal.aborted || res.destroyed) return;
-      if (performance.now() - lastWrite >= deps.keepAliveMs) write(': keep-alive\n\n');
+      if (performance.now() - out.lastWrite >= deps.keepAliveMs) write(': keep-alive\n\n');
       armed = deps.waiters.arm(tenant, jobId);
       try {
         // Bounded, so that keep-alives stay on time while the database is stuck.

@@ -106,7 +106,7 @@ describe('hostile network clients', () => {
       const cases: Array<[string, string, number, string]> = [
         ['a header name with a space', `${line}Host: x\r\n${auth}Bad Header: 1\r\n\r\n`, 400, 'BAD_REQUEST'],
         ['no Host header', `${line}${auth}Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`, 400, 'BAD_REQUEST'],
-        ['20 KB of headers', `${line}Host: x\r\n${auth}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
+        ['40 KB of headers', `${line}Host: x\r\n${auth}X-Big: ${'a'.repeat(40_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
         ['Content-Length with Transfer-Encoding', `${line}Host: x\r\n${auth}Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}`, 400, 'BAD_REQUEST'],
         ['a Content-Length that is not a number', `${line}Host: x\r\n${auth}Content-Length: abc\r\n\r\n`, 400, 'BAD_REQUEST'],
         ['broken chunked body', `${line}Host: x\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n`, 400, 'BAD_REQUEST'],

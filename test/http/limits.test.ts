@@ -13,7 +13,7 @@ describe('connection limits', () => {
     expect(defaultLimits(1_048_576).maxConnectionsPerIp).toBe(1000);
     expect(defaultLimits(100).maxConnections).toBe(16);
     const d = defaultLimits();
-    expect(d).toMatchObject({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000, socketIdleTimeoutMs: 60_000, maxHeaderBytes: 16_384 });
+    expect(d).toMatchObject({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000, socketIdleTimeoutMs: 60_000, maxHeaderBytes: 32_768 });
     // The idle bound must outlast the longest long-poll (30 s + 1/16) and the SSE keep-alive (15 s).
     expect(d.socketIdleTimeoutMs).toBeGreaterThan(30_000 * (1 + 1 / 16) + 1000);
   });

@@ -11,6 +11,9 @@
  * One server, one database, every fixture made fresh for its call, calls in parallel.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/http/server.js';
 import { createToken } from '../../src/http/tokens.js';
@@ -36,10 +39,19 @@ interface Fx {
 }
 
 interface Row {
-  /** Who may call: public (no token), metrics (a metrics token only) or the least tenant scope. */
-  need: 'public' | 'metrics' | TenantScope;
-  /** object: the route names an object of a tenant (foreign = absent); collection: the tenant's set. */
-  kind: 'object' | 'collection';
+  /**
+   * Who may call: public (no token), metrics (a metrics token only), session (the console
+   * cookie only: every bearer caller is 401 SESSION_INVALID) or the least tenant scope.
+   */
+  need: 'public' | 'metrics' | 'session' | TenantScope;
+  /**
+   * object: the route names an object of a tenant (foreign = absent, 404); collection: the
+   * tenant's set; listed: the caller lists ids and a foreign one is answered exactly as an
+   * absent one (2xx, same bytes with the id swapped).
+   */
+  kind: 'object' | 'collection' | 'listed';
+  /** A public route's status, when not 200. */
+  status?: number;
   /** The 404 code of an absent or foreign object. */
   notFound?: string;
   setup?(owner: Tenant): Promise<Fx>;
@@ -54,11 +66,16 @@ let srv: RunningServer;
 let ledger: Ledger;
 const tokens = {} as Record<Tenant, Record<TenantScope, string>>;
 let metricsToken = '';
+let consoleDir = '';
 
 beforeAll(async () => {
   db = await freshDb();
   ledger = new Ledger(db.pool);
-  srv = await startServer({ url: db.url, pool: db.pool, ledger, port: 0, telemetry: true, fallbackPollMs: 200 });
+  // A stand-in for the built page (dist/console/ may not be built when this runs).
+  consoleDir = mkdtempSync(path.join(tmpdir(), 'okit-mx-console-'));
+  writeFileSync(path.join(consoleDir, 'index.html'), '<!doctype html><title>okit</title>');
+  writeFileSync(path.join(consoleDir, 'app.js'), '');
+  srv = await startServer({ url: db.url, pool: db.pool, ledger, port: 0, telemetry: true, fallbackPollMs: 200, consoleDir });
   for (const t of TENANTS) {
     tokens[t] = {} as Record<TenantScope, string>;
     for (const s of TENANT_SCOPES) tokens[t][s] = (await createToken(db.pool, { tenant: t, scope: s })).token;
@@ -68,6 +85,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await srv?.close();
   await db?.drop();
+  if (consoleDir) rmSync(consoleDir, { recursive: true, force: true });
 });
 
 let n = 0;
@@ -274,6 +292,13 @@ const ROWS: Record<string, Row> = {
     untouched: async (owner, fx) => expect(await stateOf(owner, fx.id!)).toBe('dead_letter'),
   },
 
+  // The console's overview: a dead-lettered type, a throttled host and a paused type of the owner's, none of another tenant's.
+  [`GET ${API}/console/dashboard`]: {
+    need: 'read',
+    kind: 'collection',
+    setup: async (o) => ({ secrets: [(await deadLetter(o)).name!, (await throttle(o)).name!, (await paused(o)).name!] }),
+    req: () => ({ path: `${API}/console/dashboard` }),
+  },
   [`GET ${API}/queues`]: { need: 'read', kind: 'collection', setup: paused, req: () => ({ path: `${API}/queues` }) },
   [`POST ${API}/queues/:type/pause`]: {
     need: 'admin',
@@ -292,6 +317,23 @@ const ROWS: Record<string, Row> = {
 
   [`POST ${API}/runs`]: { need: 'worker', kind: 'collection', req: () => ({ path: `${API}/runs`, body: {} }) },
   [`GET ${API}/runs/:id`]: { need: 'read', kind: 'object', notFound: 'RUN_NOT_FOUND', setup: run, req: (_, id) => ({ path: `${API}/runs/${id}` }) },
+  // The console (issue 16): the page, its files and the next-action redirects are public; the
+  // session API takes a token in the body (any caller may sign in with one) or the cookie.
+  'GET /': { need: 'public', kind: 'collection', req: () => ({ path: '/' }) },
+  'GET /console/:file': { need: 'public', kind: 'collection', req: () => ({ path: '/console/app.js' }) },
+  'GET /jobs/:id': { need: 'public', kind: 'collection', status: 302, setup: queued, req: (_, id) => ({ path: `/jobs/${id}` }) },
+  'GET /runs/:id': { need: 'public', kind: 'collection', status: 302, setup: run, req: (_, id) => ({ path: `/runs/${id}` }) },
+  'POST /api/v1/console/session': {
+    need: 'public',
+    kind: 'collection',
+    status: 201,
+    setup: async (owner) => ({ name: (await createToken(db.pool, { tenant: owner, scope: 'read' })).token }),
+    req: (fx) => ({ path: '/api/v1/console/session', body: { token: fx.name } }),
+  },
+  'GET /api/v1/console/session': { need: 'session', kind: 'collection', req: () => ({ path: '/api/v1/console/session' }) },
+  'DELETE /api/v1/console/session': { need: 'session', kind: 'collection', req: () => ({ path: '/api/v1/console/session' }) },
+  // The multiplexed stream, read as JSON (no Accept: text/event-stream): a foreign id is listed as absent.
+  [`GET ${API}/stream/jobs`]: { need: 'read', kind: 'listed', setup: queued, req: (_, id) => ({ path: `${API}/stream/jobs?ids=${id}` }) },
   [`GET ${API}/runs/:id/jobs`]: { need: 'read', kind: 'object', notFound: 'RUN_NOT_FOUND', setup: run, req: (_, id) => ({ path: `${API}/runs/${id}/jobs` }) },
 };
 
@@ -300,10 +342,15 @@ interface Reply {
   text: string;
 }
 
-async function call(method: string, r: ReturnType<Row['req']>, token: string | null): Promise<Reply> {
-  const headers: Record<string, string> = { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(r.headers ?? {}) };
+/** A bearer token, or a console session (its cookie, and its CSRF token on state changes). */
+type Cred = string | null | { cookie: string; csrf: string };
+
+async function call(method: string, r: ReturnType<Row['req']>, token: Cred): Promise<Reply> {
+  const auth: Record<string, string> =
+    token === null ? {} : typeof token === 'string' ? { Authorization: `Bearer ${token}` } : { Cookie: token.cookie, ...(method === 'GET' ? {} : { 'X-CSRF-Token': token.csrf, Origin: srv.baseUrl }) };
+  const headers: Record<string, string> = { ...auth, ...(r.headers ?? {}) };
   if (r.body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(srv.baseUrl + r.path, { method, headers, body: r.body === undefined ? undefined : JSON.stringify(r.body) });
+  const res = await fetch(srv.baseUrl + r.path, { method, headers, redirect: 'manual', body: r.body === undefined ? undefined : JSON.stringify(r.body) });
   return { status: res.status, text: await res.text() };
 }
 
@@ -322,6 +369,14 @@ async function pooled<T>(tasks: Array<() => Promise<T>>, limit = 16): Promise<T[
   return out;
 }
 
+const sessions: Record<string, Promise<{ cookie: string; csrf: string }>> = {};
+/** Signs in with a token: the session's cookie and CSRF token. */
+async function session(token: string): Promise<{ cookie: string; csrf: string }> {
+  const res = await fetch(srv.baseUrl + '/api/v1/console/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }) });
+  const b = (await res.json()) as { session: { csrf_token: string } };
+  return { cookie: /^(okit_session=[^;]+)/.exec(res.headers.get('set-cookie')!)![1]!, csrf: b.session.csrf_token };
+}
+
 const errCode = (text: string) => {
   try {
     return (JSON.parse(text) as { error?: { code?: string } }).error?.code;
@@ -336,11 +391,14 @@ it('every route of the router has a row here, and every row a route', () => {
   expect([...routes].sort()).toEqual(Object.keys(ROWS).sort());
 });
 
-type Caller = { label: string; token: string | null; tenant: Tenant | null; scope: TenantScope | 'none' | 'metrics' };
+/** `session`: the same tenant and scope through a console session (cookie + CSRF) instead of the bearer token. */
+type Caller = { label: string; token: string | null; tenant: Tenant | null; scope: TenantScope | 'none' | 'metrics'; session?: boolean };
 const CALLERS: Caller[] = [
   { label: 'no token', token: null, tenant: null, scope: 'none' },
   { label: 'metrics', token: '', tenant: null, scope: 'metrics' },
   ...TENANTS.flatMap((t) => TENANT_SCOPES.map((s): Caller => ({ label: `${t}/${s}`, token: '', tenant: t, scope: s }))),
+  // Console sessions (read and admin only: no worker sessions).
+  ...TENANTS.flatMap((t) => (['read', 'admin'] as const).map((s): Caller => ({ label: `${t}/${s} session`, token: '', tenant: t, scope: s, session: true }))),
 ];
 
 it('tenants × scopes × routes: allowed calls succeed, too small a scope is 403, a foreign object is 404 as if absent', async () => {
@@ -357,14 +415,21 @@ it('tenants × scopes × routes: allowed calls succeed, too small a scope is 403
     for (const c of CALLERS)
       for (const owner of TENANTS) {
         tasks.push(async () => {
-          const token = c.scope === 'none' ? null : c.scope === 'metrics' ? metricsToken : tokens[c.tenant!][c.scope];
+          const bearer = c.scope === 'none' ? null : c.scope === 'metrics' ? metricsToken : tokens[c.tenant!][c.scope];
+          // One session per caller, but a fresh one for logout (it ends the session it is sent with).
+          const token: Cred = !c.session ? bearer : key === 'DELETE /api/v1/console/session' ? await session(bearer!) : await (sessions[c.label] ??= session(bearer!));
           const fx = row.setup ? await row.setup(owner) : {};
           const r = row.req(fx, fx.id ?? '');
           const got = await call(method, r, token);
           const where = `${key} as ${c.label} on ${owner}'s: ${got.status} ${got.text.slice(0, 160)}`;
           const foreign = c.tenant !== null && c.tenant !== owner;
           if (row.need === 'public') {
-            check(got.status === 200, where);
+            check(got.status === (row.status ?? 200), where);
+            return;
+          }
+          if (row.need === 'session') {
+            if (c.session) check(got.status >= 200 && got.status < 300, `${where} (want 2xx with the cookie)`);
+            else check(got.status === 401 && errCode(got.text) === 'SESSION_INVALID', `${where} (want 401 SESSION_INVALID)`);
             return;
           }
           if (row.need === 'metrics') {
@@ -390,10 +455,16 @@ it('tenants × scopes × routes: allowed calls succeed, too small a scope is 403
           if (!foreign) {
             allowedOwn++;
             check(got.status >= 200 && got.status < 300, `${where} (want 2xx)`);
-            if (row.kind === 'collection') for (const s of fx.secrets ?? []) check(got.text.includes(s), `${where} (the owner's answer lacks ${s})`);
+            if (row.kind !== 'object') for (const s of fx.secrets ?? []) check(got.text.includes(s), `${where} (the owner's answer lacks ${s})`);
             return;
           }
-          if (row.kind === 'object') {
+          if (row.kind === 'listed') {
+            foreign404++;
+            const absentId = randomUUID();
+            const absent = await call(method, row.req(fx, absentId), token);
+            check(got.status === 200, `${where} (want 200)`);
+            check(absent.status === got.status && absent.text.replaceAll(absentId, 'ID') === got.text.replaceAll(fx.id!, 'ID'), `${where} (differs from absent: ${absent.text})`);
+          } else if (row.kind === 'object') {
             foreign404++;
             const absentId = randomUUID();
             const absent = await call(method, row.req(fx, absentId), token);

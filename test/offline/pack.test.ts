@@ -33,12 +33,14 @@ describe('offline kit', () => {
     fs.mkdirSync(unpacked);
     execFileSync('tar', ['-xzf', path.join(work, tarball), '-C', unpacked]);
     const kit = path.join(unpacked, tarball.replace(/\.tar\.gz$/, ''));
-    for (const f of ['install.sh', 'SHA256SUMS', 'sbom.cdx.json', 'OFFLINE.md', 'dist/cli/main.js', 'docs/prometheus/okit-rules.yml', 'docs/prometheus/okit-rules.test.yml'])
+    for (const f of ['install.sh', 'SHA256SUMS', 'sbom.cdx.json', 'OFFLINE.md', 'dist/cli/main.js', 'dist/console/index.html', 'dist/console/app.js', 'dist/console/app.css', 'docs/prometheus/okit-rules.yml', 'docs/prometheus/okit-rules.test.yml'])
       expect(fs.existsSync(path.join(kit, f)), f).toBe(true);
     const sbom = JSON.parse(fs.readFileSync(path.join(kit, 'sbom.cdx.json'), 'utf8'));
     expect(sbom.bomFormat).toBe('CycloneDX');
     expect(sbom.components.map((c: { name: string }) => c.name)).toContain('pg');
     expect(sbom.components.map((c: { name: string }) => c.name)).toContain('prom-client');
+    // The console's Preact is bundled into dist/console/app.js; the SBOM names it all the same.
+    expect(sbom.components.map((c: { name: string }) => c.name)).toContain('preact');
 
     // Everything from here on runs in a namespace whose only interface is loopback.
     const prefix = path.join(work, 'prefix');
