@@ -26,7 +26,6 @@ import type { Snapshot } from '../ledger/types.js';
 import * as v from '../ledger/validate.js';
 import type { Ctx } from '../http/router.js';
 import { acceptsEventStream, openEventStream, signalBody, type SignalDeps } from './handlers.js';
-import { etagOf } from './signal.js';
 import { ANY_JOB } from './waiters.js';
 
 /** Ids one stream may follow; more is 400 TOO_MANY_IDS. */
@@ -85,8 +84,10 @@ async function changedSince(ledger: Ledger, tenant: string, sel: Selection, afte
   return rows.map((r) => ({ snapshot: toSnapshot(r), pos: BigInt(String(r.pos)) }));
 }
 
-function eventData(s: Snapshot): string {
-  return `{"job_id":${JSON.stringify(s.job_id)},"etag":${JSON.stringify(etagOf(s))},"signal":${signalBody(s)}}`;
+/** One job's event: the same body and ETag as its GET (a queued job's live overlay included). */
+async function eventData(s: Snapshot, deps: SignalDeps): Promise<string> {
+  const { etag, live } = await deps.store.overlay(s);
+  return `{"job_id":${JSON.stringify(s.job_id)},"etag":${JSON.stringify(etag)},"signal":${signalBody(s, live)}}`;
 }
 
 /** The stream of many jobs; a client that does not accept text/event-stream gets one JSON read instead. */
@@ -148,7 +149,9 @@ async function follow(ctx: Ctx, tenant: string, sel: Selection, deps: SignalDeps
   if (!acceptsEventStream(ctx.req.headers.accept)) {
     unwatch();
     const last = rows.length ? rows[rows.length - 1]!.pos : cursor;
-    const text = `{"signals":[${rows.map((r) => eventData(r.snapshot)).join(',')}],"absent":${JSON.stringify(absent)},"cursor":"${last}","more":${rows.length === STREAM_PAGE_ROWS}}`;
+    const signals: string[] = [];
+    for (const r of rows) signals.push(await eventData(r.snapshot, deps));
+    const text = `{"signals":[${signals.join(',')}],"absent":${JSON.stringify(absent)},"cursor":"${last}","more":${rows.length === STREAM_PAGE_ROWS}}`;
     res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), 'Cache-Control': 'no-store' });
     res.end(text);
     return;
@@ -161,7 +164,7 @@ async function follow(ctx: Ctx, tenant: string, sel: Selection, deps: SignalDeps
   try {
     for (;;) {
       for (const r of rows) {
-        write(`id: ${r.pos}\nevent: signal\ndata: ${eventData(r.snapshot)}\n\n`);
+        write(`id: ${r.pos}\nevent: signal\ndata: ${await eventData(r.snapshot, deps)}\n\n`);
         cursor = r.pos;
       }
       if (signal.aborted || res.destroyed) return;

@@ -157,9 +157,17 @@ export class SignalStore {
 
   private async load(tenant: string, jobId: string): Promise<Current> {
     const cur = await this.loadSnapshot(tenant, jobId);
-    if (!this.live || !LiveQueue.wants(cur.snapshot)) return cur;
-    const live = await this.live.overlay(cur.snapshot);
-    return live ? { ...cur, live, etag: liveEtag(cur.etag, live) } : cur;
+    return { ...cur, ...(await this.overlay(cur.snapshot, cur.etag)) };
+  }
+
+  /**
+   * The served representation of a snapshot read elsewhere (the multiplexed stream): its live
+   * overlay and ETag, the same as a GET of the job answers, so a client may mix the two.
+   */
+  async overlay(snapshot: Snapshot, etag = etagOf(snapshot)): Promise<{ etag: string; live?: Live }> {
+    if (!this.live || !LiveQueue.wants(snapshot)) return { etag };
+    const live = await this.live.overlay(snapshot);
+    return live ? { live, etag: liveEtag(etag, live) } : { etag };
   }
 
   private async loadSnapshot(tenant: string, jobId: string): Promise<Current> {

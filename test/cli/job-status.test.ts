@@ -48,8 +48,9 @@ describe('okit job status', () => {
     expect(io.lines).toHaveLength(4);
     expect(io.lines[0]).toBe('[queued] Waiting in queue (position: 3); no ETA yet: no watch job has succeeded');
     expect(io.lines[1]).toBe('[started] Job started on scanner-1');
-    // One count sample: no rate yet, so the p50 rule; the w0 runs took under a second.
-    expect(io.lines[2]).toBe('[phase:analyze] Scanning image layers (47%); taking longer than usual (p50 0s)');
+    // One count sample: no rate yet, so the p50 rule. The w0 runs took a few ms (p50 0s): once the
+    // scanner's run is longer than theirs the summary says so; a loaded machine decides which.
+    expect(io.lines[2]).toMatch(/^\[phase:analyze\] Scanning image layers \(47%\)(; taking longer than usual \(p50 0s\))?$/);
     expect(io.lines[3]).toMatch(/^\[succeeded\] Completed in \d+s$/);
   });
 

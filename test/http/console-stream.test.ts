@@ -51,7 +51,13 @@ describe('multiplexed stream', () => {
     const e = await c.nextEvent(ms).catch(() => 'quiet' as const);
     expect(e).toBe('quiet');
   }
-  const dbEtag = async (id: string) => etagOf(await t.ledger.getSnapshot('acme', id));
+  // The ETag a GET of the job answers: the snapshot's, or for a queued job the one naming its live overlay.
+  const dbEtag = async (id: string) => {
+    const etag = (await fetch(`${t.base}/api/v1/orchestrator/jobs/${id}/first-signal`, { headers: auth() })).headers.get('etag');
+    const snap = etagOf(await t.ledger.getSnapshot('acme', id));
+    expect(etag!.startsWith(snap.slice(0, -1))).toBe(true); // and it names the stored snapshot
+    return etag;
+  };
 
   it('delivers every change of 200 jobs on one connection, each event with its job id and ETag', async () => {
     const type = 'mux-200';
@@ -111,7 +117,10 @@ describe('multiplexed stream', () => {
       seen.set(d.job_id, d.etag);
     }
     expect(seen.size).toBe(120); // no gap: every job
-    for (const id of ids) expect(seen.get(id), id).toBe(await dbEtag(id)); // each at its current state
+    // Each at its current state. A queued job's live position moved with the cancels ahead of it;
+    // that sends no event (docs/eta.md), so the stored snapshot's part of the ETag is compared.
+    const stored = (e: string | null | undefined) => e?.replace(/-q[^"]*"$/, '"');
+    for (const id of ids) expect(stored(seen.get(id)), id).toBe(stored(await dbEtag(id)));
     for (const id of [...seenIds, ...unseenIds]) expect(rest.filter((e) => data(e).job_id === id).map((e) => data(e).signal.kind)).toEqual(['canceled']);
     // A resumed client is not told again about absent ids; a bad cursor is 400.
     const bad = await fetch(`${t.base}${MUX}?ids=${ids[0]}`, { headers: { ...auth(), Accept: 'text/event-stream', 'Last-Event-ID': 'abc' } });

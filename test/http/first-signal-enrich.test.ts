@@ -86,7 +86,12 @@ describe('first signal: signatures, stalls and links over HTTP', () => {
     await new Promise((r) => setTimeout(r, 400));
     expect((await ledger.history(TEN, job.id)).filter((h) => h.event === 'stalled')).toHaveLength(1);
     await ledger.progress(TEN, job.id, 'w7', { phase: 'analyze', itemsDone: 60, itemsTotal: 100 });
-    ({ body } = await signal(job.id));
+    // The served signal follows the table once the NOTIFY hint reaches the server's cache.
+    for (let i = 0; i < 50; i++) {
+      ({ body } = await signal(job.id));
+      if (!body.summary.startsWith('No progress')) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     expect(body.diagnostics.is_stalled).toBeUndefined();
     expect(body.summary).toMatch(/^Working on analyze \(60%\)/);
   });
