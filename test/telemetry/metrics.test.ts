@@ -224,10 +224,15 @@ describe('GET /metrics after a scripted workload', () => {
   });
 
   it('telemetry writer, LISTEN state and reconnects, Node defaults; the loopback listener serves the same without a token', async () => {
-    await until(async () => (await scrape()).value('okit_telemetry_queue_depth') === 0);
+    // The queue empties when a batch is taken, and the counter moves after that batch commits:
+    // wait for the writer to be idle with its count equal to the table's.
+    const stored = async () => (await db.pool.query('SELECT count(*)::int AS n FROM okit.ttfs_events')).rows[0].n as number;
+    await until(async () => {
+      const s = await scrape();
+      return s.value('okit_telemetry_queue_depth') === 0 && s.value('okit_telemetry_written_total') === (await stored());
+    });
     m = await scrape();
-    const stored = (await db.pool.query('SELECT count(*)::int AS n FROM okit.ttfs_events')).rows[0].n;
-    expect(m.value('okit_telemetry_written_total')).toBe(stored);
+    expect(m.value('okit_telemetry_written_total')).toBe(await stored());
     expect(m.value('okit_telemetry_dropped_total', { reason: 'queue_full' })).toBe(0);
     expect(m.value('okit_listen_connected')).toBe(1);
     expect(m.value('okit_listen_reconnects_total')).toBe(0);
