@@ -59,11 +59,15 @@ const SECOND = 1_000_000n;
 export async function markStalled(l: LedgerCore & { stall: StallConfig }, opts: { tenant?: string; limit?: number } = {}): Promise<number> {
   const now = l.clock.now();
   const minAfter = Math.min(l.stall.defaultSeconds, ...Object.values(l.stall.byType));
-  const params: unknown[] = [formatMicros(now - BigInt(minAfter) * SECOND), opts.limit ?? 500];
+  // Each type's own cut-off in SQL, so that the LIMIT holds only due jobs: with the shortest
+  // cut-off alone, a page of long-silent jobs of a patient type would hide the due ones behind it.
+  const params: unknown[] = [formatMicros(now - BigInt(minAfter) * SECOND), opts.limit ?? 500, formatMicros(now), l.stall.defaultSeconds, JSON.stringify(l.stall.byType)];
   if (opts.tenant) params.push(v.tenant(opts.tenant));
   const { rows } = await l.pool.query(
     `SELECT j.id, j.tenant, j.type, j.history_n, h.at FROM okit.jobs j JOIN okit.job_history h ON h.job_id = j.id AND h.n = j.history_n
-      WHERE j.state = 'running' AND h.event <> 'stalled' AND h.at < $1 ${opts.tenant ? 'AND j.tenant = $3' : ''}
+      WHERE j.state = 'running' AND h.event <> 'stalled' AND h.at < $1
+        AND h.at < $3::timestamptz - make_interval(secs => COALESCE(($5::jsonb ->> j.type)::int, $4::int))
+        ${opts.tenant ? 'AND j.tenant = $6' : ''}
       ORDER BY h.at, j.id LIMIT $2`,
     params,
   );

@@ -21,6 +21,18 @@ describe('stall sweeper', () => {
     await db.drop();
   });
 
+  it('a page of long-silent jobs of a patient type does not hide a due job behind it (the LIMIT holds due jobs only)', async () => {
+    const T = 'stall-page';
+    for (let i = 0; i < 3; i++) await ledger.enqueue(T, { type: 'slow' });
+    await ledger.claim(T, { workerId: 'ws', types: ['slow'], limit: 3 });
+    clock.advance(100n * SECOND); // the slow jobs: 100 s silent, under their 300 s
+    const { job } = await ledger.enqueue(T, { type: 'scan' });
+    await ledger.claim(T, { workerId: 'w', types: ['scan'] });
+    clock.advance(61n * SECOND); // the scan job: 61 s silent, past its 60 s
+    expect(await ledger.markStalled({ tenant: T, limit: 2 })).toBe(1);
+    expect((await ledger.history(T, job.id)).at(-1)!.event).toBe('stalled');
+  });
+
   it('marks a silent running job once, at the sweeper clock; progress clears it; per-type stall_after holds', async () => {
     const { job } = await ledger.enqueue(TEN, { type: 'scan' });
     const { job: slowJob } = await ledger.enqueue(TEN, { type: 'slow' });
